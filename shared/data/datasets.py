@@ -1,0 +1,137 @@
+"""Data sets that ship offline, scaled to [-1, 1], with a train / held-out split.
+
+- `fashion-mnist`: 70,000 28x28 grey images from the Debian package
+  `dataset-fashion-mnist` (train = its 60,000 training images, held-out = its
+  10,000 test images).
+- `digits`: scikit-learn's 1,797 8x8 grey digits (a fixed 80 / 20 split).
+- `gaussian-mixture`: synthetic, any size; its parameters are known exactly
+  (`gaussian_mixture_params`), so estimators can be checked against them.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from shared import ScalespaceError
+
+FASHION_DIR_ENV = "SCALESPACE_FASHION_MNIST_DIR"
+FASHION_DEFAULT_DIR = "/usr/share/datasets/fashion-mnist"
+
+
+@dataclass(frozen=True)
+class DataSplit:
+    """Images (n, C, H, W) float32 in [-1, 1] and their labels (n,) (or -1)."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.images.shape[1:])  # type: ignore[return-value]
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    with gzip.open(path, "rb") as f:
+        raw = f.read()
+    magic = int.from_bytes(raw[:4], "big")
+    ndim = magic & 0xFF
+    dims = [int.from_bytes(raw[4 + 4 * k : 8 + 4 * k], "big") for k in range(ndim)]
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+@lru_cache(maxsize=4)
+def _fashion(split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    root = Path(os.environ.get(FASHION_DIR_ENV, FASHION_DEFAULT_DIR))
+    prefix = "train" if split == "train" else "t10k"
+    img, lab = root / f"{prefix}-images-idx3-ubyte.gz", root / f"{prefix}-labels-idx1-ubyte.gz"
+    if not img.exists() or not lab.exists():
+        raise ScalespaceError(
+            f"data set 'fashion-mnist' not found in {root}: install it with "
+            f"'apt-get install dataset-fashion-mnist' or set {FASHION_DIR_ENV}"
+        )
+    x = torch.from_numpy(_read_idx(img).astype(np.float32))[:, None] / 127.5 - 1.0
+    y = torch.from_numpy(_read_idx(lab).astype(np.int64))
+    return x, y
+
+
+@lru_cache(maxsize=1)
+def _digits() -> tuple[torch.Tensor, torch.Tensor]:
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:  # pragma: no cover - a dependency of the package
+        raise ScalespaceError("data set 'digits' needs scikit-learn: pip install scikit-learn") from None
+    d = load_digits()
+    x = torch.from_numpy(d.images.astype(np.float32))[:, None] / 8.0 - 1.0
+    y = torch.from_numpy(d.target.astype(np.int64))
+    perm = torch.from_numpy(np.random.default_rng(0).permutation(len(x)))
+    return x[perm], y[perm]
+
+
+def gaussian_mixture_params(shape: tuple[int, int, int], components: int = 4, seed: int = 0, scale: float = 0.15):
+    """Known parameters (weights (K,), means (K, C, H, W), std) of the synthetic mixture."""
+    g = torch.Generator().manual_seed(seed)
+    means = (torch.rand((components,) + tuple(shape), generator=g, dtype=torch.float64) * 1.2 - 0.6)
+    weights = torch.full((components,), 1.0 / components, dtype=torch.float64)
+    return weights, means, scale
+
+
+def _gaussian_mixture(shape: tuple[int, int, int], n: int, seed: int, components: int) -> tuple[torch.Tensor, torch.Tensor]:
+    weights, means, std = gaussian_mixture_params(shape, components)
+    g = torch.Generator().manual_seed(seed)
+    k = torch.multinomial(weights, n, replacement=True, generator=g)
+    x = means[k] + std * torch.randn((n,) + tuple(shape), generator=g, dtype=torch.float64)
+    return x.clamp(-1, 1).to(torch.float32), k
+
+
+DATASETS = ("fashion-mnist", "digits", "gaussian-mixture")
+
+
+def load_dataset(
+    name: str,
+    split: str = "train",
+    size: int | None = None,
+    limit: int | None = None,
+    mixture_shape: tuple[int, int, int] = (1, 8, 8),
+    mixture_components: int = 4,
+) -> DataSplit:
+    """Load a data set split ('train' or 'heldout'), optionally resized to `size` x `size` and cut to `limit` images."""
+    if split not in ("train", "heldout"):
+        raise ScalespaceError(f"split must be 'train' or 'heldout', got {split!r}")
+    if name == "fashion-mnist":
+        x, y = _fashion("train" if split == "train" else "test")
+    elif name == "digits":
+        x, y = _digits()
+        cut = math.floor(0.8 * len(x))
+        x, y = (x[:cut], y[:cut]) if split == "train" else (x[cut:], y[cut:])
+    elif name == "gaussian-mixture":
+        n = 4096 if split == "train" else 1024
+        x, y = _gaussian_mixture(tuple(mixture_shape), n, 0 if split == "train" else 1, mixture_components)
+    else:
+        raise ScalespaceError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}")
+    if limit is not None:
+        if limit < 1:
+            raise ScalespaceError("data limit must be >= 1")
+        x, y = x[:limit], y[:limit]
+    if size is not None and size != x.shape[-1]:
+        if not 4 <= size <= 256:
+            raise ScalespaceError(f"data size must be between 4 and 256 pixels, got {size}")
+        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False).clamp(-1, 1)
+    return DataSplit(images=x.contiguous(), labels=y)
+
+
+def dataset_shape(name: str, size: int | None = None, mixture_shape: tuple[int, int, int] = (1, 8, 8)) -> tuple[int, int, int]:
+    """(C, H, W) of a data set without loading it."""
+    base = {"fashion-mnist": (1, 28, 28), "digits": (1, 8, 8), "gaussian-mixture": tuple(mixture_shape)}
+    if name not in base:
+        raise ScalespaceError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}")
+    c, h, w = base[name]
+    return (c, size, size) if size else (c, h, w)

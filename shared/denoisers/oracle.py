@@ -1,0 +1,137 @@
+"""The exact ("oracle") denoiser over a finite training set (SPEC section 4).
+
+For training images f_j and a linear-Gaussian process,
+
+    w_j(u_t) = softmax_j(-|u_t - A_t f_j|^2 / (2 sigma_t^2)),  E[u_0 | u_t] = sum_j w_j f_j.
+
+In the DCT basis A_t is diagonal, so with U = V^T u_t and F_j = V^T f_j the
+score is ((alpha U) . F_j - |alpha F_j|^2 / 2) / sigma^2 up to a per-row
+constant: a matrix product and a streaming log-sum-exp, the shape of
+attention. We stream over the training set in chunks with a running max, so
+memory is O(B x D + chunk x D), never B x n. Scores come from float32 (or the
+input dtype) matrix products; the running sums, log p_t and the posterior
+entropy accumulate in float64. Osmosis (not diagonal in any fixed basis) uses
+precomputed A_k f_j in pixel space with the same reduction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+
+import torch
+
+from shared import ScalespaceError
+from shared.denoisers.base import Denoiser
+from shared.processes.base import Process
+
+
+@dataclass
+class OracleResult:
+    """mean (B, C, H, W) in the input dtype; log_p and entropy (B,) float64, in nats."""
+
+    mean: torch.Tensor
+    log_p: torch.Tensor
+    entropy: torch.Tensor
+
+
+def streaming_posterior(
+    query: torch.Tensor,
+    keys: torch.Tensor,
+    key_sq: torch.Tensor,
+    values: torch.Tensor,
+    inv_var: float,
+    chunk: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The oracle reduction, streamed over the training set.
+
+    query (B, D), keys (n, D), key_sq (n,) = |A f_j|^2, values (n, Dv).
+    Scores s_bj = (query_b . keys_j - key_sq_j / 2) * inv_var.
+    Returns (weighted mean of values (B, Dv) float64, logsumexp_j s_bj (B,),
+    entropy of the softmax (B,)), accumulators in float64.
+    """
+    b = query.shape[0]
+    m = torch.full((b,), -math.inf, dtype=torch.float64, device=query.device)
+    l = torch.zeros(b, dtype=torch.float64, device=query.device)
+    ls = torch.zeros(b, dtype=torch.float64, device=query.device)  # sum e^{s-m} s
+    acc = torch.zeros(b, values.shape[1], dtype=torch.float64, device=query.device)
+    for start in range(0, keys.shape[0], chunk):
+        k = keys[start : start + chunk]
+        s = ((query @ k.T).to(torch.float64) - 0.5 * key_sq[start : start + chunk].to(torch.float64)) * inv_var
+        m_new = torch.maximum(m, s.amax(dim=1))
+        scale = torch.exp(m - m_new)
+        p = torch.exp(s - m_new[:, None])
+        l = l * scale + p.sum(1)
+        ls = ls * scale + (p * s).sum(1)
+        acc = acc * scale[:, None] + (p.to(values.dtype) @ values[start : start + chunk]).to(torch.float64)
+        m = m_new
+    lse = m + torch.log(l)
+    entropy = lse - ls / l
+    return acc / l[:, None], lse, entropy.clamp_min(0.0)
+
+
+class OracleDenoiser(Denoiser):
+    """Exact posterior mean over `train` (n, C, H, W) for `process`."""
+
+    name = "oracle"
+
+    def __init__(self, process: Process, train: torch.Tensor, chunk: int = 4096, dtype: torch.dtype = torch.float32):
+        if train.ndim != 4 or tuple(train.shape[1:]) != tuple(process.shape):
+            raise ScalespaceError(
+                f"oracle training set must have shape (n, {', '.join(map(str, process.shape))}), got {tuple(train.shape)}"
+            )
+        if train.shape[0] < 1:
+            raise ScalespaceError("oracle needs at least one training image")
+        if chunk < 1:
+            raise ScalespaceError("oracle chunk must be >= 1")
+        self.process = process
+        self.chunk = int(chunk)
+        self.dtype = dtype
+        self.n = train.shape[0]
+        self.d = math.prod(process.shape)
+        self.values = train.to(dtype).reshape(self.n, self.d)
+        self._digest = hashlib.sha256(train.to(torch.float32).contiguous().numpy().tobytes()).hexdigest()
+        if process.spectral:
+            self.keys_basis = process.to_basis(train.to(dtype)).reshape(self.n, self.d)
+            self.keys_sq_basis = self.keys_basis**2
+            self._means: list[torch.Tensor] | None = None
+        else:
+            means = process.marginal_means_all(train.to(torch.float64))
+            self._means = [m.to(dtype).reshape(self.n, self.d) for m in means]
+
+    def digest(self) -> str:
+        return self._digest
+
+    def _alpha_flat(self, i: int) -> torch.Tensor:
+        a = self.process.alpha(i)
+        c = self.process.shape[0]
+        return (a.expand(c, *self.process.shape[1:]) if a.ndim == 2 else a.expand(self.process.shape)).reshape(self.d)
+
+    def posterior(self, u_t: torch.Tensor, i: int) -> OracleResult:
+        """The exact posterior at index i for a batch u_t (B, C, H, W)."""
+        p = self.process
+        sigma = p.sigma(i)
+        b = u_t.shape[0]
+        if sigma == 0:
+            raise ScalespaceError(f"the oracle posterior is a point mass at step {i} (sigma = 0)")
+        inv_var = 1.0 / sigma**2
+        x = u_t.to(self.dtype)
+        if p.spectral:
+            alpha = self._alpha_flat(i)
+            u_basis = p.to_basis(x).reshape(b, self.d)
+            query = (alpha.to(self.dtype) * u_basis)
+            key_sq = self.keys_sq_basis @ (alpha**2).to(self.dtype)
+            keys = self.keys_basis
+            u_sq = (u_basis.to(torch.float64) ** 2).sum(1)
+        else:
+            keys = self._means[i]
+            key_sq = (keys.to(torch.float64) ** 2).sum(1).to(self.dtype)
+            query = x.reshape(b, self.d)
+            u_sq = (query.to(torch.float64) ** 2).sum(1)
+        mean, lse, entropy = streaming_posterior(query, keys, key_sq, self.values, inv_var, self.chunk)
+        log_p = lse - 0.5 * u_sq * inv_var - math.log(self.n) - 0.5 * self.d * math.log(2 * math.pi * sigma**2)
+        return OracleResult(mean=mean.to(u_t.dtype).reshape(u_t.shape), log_p=log_p, entropy=entropy)
+
+    def predict_u0(self, u_t: torch.Tensor, i: int, ids: torch.Tensor | None = None) -> torch.Tensor:
+        return self.posterior(u_t, i).mean

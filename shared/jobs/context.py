@@ -1,0 +1,89 @@
+"""What a running job sees: its id, its store, a progress sink and a stop check."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+from shared import ScalespaceError
+from shared.storage.base import ArtifactRef, ArtifactStore
+
+
+class JobStopped(Exception):
+    """Raised between steps when a job is cancelled or past its deadline."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class Progress:
+    """Step `done` of `total` of the job's current phase, with cheap figures (loss, FD, ...)."""
+
+    job_id: str
+    phase: str
+    done: int
+    total: int
+    figures: dict[str, Any] = field(default_factory=dict)
+
+
+ProgressFn = Callable[[Progress], None]
+StopFn = Callable[[], "str | None"]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ScalespaceError("device: 'cuda' requested but no CUDA device is available; use 'auto' or 'cpu'")
+    return torch.device(name)
+
+
+@dataclass
+class JobContext:
+    job_id: str
+    store: ArtifactStore
+    progress: ProgressFn | None = None
+    should_stop: StopFn | None = None
+    device: torch.device = torch.device("cpu")
+    artifacts: list[ArtifactRef] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    manifest_extra: dict[str, Any] = field(default_factory=dict)
+
+    def put(self, name: str, data: bytes) -> ArtifactRef:
+        ref = self.store.put("jobs", self.job_id, name, data)
+        self.artifacts = [a for a in self.artifacts if a.name != name] + [ref]
+        return ref
+
+    def put_json(self, name: str, obj: Any) -> ArtifactRef:
+        import json
+
+        return self.put(name, json.dumps(obj, indent=2, sort_keys=True, allow_nan=False).encode())
+
+    def report(self, phase: str, done: int, total: int, **figures: Any) -> None:
+        """Report progress and check for cancellation / deadline (between steps)."""
+        if self.progress is not None:
+            self.progress(Progress(self.job_id, phase, done, total, figures))
+        self.check_stop()
+
+    def check_stop(self) -> None:
+        if self.should_stop is not None:
+            reason = self.should_stop()
+            if reason:
+                raise JobStopped(reason)
+
+    def timed(self, name: str):
+        ctx = self
+
+        class _T:
+            def __enter__(self):
+                self.t0 = time.perf_counter()
+
+            def __exit__(self, *exc):
+                ctx.timings[name] = ctx.timings.get(name, 0.0) + time.perf_counter() - self.t0
+
+        return _T()

@@ -1,0 +1,47 @@
+"""What a manifest records about where and how a job ran."""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+import torch
+
+import shared
+
+PACKAGES = ("torch", "numpy", "pydantic", "triton", "safetensors", "scikit-learn", "celery", "boto3")
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for p in PACKAGES:
+        try:
+            out[p] = metadata.version(p)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def code_version() -> str:
+    """The package version, plus the git commit when running from a checkout."""
+    v = shared.__version__
+    root = Path(__file__).resolve().parents[2]
+    if (root / ".git").exists():
+        try:
+            rev = subprocess.run(
+                ["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],
+                capture_output=True, text=True, timeout=5, check=False,
+            ).stdout.strip()
+            if rev:
+                v += f"+g{rev}"
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return v
+
+
+def device_info(device: torch.device) -> dict[str, str]:
+    if device.type == "cuda":
+        return {"type": "cuda", "name": torch.cuda.get_device_name(device), "cuda": str(torch.version.cuda)}
+    return {"type": "cpu", "name": platform.processor() or platform.machine()}

@@ -1,0 +1,91 @@
+"""`run_job`: the one code path that executes a spec, embedded or in a worker.
+
+Artifacts are written under the job id; the manifest is written last and is
+the commit point. A job that fails leaves no manifest (its partial artifacts
+are removed), so nothing half-written looks complete. Running a job whose
+manifest already exists returns that manifest (exactly-once effect).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from shared import ScalespaceError
+from shared.jobs.context import JobContext, JobStopped, ProgressFn, StopFn, resolve_device
+from shared.jobs.manifest import code_version, device_info, package_versions
+from shared.jobs.specs import Spec, parse_spec
+from shared.ids import check_id
+from shared.storage.base import MANIFEST, ArtifactStore
+
+RUNNERS: dict[str, Callable[[Any, JobContext], dict[str, Any]]] = {}
+
+
+def _runners() -> dict[str, Callable[[Any, JobContext], dict[str, Any]]]:
+    if not RUNNERS:
+        from shared.jobs.sample import run_sample
+
+        RUNNERS["sample"] = run_sample
+        try:  # kinds added by later modules register themselves here
+            from shared.jobs import extra_kinds  # noqa: F401
+        except ImportError:
+            pass
+    return RUNNERS
+
+
+def new_job_id(spec: Spec) -> str:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return f"{spec.kind}-{stamp}-{spec.spec_hash()[:8]}-{secrets.token_hex(2)}"
+
+
+def run_job(
+    spec: Spec | dict,
+    store: ArtifactStore,
+    progress: ProgressFn | None = None,
+    *,
+    job_id: str | None = None,
+    should_stop: StopFn | None = None,
+) -> dict[str, Any]:
+    """Run one job to completion and return its manifest (a dict)."""
+    if isinstance(spec, dict):
+        spec = parse_spec(spec)
+    job_id = check_id(job_id, "job id") if job_id else new_job_id(spec)
+    existing = store.manifest(job_id)
+    if existing is not None:
+        return existing
+    store.check_writable()
+    device = resolve_device(getattr(spec, "device", "auto"))
+    ctx = JobContext(job_id=job_id, store=store, progress=progress, should_stop=should_stop, device=device)
+    runner = _runners().get(spec.kind)
+    if runner is None:
+        raise ScalespaceError(f"kind: jobs of kind {spec.kind!r} are not supported by this version")
+    started = datetime.now(timezone.utc)
+    t0 = time.perf_counter()
+    try:
+        summary = runner(spec, ctx)
+    except BaseException:
+        store.delete("jobs", job_id)  # no manifest was written: remove the partial artifacts
+        raise
+    manifest = {
+        "job_id": job_id,
+        "kind": spec.kind,
+        "spec": spec.model_dump(mode="json"),
+        "spec_hash": spec.spec_hash(),
+        "seeds": {"seed": getattr(spec, "seed", None), "noise": "philox4x32-10 (seed, sample, step, stream)"},
+        "code_version": code_version(),
+        "packages": package_versions(),
+        "device": device_info(device),
+        "started_at": started.isoformat(),
+        "finished_at": datetime.now(timezone.utc).isoformat(),
+        "timings": {"total_s": time.perf_counter() - t0, **{f"{k}_s": v for k, v in ctx.timings.items()}},
+        "summary": summary,
+        **ctx.manifest_extra,
+        "artifacts": [a.to_dict() for a in ctx.artifacts],
+    }
+    store.put_json("jobs", job_id, MANIFEST, manifest)
+    return manifest
+
+
+__all__ = ["JobStopped", "new_job_id", "run_job"]

@@ -1,0 +1,88 @@
+"""The `sample` job: reverse diffusion with a model, samples and trajectory statistics."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+
+from shared import ScalespaceError
+from shared.data import dataset_shape, load_dataset
+from shared.denoisers.base import Denoiser
+from shared.denoisers.oracle import OracleDenoiser
+from shared.jobs.context import JobContext
+from shared.jobs.images import grid_png, to_npz
+from shared.jobs.specs import SampleSpec
+from shared.processes import Process, make_process
+from shared.processes.base import Process as _P  # noqa: F401  (re-export for type checkers)
+from shared.sampling.pipeline import TrajectoryMoments, generate
+from shared.sampling.schedule import respace
+from shared.storage.base import ArtifactStore
+
+
+def process_for(spec: Any, shape: tuple[int, int, int]) -> Process:
+    """The spec's process; osmosis guidance is drawn from the job's seed unless given."""
+    params = dict(spec.process_params)
+    if spec.process == "osmosis":
+        params.setdefault("guidance_seed", int(spec.seed))
+    return make_process(spec.process, shape, params)
+
+
+def load_denoiser(
+    model: str, process: Process, train: torch.Tensor, store: ArtifactStore, device: torch.device, chunk: int = 4096
+) -> Denoiser:
+    """`oracle` over the training set, or a registered checkpoint."""
+    if model == "oracle":
+        return OracleDenoiser(process, train.to(device), chunk=chunk)
+    try:
+        from shared.denoisers.checkpoints import load_model  # the learned denoisers
+    except ImportError:
+        raise ScalespaceError(f"unknown model id {model!r}: no checkpoints are registered; use model 'oracle'") from None
+    return load_model(model, process, store, device)
+
+
+def check_sample_spec(spec: SampleSpec) -> Process:
+    """Everything that can be checked before running: process, schedule, steps."""
+    shape = dataset_shape(spec.data, spec.data_size)
+    process = process_for(spec, shape)
+    respace(process.T, spec.steps)
+    from shared.sampling import sampler_for
+
+    sampler_for(spec.sampler, process)
+    if spec.sampler == "ddim" and not process.isotropic:
+        raise ScalespaceError(f"sampler: 'ddim' needs process vp or ve, not {spec.process!r}")
+    if spec.sampler == "ancestral" and not process.spectral:
+        raise ScalespaceError(f"sampler: 'ancestral' does not apply to {spec.process!r}; use 'heat'")
+    if spec.sampler == "heat" and not process.prior_needs_data:
+        raise ScalespaceError(f"sampler: 'heat' applies to heat and osmosis, not {spec.process!r}")
+    return process
+
+
+def run_sample(spec: SampleSpec, ctx: JobContext) -> dict[str, Any]:
+    process = check_sample_spec(spec)
+    with ctx.timed("load"):
+        train = load_dataset(spec.data, "train", size=spec.data_size, limit=spec.data_limit).images
+        denoiser = load_denoiser(spec.model, process, train, ctx.store, ctx.device, spec.oracle_chunk)
+    traj = TrajectoryMoments()
+    t0 = time.perf_counter()
+
+    def on_step(done: int, total: int) -> None:
+        ctx.report("sample", done, total, steps_per_second=done / max(time.perf_counter() - t0, 1e-9))
+
+    ctx.check_stop()
+    with ctx.timed("sample"):
+        samples = generate(
+            process, denoiser, spec.n, spec.seed,
+            batch_size=spec.batch_size, steps=spec.steps, sampler=spec.sampler, eta=spec.eta,
+            train=train, device=ctx.device, on_step=on_step, trajectory=traj,
+        )
+    rows = traj.rows(process, list(spec.statistics))
+    ctx.put("samples.npz", to_npz(samples=samples.numpy()))
+    ctx.put("grid.png", grid_png(samples))
+    ctx.put_json("trajectory.json", {"process": process.describe(), "steps": rows})
+    return {
+        "process": process.describe(),
+        "model": {"id": spec.model, "digest": denoiser.digest()},
+        "samples": {"n": spec.n, "shape": list(samples.shape[1:]), "ids": [0, spec.n - 1]},
+    }

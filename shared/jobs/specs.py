@@ -1,0 +1,115 @@
+"""Job specs and results: the wire contract (pydantic, JSON).
+
+The minimal sample spec is {"kind": "sample", "process": "vp", "data": "digits", "n": 16};
+every other field has a default. Unknown fields are refused, so a typo is an
+error and not a silently ignored option.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+
+from shared import ScalespaceError
+from shared.ids import check_id
+
+MAX_N = 1_000_000
+
+
+class Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    def spec_hash(self) -> str:
+        """sha256 of the canonical JSON of the spec (defaults filled in)."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+
+TRAJECTORY_STATS = ("mean", "variance", "conditional_entropy")
+
+
+class SampleSpec(Spec):
+    """Reverse diffusion with a model from a process's prior; writes samples and statistics."""
+
+    kind: Literal["sample"] = "sample"
+    process: str = Field(description="vp, ve, blurring, heat or osmosis")
+    process_params: dict[str, Any] = Field(default_factory=dict, description="parameters of the process")
+    data: str = Field(description="fashion-mnist, digits or gaussian-mixture")
+    data_size: int | None = Field(None, ge=4, le=256, description="resize images to this many pixels a side")
+    data_limit: int | None = Field(None, ge=1, description="use only the first images of the training split")
+    model: str = Field("oracle", description="'oracle' (exact, over the training set) or a model id")
+    sampler: str | None = Field(None, description="ancestral, ddim or heat; default: the process's own")
+    eta: float = Field(0.0, ge=0, description="DDIM eta (0 = deterministic)")
+    steps: int | None = Field(None, ge=1, description="reverse steps; default: the process's T")
+    n: int = Field(16, ge=1, le=MAX_N, description="number of samples")
+    batch_size: int = Field(64, ge=1, le=65_536)
+    seed: int = Field(0, ge=0, lt=2**63)
+    statistics: list[Literal["mean", "variance", "conditional_entropy"]] = Field(
+        default_factory=lambda: list(TRAJECTORY_STATS), description="per-step trajectory measures"
+    )
+    oracle_chunk: int = Field(4096, ge=1, description="training images per chunk of the oracle's reduction")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    @field_validator("process")
+    @classmethod
+    def _known_process(cls, v: str) -> str:
+        from shared.processes import PROCESSES
+
+        if v not in PROCESSES:
+            raise ValueError(f"unknown process {v!r}; choose one of {', '.join(PROCESSES)}")
+        return v
+
+    @field_validator("data")
+    @classmethod
+    def _known_data(cls, v: str) -> str:
+        from shared.data import DATASETS
+
+        if v not in DATASETS:
+            raise ValueError(f"unknown data set {v!r}; choose one of {', '.join(DATASETS)}")
+        return v
+
+    @field_validator("sampler")
+    @classmethod
+    def _known_sampler(cls, v: str | None) -> str | None:
+        from shared.sampling import SAMPLERS
+
+        if v is not None and v not in SAMPLERS:
+            raise ValueError(f"unknown sampler {v!r}; choose one of {', '.join(SAMPLERS)}")
+        return v
+
+    @field_validator("model")
+    @classmethod
+    def _model_id(cls, v: str) -> str:
+        if v != "oracle":
+            check_id(v, "model id")
+        return v
+
+
+JOB_SPECS: list[type[Spec]] = [SampleSpec]
+JobSpec = Annotated[Union[SampleSpec], Field(discriminator="kind")]
+_adapter = TypeAdapter(JobSpec)
+
+
+def format_validation_error(e: ValidationError) -> str:
+    """One line: 'field: reason' for the first error (and how many more)."""
+    errs = e.errors()
+    first = errs[0]
+    loc = ".".join(str(x) for x in first["loc"]) or "spec"
+    msg = first["msg"].removeprefix("Value error, ")
+    more = f" (and {len(errs) - 1} more)" if len(errs) > 1 else ""
+    return f"{loc}: {msg}{more}"
+
+
+def parse_spec(data: Any) -> Spec:
+    """Validate a job spec from a dict (JSON/YAML); raise ScalespaceError with 'field: reason'."""
+    if not isinstance(data, dict):
+        raise ScalespaceError("a job spec must be a mapping with a 'kind' field")
+    if "kind" not in data:
+        raise ScalespaceError(f"kind: missing; choose one of {', '.join(s.model_fields['kind'].default for s in JOB_SPECS)}")
+    try:
+        return _adapter.validate_python(data)
+    except ValidationError as e:
+        raise ScalespaceError(format_validation_error(e)) from None

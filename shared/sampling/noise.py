@@ -1,0 +1,107 @@
+"""Counter-based per-sample noise: sample k's noise at step i depends only on (seed, k, i).
+
+Philox4x32-10 (Salmon et al. 2011) keyed by the 64-bit seed, with the counter
+(element index e, sample index k, step i, stream). Two 32-bit outputs give
+one standard normal by Box-Muller in float64, rounded to float32. Because
+nothing depends on the batch a sample is drawn in, the same seed gives
+bit-identical samples for any batch size or split into shards. The Triton
+reverse-step kernel generates the same numbers in-kernel (same rounds, same
+counters), see shared/kernels/.
+
+The uint32 arithmetic is emulated in int64: a 32 x 32-bit product may wrap
+past 2^63, but wrapping keeps the low 64 bits, so (p >> 32) & 0xFFFFFFFF is
+still the high word.
+"""
+
+from __future__ import annotations
+
+import math
+from enum import IntEnum
+
+import torch
+
+MASK32 = 0xFFFFFFFF
+PHILOX_M0 = 0xD2511F53
+PHILOX_M1 = 0xCD9E8D57
+PHILOX_W0 = 0x9E3779B9
+PHILOX_W1 = 0xBB67AE85
+TWO_PI = 2 * math.pi
+INV_2_32 = 2.0**-32
+
+
+class Stream(IntEnum):
+    """Independent noise streams, the fourth Philox counter word."""
+
+    STEP = 0  # per reverse step
+    PRIOR = 1  # the sampler's starting noise
+    GUIDANCE = 2  # osmosis guidance images
+    DATA_PICK = 3  # which training image a degraded-data prior starts from
+    PERTURB = 4  # robustness perturbations
+    FORWARD = 5  # forward-process samples for statistics
+    TRAIN = 6  # training batches
+
+
+def philox4x32(c0: torch.Tensor, c1: torch.Tensor, c2: torch.Tensor, c3: torch.Tensor, seed: int, rounds: int = 10):
+    """Philox4x32 on int64 tensors holding uint32 values; returns four uint32 words (int64)."""
+    k0 = torch.tensor(seed & MASK32, dtype=torch.int64, device=c0.device)
+    k1 = torch.tensor((seed >> 32) & MASK32, dtype=torch.int64, device=c0.device)
+    for _ in range(rounds):
+        p0 = c0 * PHILOX_M0
+        p1 = c2 * PHILOX_M1
+        hi0, lo0 = (p0 >> 32) & MASK32, p0 & MASK32
+        hi1, lo1 = (p1 >> 32) & MASK32, p1 & MASK32
+        c0, c1, c2, c3 = hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0
+        k0 = (k0 + PHILOX_W0) & MASK32
+        k1 = (k1 + PHILOX_W1) & MASK32
+    return c0, c1, c2, c3
+
+
+def _check_seed(seed: int) -> int:
+    if not 0 <= int(seed) < 2**63:
+        raise ValueError("seed must be an integer in [0, 2^63)")
+    return int(seed)
+
+
+def normal(
+    seed: int,
+    ids: torch.Tensor,
+    step: int,
+    shape: tuple[int, ...],
+    stream: Stream = Stream.STEP,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
+    """Standard normal float32 of shape (len(ids), *shape); row b depends only on (seed, ids[b], step, stream)."""
+    seed = _check_seed(seed)
+    ids = torch.as_tensor(ids, dtype=torch.int64, device=device).reshape(-1)
+    d = math.prod(shape)
+    e = torch.arange(d, dtype=torch.int64, device=device)[None, :].expand(len(ids), d)
+    k = ids[:, None].expand(len(ids), d)
+    c2 = torch.full_like(e, int(step) & MASK32)
+    c3 = torch.full_like(e, int(stream) & MASK32)
+    r0, r1, _, _ = philox4x32(e, k & MASK32, c2, c3, seed)
+    u1 = (r0.to(torch.float64) + 1.0) * INV_2_32  # (0, 1]
+    u2 = r1.to(torch.float64) * INV_2_32  # [0, 1)
+    z = torch.sqrt(-2.0 * torch.log(u1)) * torch.cos(TWO_PI * u2)
+    return z.to(torch.float32).reshape((len(ids),) + tuple(shape))
+
+
+def uniform_int(seed: int, ids: torch.Tensor, high: int, stream: Stream, step: int = 0) -> torch.Tensor:
+    """One integer in [0, high) per id, from the same counters (element 0)."""
+    seed = _check_seed(seed)
+    ids = torch.as_tensor(ids, dtype=torch.int64).reshape(-1)
+    z = torch.zeros_like(ids)
+    r0, r1, _, _ = philox4x32(z, ids & MASK32, torch.full_like(ids, step), torch.full_like(ids, int(stream)), seed)
+    return ((r0 << 32) | r1) % int(high)
+
+
+class NoiseSource:
+    """The noise of one batch of samples: the seed and the batch's sample indices."""
+
+    def __init__(self, seed: int, ids: torch.Tensor, shape: tuple[int, int, int], device: torch.device | str = "cpu"):
+        self.seed = _check_seed(seed)
+        self.ids = torch.as_tensor(ids, dtype=torch.int64).reshape(-1)
+        self.shape = tuple(shape)
+        self.device = device
+
+    def __call__(self, step: int, stream: Stream = Stream.STEP) -> torch.Tensor:
+        return normal(self.seed, self.ids, step, self.shape, stream).to(self.device)

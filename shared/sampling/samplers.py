@@ -1,0 +1,140 @@
+"""Reverse samplers: plain functions with one signature.
+
+    sampler(process, denoiser, u_T, schedule, noise, callback=None, **options) -> u_0
+
+`schedule` is a descending list of process indices (schedule.respace),
+`noise(step)` gives this batch's standard normal noise for a process index
+(shared.sampling.noise.NoiseSource, so sample k's noise depends only on
+(seed, k, step)), and `callback(StepInfo)` carries progress out; nothing is
+printed. The last step returns a mean, without noise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from shared import ScalespaceError
+from shared.denoisers.base import Denoiser
+from shared.processes.base import Process
+from shared.sampling.noise import NoiseSource
+
+
+@dataclass
+class StepInfo:
+    """One finished reverse step: `done` of `total`, now at process index `index` with state `u`."""
+
+    done: int
+    total: int
+    index: int
+    u: torch.Tensor
+
+
+Callback = Callable[[StepInfo], None]
+
+
+def _clip(u0_hat: torch.Tensor, clip: bool) -> torch.Tensor:
+    return u0_hat.clamp(-1.0, 1.0) if clip else u0_hat
+
+
+def _report(callback: Callback | None, k: int, schedule: list[int], s: int, u: torch.Tensor) -> None:
+    if callback is not None:
+        callback(StepInfo(done=k + 1, total=len(schedule) - 1, index=s, u=u))
+
+
+def sample_ancestral(
+    process: Process,
+    denoiser: Denoiser,
+    u: torch.Tensor,
+    schedule: list[int],
+    noise: NoiseSource,
+    callback: Callback | None = None,
+    clip: bool = True,
+) -> torch.Tensor:
+    """Ancestral sampling from the posterior q(u_s | u_t, u0_hat) of SPEC section 1 (vp, ve, blurring).
+
+    For vp this is the DDPM step with variance beta_tilde. Noise is drawn in the
+    process's basis (DCT coefficients are standard normal too: V is orthonormal).
+    """
+    if not process.spectral:
+        raise ScalespaceError(f"sampler 'ancestral' needs a DCT-diagonal process, not {process.name!r}; use 'heat'")
+    for k, (t, s) in enumerate(zip(schedule[:-1], schedule[1:])):
+        u0_hat = _clip(denoiser.predict_u0(u, t, noise.ids), clip)
+        post = process.posterior(t, s)
+        dt = u.dtype
+        mean = post.coef_ut.to(dt) * process.to_basis(u) + post.coef_u0.to(dt) * process.to_basis(u0_hat)
+        if s > schedule[-1]:
+            mean = mean + post.var.sqrt().to(dt) * noise(s)
+        u = process.from_basis(mean)
+        _report(callback, k, schedule, s, u)
+    return u
+
+
+def sample_ddim(
+    process: Process,
+    denoiser: Denoiser,
+    u: torch.Tensor,
+    schedule: list[int],
+    noise: NoiseSource,
+    callback: Callback | None = None,
+    eta: float = 0.0,
+    clip: bool = True,
+) -> torch.Tensor:
+    """DDIM (Song et al. 2021) for isotropic processes (vp, ve); eta = 0 is deterministic.
+
+    u_s = alpha_s u0_hat + sqrt(sigma_s^2 - c^2) eps_hat + c z, c = eta sqrt(posterior var).
+    """
+    if not process.isotropic:
+        raise ScalespaceError(f"sampler 'ddim' needs an isotropic process (vp, ve), not {process.name!r}")
+    if eta < 0:
+        raise ScalespaceError("eta must be >= 0")
+    for k, (t, s) in enumerate(zip(schedule[:-1], schedule[1:])):
+        u0_hat = _clip(denoiser.predict_u0(u, t, noise.ids), clip)
+        a_t, a_s = float(process.alpha(t)), float(process.alpha(s))
+        sig_t, sig_s = process.sigma(t), process.sigma(s)
+        eps = (u - a_t * u0_hat) / sig_t
+        c = eta * float(process.posterior(t, s).var.sqrt())
+        u = a_s * u0_hat + max(sig_s**2 - c**2, 0.0) ** 0.5 * eps
+        if c > 0 and s > schedule[-1]:
+            u = u + c * noise(s)
+        _report(callback, k, schedule, s, u)
+    return u
+
+
+def sample_degraded(
+    process: Process,
+    denoiser: Denoiser,
+    u: torch.Tensor,
+    schedule: list[int],
+    noise: NoiseSource,
+    callback: Callback | None = None,
+    delta: float | None = None,
+) -> torch.Tensor:
+    """The inverse heat dissipation sampler (heat, osmosis): u_s = mean_{t->s} + delta z.
+
+    The chain starts from degraded data plus noise (the process's prior), adds
+    delta = 1.25 sigma of fresh noise after every step but the last, and
+    returns the last mean.
+    """
+    delta = getattr(process, "delta", None) if delta is None else delta
+    if delta is None:
+        raise ScalespaceError(f"sampler 'heat' needs a process with a sampling noise delta, not {process.name!r}")
+    for k, (t, s) in enumerate(zip(schedule[:-1], schedule[1:])):
+        mean = denoiser.reverse_mean(process, u, t, s, noise.ids)
+        u = mean + delta * noise(s) if s > schedule[-1] else mean
+        _report(callback, k, schedule, s, u)
+    return u
+
+
+SAMPLERS = {"ancestral": sample_ancestral, "ddim": sample_ddim, "heat": sample_degraded}
+DEFAULT_SAMPLER = {"vp": "ancestral", "ve": "ancestral", "blurring": "ancestral", "heat": "heat", "osmosis": "heat"}
+
+
+def sampler_for(name: str | None, process: Process) -> Callable[..., torch.Tensor]:
+    """The sampler function for `name` (default: the process's own)."""
+    name = name or DEFAULT_SAMPLER[process.name]
+    if name not in SAMPLERS:
+        raise ScalespaceError(f"unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
+    return SAMPLERS[name]

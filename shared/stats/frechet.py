@@ -1,0 +1,126 @@
+"""Gaussian distances and information quantities, all in float64.
+
+The Fréchet distance between N(mu1, S1) and N(mu2, S2) is
+
+    |mu1 - mu2|^2 + tr S1 + tr S2 - 2 tr sqrt(S1^1/2 S2 S1^1/2).
+
+The trace term is taken from the eigenvalues of the symmetric PSD matrix
+S1^1/2 S2 S1^1/2 (symmetric eigensolvers are stable and never return
+complex parts, unlike a general matrix square root of S1 S2), with
+negative rounding noise clamped to 0.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from shared import ScalespaceError
+from shared.stats._checks import as_f64, check_finite
+from shared.stats.moments import Moments
+
+
+def _mean_cov(mu: Any, cov: Any, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    m = check_finite(as_f64(mu, f"mu{name}"), f"mu{name}")
+    c = check_finite(as_f64(cov, f"cov{name}"), f"cov{name}")
+    if m.ndim != 1 or m.numel() == 0:
+        raise ScalespaceError(f"mu{name}: must be a non-empty vector (D,), got shape {tuple(m.shape)}; pass the mean")
+    d = m.shape[0]
+    if c.shape != (d, d):
+        raise ScalespaceError(f"cov{name}: shape {tuple(c.shape)} does not match mu{name} (D={d}); pass a ({d}, {d}) covariance")
+    # Accumulated covariances are symmetric only up to rounding; eigh wants exact symmetry.
+    return m, (c + c.T) / 2
+
+
+def _psd_sqrt(s: torch.Tensor) -> torch.Tensor:
+    """Symmetric square root of a symmetric PSD matrix; negative eigenvalues (noise) -> 0."""
+    w, v = torch.linalg.eigh(s)
+    return (v * w.clamp(min=0).sqrt()) @ v.T
+
+
+def trace_sqrt_product(cov1: torch.Tensor, cov2: torch.Tensor) -> float:
+    """tr sqrt(S1^1/2 S2 S1^1/2) for symmetric PSD float64 (D, D) matrices."""
+    r = _psd_sqrt(cov1)
+    m = r @ cov2 @ r
+    w = torch.linalg.eigvalsh((m + m.T) / 2)
+    return float(w.clamp(min=0).sqrt().sum())
+
+
+def frechet_distance(mu1: Any, cov1: Any, mu2: Any, cov2: Any) -> float:
+    """Fréchet (2-Wasserstein squared) distance between two Gaussians.
+
+    mu1, mu2: (D,); cov1, cov2: (D, D) symmetric PSD, in the samples' units
+    (the result is in squared units). Computed in float64; tiny negative
+    rounding results are clamped to 0 since the true value is >= 0.
+    """
+    m1, c1 = _mean_cov(mu1, cov1, "1")
+    m2, c2 = _mean_cov(mu2, cov2, "2")
+    if m1.shape != m2.shape:
+        raise ScalespaceError(f"mu2: dimension {m2.shape[0]} differs from mu1's {m1.shape[0]}; compare features of one extractor")
+    diff = m1 - m2
+    fd = float(diff @ diff) + float(torch.trace(c1) + torch.trace(c2)) - 2.0 * trace_sqrt_product(c1, c2)
+    return max(fd, 0.0)
+
+
+def frechet_from_moments(m1: Moments, m2: Moments) -> float:
+    """Fréchet distance between the moment-matched Gaussians of two full Moments (unbiased covs)."""
+    for name, m in (("m1", m1), ("m2", m2)):
+        if not isinstance(m, Moments) or not m.full:
+            raise ScalespaceError(f"{name}: needs Moments built with full=True; rebuild it with full=True")
+    if m1.dim != m2.dim:
+        raise ScalespaceError(f"m2: dim {m2.dim} differs from m1's {m1.dim}; compare features of one extractor")
+    return frechet_distance(m1.mean(), m1.cov(), m2.mean(), m2.cov())
+
+
+def _logdet(cov: torch.Tensor, jitter: float, what: str) -> torch.Tensor:
+    """log det of a covariance (D, D) or of diag(variances) for a vector (D,), after adding jitter."""
+    if jitter < 0:
+        raise ScalespaceError(f"jitter: must be >= 0, got {jitter}; pass e.g. 1e-6")
+    if cov.ndim == 1:
+        v = cov + jitter
+        if bool((v <= 0).any()):
+            raise ScalespaceError(f"cov: {what} has zero/negative variances; pass jitter=1e-6 or use more samples")
+        return v.log().sum()
+    c = (cov + cov.T) / 2 + jitter * torch.eye(cov.shape[0], dtype=cov.dtype)
+    sign, logdet = torch.linalg.slogdet(c)
+    if float(sign) <= 0:
+        raise ScalespaceError(f"cov: {what} covariance is singular; pass jitter=1e-6 or use more samples than dimensions")
+    return logdet
+
+
+def _cov_arg(cov: Any) -> torch.Tensor:
+    c = check_finite(as_f64(cov, "cov"), "cov")
+    if c.ndim == 1 and c.numel() > 0:
+        return c
+    if c.ndim != 2 or c.shape[0] != c.shape[1] or c.numel() == 0:
+        raise ScalespaceError(f"cov: expected (D, D) covariance or (D,) variances, got shape {tuple(c.shape)}; pass a square matrix")
+    return c
+
+
+def kl_to_standard_normal(mu: Any, cov: Any, jitter: float = 0.0) -> float:
+    """KL(N(mu, cov) || N(0, I)) in nats, float64.
+
+    mu: (D,); cov: (D, D), or (D,) variances for a diagonal Gaussian.
+    0.5 * (tr cov + |mu|^2 - D - log det cov). A singular cov raises unless
+    `jitter` (added to the diagonal, in squared units) makes it regular.
+    """
+    c = _cov_arg(cov)
+    m = check_finite(as_f64(mu, "mu"), "mu")
+    d = c.shape[0]
+    if m.shape != (d,):
+        raise ScalespaceError(f"mu: shape {tuple(m.shape)} does not match cov (D={d}); pass a ({d},) mean")
+    tr = c.sum() if c.ndim == 1 else torch.trace(c)
+    tr = tr + jitter * d
+    return float(0.5 * (tr + m @ m - d - _logdet(c, jitter, "N(mu, cov)")))
+
+
+def gaussian_entropy(cov: Any, jitter: float = 0.0) -> float:
+    """Differential entropy of N(., cov) in nats: 0.5 * (D ln(2 pi e) + log det cov).
+
+    cov: (D, D), or (D,) variances; `jitter` as in kl_to_standard_normal.
+    """
+    c = _cov_arg(cov)
+    d = c.shape[0]
+    return float(0.5 * (d * math.log(2 * math.pi * math.e) + _logdet(c, jitter, "entropy")))

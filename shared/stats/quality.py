@@ -1,0 +1,254 @@
+"""Sample-quality statistics: FID, KID, bootstrap intervals, memorisation.
+
+FID is the Fréchet distance between Gaussians moment-matched to extractor
+features of samples and reference images. It is biased upward at small n,
+so below 2,048 samples the result carries a warning and KID (unbiased
+polynomial-kernel MMD^2, as in torch-fidelity) alongside.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable
+
+import torch
+
+from shared import ScalespaceError
+from shared.stats._checks import batch_2d
+from shared.stats.features import FeatureExtractor, get_extractor
+from shared.stats.frechet import frechet_from_moments
+from shared.stats.moments import Moments
+
+FID_MIN_SAMPLES = 2048
+
+
+def reference_statistics(
+    images: torch.Tensor | Iterable[torch.Tensor],
+    extractor: str | FeatureExtractor = "inception",
+    *,
+    device: str | torch.device = "cpu",
+    batch_size: int = 50,
+    full: bool = True,
+) -> Moments:
+    """Feature Moments of images (B, C, H, W) in [-1, 1], or of an iterable of such batches.
+
+    The result's meta records the extractor name and digest, so it can be
+    cached (Moments.to_dict is JSON) and checked against the extractor later.
+    """
+    ex = get_extractor(extractor, device=device, batch_size=batch_size)
+    batches = [images] if isinstance(images, torch.Tensor) else images
+    m: Moments | None = None
+    for b in batches:
+        f = ex(b)
+        if m is None:
+            m = Moments(dim=f.shape[1], full=full, meta={"extractor": ex.name, "digest": ex.digest})
+        m.update(f)
+    if m is None:
+        raise ScalespaceError("images: no batches given; pass at least one (B, C, H, W) batch")
+    return m
+
+
+def kid(
+    features1: Any, features2: Any, subset_size: int = 1000, n_subsets: int = 100, seed: int = 0
+) -> tuple[float, float]:
+    """Kernel Inception Distance: mean and std of unbiased MMD^2 over random subsets.
+
+    features1 (N1, D), features2 (N2, D); kernel k(x, y) = (x.y / D + 1)^3;
+    each subset draws min(subset_size, N1, N2) rows of each without
+    replacement. Std is the population std over subsets (as torch-fidelity).
+    """
+    x, y = batch_2d(features1, "features1"), batch_2d(features2, "features2")
+    if x.shape[1] != y.shape[1]:
+        raise ScalespaceError(f"features2: dim {y.shape[1]} differs from features1's {x.shape[1]}; use one extractor")
+    m = min(subset_size, x.shape[0], y.shape[0])
+    if m < 2:
+        raise ScalespaceError(f"kid: subsets of {m} rows are too small; pass at least 2 samples and subset_size >= 2")
+    if n_subsets < 1:
+        raise ScalespaceError(f"n_subsets: must be >= 1, got {n_subsets}; pass e.g. 100")
+    d = x.shape[1]
+    g = torch.Generator().manual_seed(seed)
+    vals = torch.empty(n_subsets, dtype=torch.float64)
+    for k in range(n_subsets):
+        a = x[torch.randperm(x.shape[0], generator=g)[:m]]
+        b = y[torch.randperm(y.shape[0], generator=g)[:m]]
+        kxx, kyy, kxy = (a @ a.T / d + 1) ** 3, (b @ b.T / d + 1) ** 3, (a @ b.T / d + 1) ** 3
+        # Unbiased: within-set sums leave out the diagonal (a sample paired with itself).
+        within = (kxx.sum() - kxx.diagonal().sum() + kyy.sum() - kyy.diagonal().sum()) / (m * (m - 1))
+        vals[k] = within - 2 * kxy.sum() / (m * m)
+    return float(vals.mean()), float(vals.std(correction=0))
+
+
+def fid_from_features(
+    features: Any,
+    reference: Any | Moments,
+    *,
+    extractor: str = "features",
+    kid_subset_size: int = 1000,
+    kid_subsets: int = 100,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """FID (and KID below 2,048 samples) from sample features (N, D) and reference features (M, D) or Moments.
+
+    Returns {fid, n_samples, n_reference, extractor, kid_mean, kid_std[, warning]};
+    KID entries are None when not computed (enough samples, or reference
+    given only as cached Moments).
+    """
+    f = batch_2d(features, "features")
+    if f.shape[0] < 2:
+        raise ScalespaceError("samples: need at least 2 samples for a covariance; pass more samples")
+    ref_f = None
+    if isinstance(reference, Moments):
+        ref = reference
+    else:
+        ref_f = batch_2d(reference, "reference")
+        ref = Moments.from_samples(ref_f, full=True)
+    if ref.dim != f.shape[1]:
+        raise ScalespaceError(f"reference: dim {ref.dim} differs from the sample features' {f.shape[1]}; use one extractor")
+    if ref.count < 2:
+        raise ScalespaceError("reference: need at least 2 reference images for a covariance; pass more")
+    out: dict[str, Any] = {
+        "fid": frechet_from_moments(Moments.from_samples(f, full=True), ref),
+        "n_samples": int(f.shape[0]),
+        "n_reference": int(ref.count),
+        "extractor": extractor,
+        "kid_mean": None,
+        "kid_std": None,
+    }
+    if f.shape[0] < FID_MIN_SAMPLES:
+        warning = f"only {f.shape[0]} samples (< {FID_MIN_SAMPLES}): FID is biased upward; compare at equal n or use KID"
+        if ref_f is None:
+            warning += "; KID skipped as the reference is cached statistics, not features"
+        else:
+            out["kid_mean"], out["kid_std"] = kid(f, ref_f, kid_subset_size, kid_subsets, seed)
+        out["warning"] = warning
+    return out
+
+
+def fid(
+    samples: torch.Tensor,
+    reference: torch.Tensor | Moments,
+    extractor: str | FeatureExtractor = "inception",
+    *,
+    device: str | torch.device = "cpu",
+    batch_size: int = 50,
+    kid_subset_size: int = 1000,
+    kid_subsets: int = 100,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """FID of sample images (N, C, H, W) in [-1, 1] against reference images or cached reference Moments.
+
+    See fid_from_features for the returned dict. Cached Moments must come from
+    reference_statistics with the same extractor (checked by digest).
+    """
+    ex = get_extractor(extractor, device=device, batch_size=batch_size)
+    if isinstance(reference, Moments):
+        digest = reference.meta.get("digest")
+        if digest is not None and digest != ex.digest:
+            raise ScalespaceError(
+                f"reference: statistics were made by extractor {reference.meta.get('extractor')!r} with another digest; recompute them"
+            )
+        ref: torch.Tensor | Moments = reference
+    else:
+        ref = ex(reference)
+    return fid_from_features(
+        ex(samples), ref, extractor=ex.name, kid_subset_size=kid_subset_size, kid_subsets=kid_subsets, seed=seed
+    )
+
+
+def fid_statistic(reference: Moments) -> Callable[[torch.Tensor], float]:
+    """A statistic for bootstrap_ci: features (N, D) -> FID against fixed reference Moments."""
+    return lambda f: frechet_from_moments(Moments.from_samples(f, full=True), reference)
+
+
+def bootstrap_ci(
+    data: Any,
+    statistic: Callable[[torch.Tensor], float] | None = None,
+    *,
+    n_boot: int = 200,
+    alpha: float = 0.05,
+    seed: int = 0,
+    method: str = "percentile",
+) -> tuple[float, float]:
+    """Bootstrap (1 - alpha) interval of statistic(data), resampling rows of data (N, ...) with replacement.
+
+    statistic defaults to the mean of all values. "percentile" returns the
+    alpha/2 and 1-alpha/2 quantiles of the replicates; "basic" reflects them
+    about the point estimate (2 theta - q_hi, 2 theta - q_lo), which corrects
+    a statistic's resampling bias (FID on resamples with duplicates is larger).
+    """
+    x = batch_2d(data, "data")
+    if not 0 < alpha < 1:
+        raise ScalespaceError(f"alpha: must be in (0, 1), got {alpha}; pass e.g. 0.05")
+    if n_boot < 2:
+        raise ScalespaceError(f"n_boot: must be >= 2, got {n_boot}; pass e.g. 200")
+    if method not in ("percentile", "basic"):
+        raise ScalespaceError(f"method: unknown {method!r}; choose 'percentile' or 'basic'")
+    stat = statistic or (lambda t: float(t.mean()))
+    g = torch.Generator().manual_seed(seed)
+    reps = torch.tensor(
+        [float(stat(x[torch.randint(x.shape[0], (x.shape[0],), generator=g)])) for _ in range(n_boot)],
+        dtype=torch.float64,
+    )
+    lo, hi = (float(q) for q in torch.quantile(reps, torch.tensor([alpha / 2, 1 - alpha / 2], dtype=torch.float64)))
+    if method == "basic":
+        theta = float(stat(x))
+        return 2 * theta - hi, 2 * theta - lo
+    return lo, hi
+
+
+def nearest_neighbour_distance(
+    samples: Any,
+    train: torch.Tensor | Iterable[torch.Tensor],
+    chunk: int = 1024,
+    device: str | torch.device = "cpu",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample L2 distance to the nearest training item, and its index.
+
+    samples (B, ...) and train (N, ...) (or an iterable of train batches) are
+    flattened per item; train is streamed in chunks of `chunk` rows, so only a
+    (B, chunk) distance block is held at once. Returns (dist (B,) float64 in
+    pixel units, index (B,) int64 into train, first index on ties).
+    """
+    if not isinstance(chunk, int) or chunk < 1:
+        raise ScalespaceError(f"chunk: must be a positive int, got {chunk!r}; pass e.g. 1024")
+    dev = torch.device(device)
+    s = batch_2d(samples, "samples").to(dev)
+    s_sq = (s * s).sum(dim=1)
+    best = torch.full((s.shape[0],), float("inf"), dtype=torch.float64, device=dev)
+    best_idx = torch.full((s.shape[0],), -1, dtype=torch.int64, device=dev)
+    best_row = torch.zeros_like(s)
+    if isinstance(train, torch.Tensor):
+        train = (train[i : i + chunk] for i in range(0, train.shape[0], chunk))
+    offset = 0
+    for tb in train:
+        t = batch_2d(tb, "train").to(dev)
+        if t.shape[1] != s.shape[1]:
+            raise ScalespaceError(f"train: items have {t.shape[1]} values, samples {s.shape[1]}; pass images of one shape")
+        # |s - t|^2 via the Gram matrix is fast but only good to rounding; used just to rank.
+        d2 = s_sq[:, None] + (t * t).sum(dim=1)[None, :] - 2 * (s @ t.T)
+        v, j = d2.min(dim=1)
+        better = v < best
+        best[better], best_idx[better], best_row[better] = v[better], j[better] + offset, t[j[better]]
+        offset += t.shape[0]
+    if offset == 0:
+        raise ScalespaceError("train: empty; pass at least one training image")
+    # Recompute the winners' distances directly so that exact duplicates give exactly 0.
+    return (s - best_row).norm(dim=1).cpu(), best_idx.cpu()
+
+
+def memorisation_ratio(
+    samples: Any, train: torch.Tensor | Iterable[torch.Tensor], heldout: Any, chunk: int = 1024
+) -> float:
+    """median NN distance (samples -> train) / median NN distance (held-out -> train).
+
+    About 1 when samples are as far from the training set as fresh data;
+    well below 1 suggests copying. One pass over train serves both sets.
+    """
+    s, h = batch_2d(samples, "samples"), batch_2d(heldout, "heldout")
+    if s.shape[1] != h.shape[1]:
+        raise ScalespaceError(f"heldout: items have {h.shape[1]} values, samples {s.shape[1]}; pass images of one shape")
+    dist, _ = nearest_neighbour_distance(torch.cat([s, h]), train, chunk=chunk)
+    # quantile(0.5) averages the two middle values; Tensor.median would take the lower one.
+    ms, mh = float(dist[: s.shape[0]].quantile(0.5)), float(dist[s.shape[0] :].quantile(0.5))
+    if mh == 0:
+        raise ScalespaceError("heldout: median distance to train is 0 (held-out images are in train); deduplicate the split")
+    return ms / mh
