@@ -20,19 +20,26 @@ from shared.jobs.specs import Spec, parse_spec
 from shared.ids import check_id
 from shared.storage.base import MANIFEST, ArtifactStore
 
-RUNNERS: dict[str, Callable[[Any, JobContext], dict[str, Any]]] = {}
+#: kind -> "module:function"; imported on first use so a worker loads only what it runs
+RUNNERS: dict[str, str] = {
+    "sample": "shared.jobs.sample:run_sample",
+    "evaluate": "shared.jobs.evaluate:run_evaluate",
+    "train": "shared.jobs.train:run_train",
+    "sweep": "shared.jobs.sweep:run_sweep",
+}
 
 
-def _runners() -> dict[str, Callable[[Any, JobContext], dict[str, Any]]]:
-    if not RUNNERS:
-        from shared.jobs.sample import run_sample
+def runner_for(kind: str) -> Callable[[Any, JobContext], dict[str, Any]]:
+    import importlib
 
-        RUNNERS["sample"] = run_sample
-        try:  # kinds added by later modules register themselves here
-            from shared.jobs import extra_kinds  # noqa: F401
-        except ImportError:
-            pass
-    return RUNNERS
+    target = RUNNERS.get(kind)
+    if target is None:
+        raise ScalespaceError(f"kind: jobs of kind {kind!r} are not supported; choose one of {', '.join(RUNNERS)}")
+    module, _, fn = target.partition(":")
+    try:
+        return getattr(importlib.import_module(module), fn)
+    except (ImportError, AttributeError):
+        raise ScalespaceError(f"kind: jobs of kind {kind!r} are not available in this version") from None
 
 
 def new_job_id(spec: Spec) -> str:
@@ -58,9 +65,7 @@ def run_job(
     store.check_writable()
     device = resolve_device(getattr(spec, "device", "auto"))
     ctx = JobContext(job_id=job_id, store=store, progress=progress, should_stop=should_stop, device=device)
-    runner = _runners().get(spec.kind)
-    if runner is None:
-        raise ScalespaceError(f"kind: jobs of kind {spec.kind!r} are not supported by this version")
+    runner = runner_for(spec.kind)
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
     try:

@@ -11,21 +11,11 @@ import hashlib
 import json
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import Field, TypeAdapter, ValidationError, field_validator
 
 from shared import ScalespaceError
 from shared.ids import check_id
-
-MAX_N = 1_000_000
-
-
-class Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    def spec_hash(self) -> str:
-        """sha256 of the canonical JSON of the spec (defaults filled in)."""
-        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()
+from shared.jobs.spec_base import MAX_N, Spec, format_validation_error
 
 
 TRAJECTORY_STATS = ("mean", "variance", "conditional_entropy")
@@ -88,19 +78,13 @@ class SampleSpec(Spec):
         return v
 
 
-JOB_SPECS: list[type[Spec]] = [SampleSpec]
-JobSpec = Annotated[Union[SampleSpec], Field(discriminator="kind")]
+from shared.jobs.evaluate_spec import EvaluateSpec  # noqa: E402  (each kind owns its spec module)
+from shared.jobs.sweep_spec import SweepSpec  # noqa: E402
+from shared.jobs.train_spec import TrainSpec  # noqa: E402
+
+JOB_SPECS: list[type[Spec]] = [SampleSpec, EvaluateSpec, TrainSpec, SweepSpec]
+JobSpec = Annotated[Union[SampleSpec, EvaluateSpec, TrainSpec, SweepSpec], Field(discriminator="kind")]
 _adapter = TypeAdapter(JobSpec)
-
-
-def format_validation_error(e: ValidationError) -> str:
-    """One line: 'field: reason' for the first error (and how many more)."""
-    errs = e.errors()
-    first = errs[0]
-    loc = ".".join(str(x) for x in first["loc"]) or "spec"
-    msg = first["msg"].removeprefix("Value error, ")
-    more = f" (and {len(errs) - 1} more)" if len(errs) > 1 else ""
-    return f"{loc}: {msg}{more}"
 
 
 def parse_spec(data: Any) -> Spec:

@@ -21,6 +21,7 @@ import functools
 import hashlib
 import importlib.util
 import json
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -151,7 +152,10 @@ def _file_sha256(path: str) -> str:
 @functools.lru_cache(maxsize=4)
 def _load_inception(path: str, device: str) -> torch.jit.ScriptModule:
     # Cached: loading the 87 MB TorchScript file costs about a second.
-    net = torch.jit.load(path, map_location=device)
+    with warnings.catch_warnings():
+        # torch warns that TorchScript is deprecated; the package ships only this format.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        net = torch.jit.load(path, map_location=device)
     # The file is saved in training mode; eval() is the safe state for inference.
     return net.eval()
 

@@ -217,9 +217,12 @@ def nearest_neighbour_distance(
     best_idx = torch.full((s.shape[0],), -1, dtype=torch.int64, device=dev)
     best_row = torch.zeros_like(s)
     if isinstance(train, torch.Tensor):
-        train = (train[i : i + chunk] for i in range(0, train.shape[0], chunk))
+        full = train
+        batches: Iterable[Any] = (full[i : i + chunk] for i in range(0, full.shape[0], chunk))
+    else:
+        batches = train
     offset = 0
-    for tb in train:
+    for tb in batches:
         t = batch_2d(tb, "train").to(dev)
         if t.shape[1] != s.shape[1]:
             raise ScalespaceError(f"train: items have {t.shape[1]} values, samples {s.shape[1]}; pass images of one shape")

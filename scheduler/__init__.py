@@ -1,0 +1,1 @@
+"""The scheduler: HTTP API, job store, sweep planner, and the `scalespace` command line."""

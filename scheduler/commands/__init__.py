@@ -1,0 +1,1 @@
+"""Subcommand groups of the `scalespace` command line."""

@@ -1,0 +1,119 @@
+"""Embedded-mode commands: `sample`, `run`, `processes` (no service needed)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from scheduler.commands.common import ProgressBar, print_json, read_spec_file
+
+
+def _store(out: str):
+    from shared.storage import LocalStore
+
+    return LocalStore(out)
+
+
+def run_and_report(spec: dict[str, Any], out: str, quiet: bool = False) -> int:
+    from shared.jobs import parse_spec, run_job
+
+    parsed = parse_spec(spec)
+    bar = ProgressBar(enabled=None if not quiet else False)
+    try:
+        manifest = run_job(parsed, _store(out), progress=bar)
+    finally:
+        bar.close()
+    store = _store(out)
+    print(f"{manifest['kind']} job {manifest['job_id']} succeeded: {store.location('jobs', manifest['job_id'])}")
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    spec: dict[str, Any] = {
+        "kind": "sample",
+        "process": args.process,
+        "data": args.data,
+        "n": args.n,
+        "seed": args.seed,
+        "model": args.model,
+        "batch_size": args.batch_size,
+    }
+    for key in ("steps", "sampler", "data_size", "data_limit", "device"):
+        if getattr(args, key) is not None:
+            spec[key] = getattr(args, key)
+    if args.eta is not None:
+        spec["eta"] = args.eta
+    if args.param:
+        spec["process_params"] = _params(args.param)
+    return run_and_report(spec, args.out, args.quiet)
+
+
+def _params(items: list[str]) -> dict[str, Any]:
+    import yaml
+
+    from shared import ScalespaceError
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ScalespaceError(f"--param expects KEY=VALUE, got {item!r}")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    return run_and_report(read_spec_file(args.job), args.out, args.quiet)
+
+
+def cmd_processes(args: argparse.Namespace) -> int:
+    from shared.processes import PROCESSES
+    from shared.sampling import DEFAULT_SAMPLER
+
+    rows = []
+    for name, cls in PROCESSES.items():
+        doc = (cls.__module__ and __import__(cls.__module__, fromlist=["x"]).__doc__ or "").strip().splitlines()
+        rows.append({
+            "process": name,
+            "summary": doc[0] if doc else "",
+            "default_sampler": DEFAULT_SAMPLER[name],
+            "defaults": cls.Params().model_dump(),
+        })
+    if args.json:
+        print_json(rows)
+    else:
+        for r in rows:
+            print(f"{r['process']:<9} {r['summary']}")
+            print(f"{'':<9} sampler: {r['default_sampler']}; defaults: {json.dumps(r['defaults'])}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sample", help="draw samples by reverse diffusion (embedded)")
+    p.add_argument("--process", required=True, help="vp, ve, blurring, heat or osmosis")
+    p.add_argument("--data", required=True, help="fashion-mnist, digits or gaussian-mixture")
+    p.add_argument("--n", type=int, default=16, help="number of samples (default 16)")
+    p.add_argument("--steps", type=int, help="reverse steps (default: the process's T)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--model", default="oracle", help="'oracle' or a model id")
+    p.add_argument("--sampler", help="ancestral, ddim or heat (default: the process's own)")
+    p.add_argument("--eta", type=float, help="DDIM eta")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--data-size", type=int, help="resize images to this many pixels a side")
+    p.add_argument("--data-limit", type=int, help="use only the first images of the training split")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--param", action="append", metavar="KEY=VALUE", help="a process parameter (repeatable)")
+    p.add_argument("--out", default="scalespace-results", help="output folder (default ./scalespace-results)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("run", help="run a job spec (YAML or JSON) in this process")
+    p.add_argument("job", help="path to the spec, or - for standard input")
+    p.add_argument("--out", default="scalespace-results")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("processes", help="list the forward processes and their defaults")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_processes)

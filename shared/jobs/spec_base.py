@@ -1,0 +1,35 @@
+"""The base of every job spec: strict pydantic models with a content hash."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+MAX_N = 1_000_000
+
+
+class Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    def spec_hash(self) -> str:
+        """sha256 of the canonical JSON of the spec (defaults filled in)."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+
+KINDS = ("sample", "evaluate", "train", "sweep")
+
+
+def format_validation_error(e: ValidationError) -> str:
+    """One line: 'field: reason' for the first error (and how many more)."""
+    errs = e.errors()
+    first = errs[0]
+    parts = list(first["loc"])
+    if parts and parts[0] in KINDS:  # the discriminated union's tag, not a field
+        parts = parts[1:]
+    loc = ".".join(str(x) for x in parts) or "spec"
+    msg = first["msg"].removeprefix("Value error, ")
+    more = f" (and {len(errs) - 1} more)" if len(errs) > 1 else ""
+    return f"{loc}: {msg}{more}"
