@@ -23,11 +23,24 @@ class Settings(BaseSettings):
     s3_region: str = Field("us-east-1", description="S3 region")
     s3_prefix: str = Field("scalespace", description="key prefix inside the bucket")
     s3_presign_expiry_s: int = Field(3600, ge=60, description="lifetime of presigned artifact URLs")
+    s3_multipart_threshold_mb: int = Field(16, ge=5, description="artifacts above this many MiB upload in parts")
+    s3_max_attempts: int = Field(5, ge=1, le=20, description="S3 attempts per request (exponential backoff)")
+    s3_create_bucket: bool = Field(False, description="create the bucket at startup when it is missing")
 
     # --- Redis, queues, leases ---------------------------------------------------------
     redis_url: str | None = Field(None, description="redis://host:port/db for the job store and the broker")
     api_token: str | None = Field(None, description="bearer token(s) for the API, comma-separated")
+    api_url: str = Field("http://127.0.0.1:8000", description="where clients (submit, status, fetch) find the API")
+    api_host: str = Field("127.0.0.1", description="address `scalespace api` listens on")
+    api_port: int = Field(8000, ge=1, le=65535, description="port `scalespace api` listens on")
+    max_body_bytes: int = Field(1 << 20, ge=1024, description="largest request body the API accepts")
     lane_limits: str = Field("interactive=100,batch=1000,nightly=10000", description="max queued jobs per lane")
+    default_lane: str = Field("batch", description="lane of a job submitted without one")
+    retry_after_s: int = Field(30, ge=1, description="Retry-After sent with a 429 when a lane is full")
+    worker_lanes: str = Field("interactive,batch,nightly", description="lanes a worker consumes, highest priority first")
+    retry_backoff_s: float = Field(2.0, gt=0, description="first delay before a job retries after a transient error")
+    retry_backoff_max_s: float = Field(300.0, gt=0, description="longest delay between retries")
+    startup_wait_s: float = Field(30.0, ge=0, description="how long api and worker wait for Redis/S3 at startup")
     max_n: int = Field(100_000, ge=1, description="largest n a submitted job may ask for")
     lease_s: int = Field(60, ge=5, description="a worker's lease on a job lasts this long without a heartbeat")
     heartbeat_s: int = Field(10, ge=1, description="how often a running worker renews its lease")
@@ -36,6 +49,11 @@ class Settings(BaseSettings):
     result_ttl_s: int = Field(7 * 24 * 3600, ge=60, description="how long job records stay in Redis")
     heartbeat_file: str = Field("/tmp/scalespace-worker-heartbeat", description="touched by a live worker")
     worker_shutdown_timeout_s: int = Field(300, ge=1, description="soft shutdown: time to finish the current job")
+
+    # --- nightly sweeps ----------------------------------------------------------------
+    sweeps_file: str | None = Field(None, description="YAML file of named sweep specs (`scalespace sweep run NAME`)")
+    nightly_sweeps: str = Field("", description="sweep names Celery beat submits on nightly_cron, comma-separated")
+    nightly_cron: str = Field("0 3 * * *", description="when beat submits the nightly sweeps (cron, UTC)")
 
     # --- compute --------------------------------------------------------------------------
     device: str = Field("auto", description="auto, cpu or cuda")
@@ -52,6 +70,15 @@ class Settings(BaseSettings):
     def api_tokens(self) -> list[str]:
         return [t.strip() for t in (self.api_token or "").split(",") if t.strip()]
 
+    @field_validator("lane_limits")
+    @classmethod
+    def _lane_limits(cls, v: str) -> str:
+        for part in v.split(","):
+            name, sep, limit = part.partition("=")
+            if part.strip() and (not sep or not name.strip() or not limit.strip().isdigit()):
+                raise ValueError("SCALESPACE_LANE_LIMITS must look like 'interactive=100,batch=1000,nightly=10000'")
+        return v
+
     def lanes(self) -> dict[str, int]:
         out: dict[str, int] = {}
         for part in self.lane_limits.split(","):
@@ -59,6 +86,12 @@ class Settings(BaseSettings):
             if name.strip():
                 out[name.strip()] = int(limit)
         return out
+
+    def worker_lane_list(self) -> list[str]:
+        return [x.strip() for x in self.worker_lanes.split(",") if x.strip()]
+
+    def nightly_sweep_names(self) -> list[str]:
+        return [x.strip() for x in self.nightly_sweeps.split(",") if x.strip()]
 
 
 @lru_cache(maxsize=1)

@@ -46,7 +46,10 @@ def check_sample_spec(spec: SampleSpec) -> Process:
     """Everything that can be checked before running: process, schedule, steps."""
     shape = dataset_shape(spec.data, spec.data_size)
     process = process_for(spec, shape)
-    respace(process.T, spec.steps)
+    try:
+        respace(process.T, spec.steps)
+    except ScalespaceError as e:
+        raise ScalespaceError(f"steps: {e}") from None
     from shared.sampling import sampler_for
 
     sampler_for(spec.sampler, process)

@@ -13,11 +13,25 @@ from typing import Callable
 import torch
 
 from shared import ScalespaceError
-from shared.denoisers.base import Denoiser
-from shared.processes.base import Process
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported for annotations only: processes import the noise module
+    from shared.denoisers.base import Denoiser
+    from shared.processes.base import Process
 from shared.sampling.noise import NoiseSource, Stream, uniform_int
 from shared.sampling.samplers import StepInfo, sampler_for
 from shared.sampling.schedule import respace
+
+
+#: Batches are padded to a multiple of this many rows. Matrix-product kernels
+#: pick different code paths (and summation orders) for very small row counts,
+#: so a sample's bits would otherwise depend on the size of its batch.
+ROW_ALIGN = 8
+
+
+def _aligned_ids(ids: torch.Tensor) -> torch.Tensor:
+    pad = (-len(ids)) % ROW_ALIGN
+    return torch.cat([ids, ids[-1:].expand(pad)]) if pad else ids
 
 
 @dataclass
@@ -97,19 +111,20 @@ def generate(
     for b in range(n_batches):
         lo = first_id + b * batch_size
         ids = torch.arange(lo, min(lo + batch_size, first_id + n))
-        noise = NoiseSource(seed, ids, process.shape, device)
+        keep = len(ids)
+        noise = NoiseSource(seed, _aligned_ids(ids), process.shape, device)
         u = start_state(process, noise, train, device)
         if trajectory is not None:
-            trajectory.add(schedule[0], u)
+            trajectory.add(schedule[0], u[:keep])
         done_before = b * (len(schedule) - 1)
 
         def callback(info: StepInfo, done_before=done_before) -> None:
             if trajectory is not None:
-                trajectory.add(info.index, info.u)
+                trajectory.add(info.index, info.u[:keep])
             if on_step is not None:
                 on_step(done_before + info.done, total)
 
         with torch.no_grad():
             u = fn(process, denoiser, u, schedule, noise, callback=callback, **options)
-        out.append(u.float().cpu())
+        out.append(u[:keep].float().cpu())
     return torch.cat(out)

@@ -17,8 +17,11 @@ from typing import Callable
 import torch
 
 from shared import ScalespaceError
-from shared.denoisers.base import Denoiser
-from shared.processes.base import Process
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported for annotations only: processes import the noise module
+    from shared.denoisers.base import Denoiser
+    from shared.processes.base import Process
 from shared.sampling.noise import NoiseSource
 
 

@@ -227,5 +227,5 @@ def batch_stats(x: Any, unbiased: bool = False) -> BatchStats:
         mean=mean.reshape(shape),
         var=var.reshape(shape),
         global_mean=float(t.mean()),
-        global_var=float(t.reshape(-1).var(correction=ddof)) if t.numel() > ddof else 0.0,
+        global_var=float(t.reshape(-1).var(correction=ddof)),
     )

@@ -33,6 +33,7 @@ def reference_statistics(
 
     The result's meta records the extractor name and digest, so it can be
     cached (Moments.to_dict is JSON) and checked against the extractor later.
+    device/batch_size apply when `extractor` is a name (an instance keeps its own).
     """
     ex = get_extractor(extractor, device=device, batch_size=batch_size)
     batches = [images] if isinstance(images, torch.Tensor) else images

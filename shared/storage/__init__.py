@@ -1,6 +1,22 @@
 """Artifact stores: a local folder (default) and S3."""
 
+from __future__ import annotations
+
+from typing import Any
+
 from shared.storage.base import MANIFEST, ArtifactRef, ArtifactStore
 from shared.storage.local import LocalStore
+from shared.storage.s3 import S3Store, StoreUnavailable
 
-__all__ = ["MANIFEST", "ArtifactRef", "ArtifactStore", "LocalStore"]
+
+def store_from_settings(settings: Any) -> ArtifactStore:
+    """S3 when SCALESPACE_S3_ENDPOINT is set, else the local folder SCALESPACE_RESULTS_DIR.
+
+    Builds the client only; nothing is contacted until the first call.
+    """
+    if settings.s3_endpoint:
+        return S3Store.from_settings(settings)
+    return LocalStore(settings.results_dir)
+
+
+__all__ = ["MANIFEST", "ArtifactRef", "ArtifactStore", "LocalStore", "S3Store", "StoreUnavailable", "store_from_settings"]

@@ -1,0 +1,45 @@
+"""Triton import guard and small helpers shared by the kernel files.
+
+Triton is an optional dependency (the `gpu` and `test` extras): without it
+`triton` and `tl` are None, no kernel is defined and the dispatch always picks
+the torch references. Whether a kernel runs compiled or in the interpreter is
+fixed when its module is imported (TRITON_INTERPRET is read by @triton.jit),
+so kernel modules are imported only by shared.kernels.dispatch, lazily.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+try:  # pragma: no branch - depends on the installed extras
+    import triton
+    import triton.language as tl
+except ImportError:  # pragma: no cover
+    triton = None  # type: ignore[assignment]
+    tl = None  # type: ignore[assignment]
+
+#: the interpreter does not honour these; kernels cast to float32 instead
+INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def next_pow2(n: int) -> int:
+    """Smallest power of two >= n (Triton block shapes must be powers of two)."""
+    return 1 << max(int(n) - 1, 0).bit_length()
+
+
+def triton_dtype_ok(t: torch.Tensor) -> bool:
+    return t.dtype in (torch.float32, torch.float64, torch.bfloat16, torch.float16)
+
+
+def launch_options(deterministic: bool) -> dict:
+    """Compile options for a launch: no FMA contraction in deterministic mode.
+
+    Without contraction every a * b + c rounds twice, as the torch references
+    do, so deterministic results also track the references more closely. The
+    interpreter has no compile options (numpy never contracts).
+    """
+    if INTERPRETED or not deterministic:
+        return {}
+    return {"enable_fp_fusion": False}
