@@ -58,12 +58,14 @@ def streaming_posterior(
     acc = torch.zeros(b, values.shape[1], dtype=torch.float64, device=query.device)
     for start in range(0, keys.shape[0], chunk):
         k = keys[start : start + chunk]
-        s = ((query @ k.T).to(torch.float64) - 0.5 * key_sq[start : start + chunk].to(torch.float64)) * inv_var
-        m_new = torch.maximum(m, s.amax(dim=1))
+        # scores and weights stay in the matmul dtype (their error is set by the
+        # matrix product); the running sums across chunks are float64
+        s = (query @ k.T - 0.5 * key_sq[start : start + chunk]) * inv_var
+        m_new = torch.maximum(m, s.amax(dim=1).to(torch.float64))
         scale = torch.exp(m - m_new)
-        p = torch.exp(s - m_new[:, None])
-        l = l * scale + p.sum(1)
-        ls = ls * scale + (p * s).sum(1)
+        p = torch.exp(s - m_new[:, None].to(s.dtype))
+        l = l * scale + p.sum(1, dtype=torch.float64)
+        ls = ls * scale + (p * s).sum(1, dtype=torch.float64)
         acc = acc * scale[:, None] + (p.to(values.dtype) @ values[start : start + chunk]).to(torch.float64)
         m = m_new
     lse = m + torch.log(l)
