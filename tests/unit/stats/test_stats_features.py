@@ -27,9 +27,9 @@ def test_registry_names():
 
 
 def test_inception_grey_8x8(inception):
-    x = _images(4, 1, 8, 0)
+    x = _images(3, 1, 8, 0)
     f1, f2 = inception(x), inception(x)
-    assert f1.shape == (4, 2048) and f1.dtype == torch.float32
+    assert f1.shape == (3, 2048) and f1.dtype == torch.float32
     assert bool(torch.isfinite(f1).all())
     assert torch.equal(f1, f2)  # deterministic across calls
     assert float((f1[0] - f1[1]).abs().max()) > 1e-3  # different images, different features
@@ -38,9 +38,9 @@ def test_inception_grey_8x8(inception):
 
 
 def test_inception_rgb_28x28(inception):
-    x = _images(3, 3, 28, 1)
+    x = _images(2, 3, 28, 1)
     f1 = inception(x)
-    assert f1.shape == (3, 2048) and bool(torch.isfinite(f1).all())
+    assert f1.shape == (2, 2048) and bool(torch.isfinite(f1).all())
     assert bool((f1 >= 0).all())  # pool3 follows a ReLU
     assert torch.equal(f1, inception(x))
 

@@ -59,16 +59,17 @@ def test_fid_with_cached_reference_equals_fid_with_images():
     cached = Moments.from_dict(json.loads(json.dumps(stats.to_dict())))
     via_cache = fid(samples, cached, ex)
     assert direct["fid"] > 0
-    assert via_cache["fid"] == pytest.approx(direct["fid"], rel=1e-9)
+    # float32 conv features differ at ~1e-7 between batchings; the statistics path itself is exact
+    assert via_cache["fid"] == pytest.approx(direct["fid"], rel=1e-6)
     assert via_cache["kid_mean"] is None and "KID skipped" in via_cache["warning"]
     with pytest.raises(ScalespaceError, match="digest"):
         fid(samples, cached, get_extractor("random-conv", seed=1))
 
 
 def test_fid_inception_of_a_set_with_itself_is_zero():
-    x = _images(3, 5)
-    out = fid(x, x, "inception", batch_size=3)
-    assert out["extractor"] == "inception" and out["n_samples"] == 3
+    x = _images(2, 5)
+    out = fid(x, x, "inception", batch_size=2)
+    assert out["extractor"] == "inception" and out["n_samples"] == 2
     assert out["fid"] == pytest.approx(0.0, abs=1e-6)
 
 
@@ -94,7 +95,7 @@ def test_nearest_neighbour_finds_exact_copy():
         dist, idx = nearest_neighbour_distance(samples, t, chunk=7)
         assert dist[0] == 0 and idx[0] == 17
         assert idx[1] == 3 and dist[1] == pytest.approx(1e-3 * 12**0.5, rel=1e-6)
-        brute = torch.cdist(samples, train)
+        brute = (samples[:, None, :] - train[None, :, :]).norm(dim=2)
         assert torch.equal(idx, brute.argmin(dim=1))
         torch.testing.assert_close(dist, brute.min(dim=1).values, rtol=1e-10, atol=1e-12)
 
