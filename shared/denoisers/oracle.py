@@ -44,7 +44,26 @@ def streaming_posterior(
     inv_var: float,
     chunk: int,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The oracle reduction, streamed over the training set.
+    """The oracle reduction: the Triton kernel on a GPU (shared/kernels/oracle_reduction.py), else the torch loop.
+
+    Arguments and results as `streaming_posterior_torch`.
+    """
+    from shared.kernels import dispatch
+
+    if dispatch.use_triton(query.device):
+        return dispatch.oracle_reduction(query, keys, key_sq, values, inv_var, chunk)
+    return streaming_posterior_torch(query, keys, key_sq, values, inv_var, chunk)
+
+
+def streaming_posterior_torch(
+    query: torch.Tensor,
+    keys: torch.Tensor,
+    key_sq: torch.Tensor,
+    values: torch.Tensor,
+    inv_var: float,
+    chunk: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The oracle reduction, streamed over the training set (the torch reference).
 
     query (B, D), keys (n, D), key_sq (n,) = |A f_j|^2, values (n, Dv).
     Scores s_bj = (query_b . keys_j - key_sq_j / 2) * inv_var.
@@ -93,7 +112,7 @@ class OracleDenoiser(Denoiser):
         self.n = train.shape[0]
         self.d = math.prod(process.shape)
         self.values = train.to(dtype).reshape(self.n, self.d)
-        self._digest = hashlib.sha256(train.to(torch.float32).contiguous().numpy().tobytes()).hexdigest()
+        self._digest = hashlib.sha256(train.to(torch.float32).cpu().contiguous().numpy().tobytes()).hexdigest()
         if process.spectral:
             self.keys_basis = process.to_basis(train.to(dtype)).reshape(self.n, self.d)
             self.keys_sq_basis = self.keys_basis**2
@@ -108,6 +127,7 @@ class OracleDenoiser(Denoiser):
     def _alpha_flat(self, i: int) -> torch.Tensor:
         a = self.process.alpha(i)
         c = self.process.shape[0]
+        a = a.to(self.values.device)  # schedules live on the CPU; the training set may not
         return (a.expand(c, *self.process.shape[1:]) if a.ndim == 2 else a.expand(self.process.shape)).reshape(self.d)
 
     def posterior(self, u_t: torch.Tensor, i: int) -> OracleResult:

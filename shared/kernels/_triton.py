@@ -24,6 +24,24 @@ except ImportError:  # pragma: no cover
 INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
+_POISON = False
+
+
+def set_poison(on: bool) -> None:
+    """Tests: fill every buffer a kernel wrapper allocates with NaN (or -7777) before the launch,
+    so an element a kernel forgets to write cannot pass by holding a stale right answer."""
+    global _POISON
+    _POISON = bool(on)
+
+
+def alloc(shape, dtype: torch.dtype, device) -> torch.Tensor:
+    """torch.empty for kernel outputs and scratch (poisoned when testing)."""
+    t = torch.empty(shape, dtype=dtype, device=device)
+    if _POISON:
+        t.fill_(float("nan") if t.is_floating_point() else -7777)
+    return t
+
+
 def next_pow2(n: int) -> int:
     """Smallest power of two >= n (Triton block shapes must be powers of two)."""
     return 1 << max(int(n) - 1, 0).bit_length()

@@ -30,7 +30,7 @@ import math
 
 import torch
 
-from shared.kernels._triton import INTERPRETED, launch_options, next_pow2, tl, triton
+from shared.kernels._triton import INTERPRETED, alloc, launch_options, next_pow2, tl, triton
 from shared.processes.dct import dct2, dct_matrix, idct2
 
 MAX_SIDE = 64
@@ -59,9 +59,13 @@ def padded_dct_matrices(h: int, w: int, p: int, q: int, dtype: torch.dtype, devi
 def tile_config(n_img: int, h: int, w: int) -> tuple[int, int, int]:
     """(G, P, Q): images per program and padded sides; depends on the shape only."""
     p, q = max(16, next_pow2(h)), max(16, next_pow2(w))
-    budget = (1 << 16) if INTERPRETED else 4096  # elements per program
+    budget = (1 << 16) if INTERPRETED else 2048  # elements per program (registers: ~10 such tiles live)
     g = max(1, min(budget // (p * q), next_pow2(n_img)))
     return g, p, q
+
+
+def warps_for(elements: int) -> int:
+    return 8 if elements >= 2048 else 4
 
 
 if triton is not None:
@@ -144,13 +148,13 @@ def dct_scale_triton(x: torch.Tensor, scale: torch.Tensor, deterministic: bool =
     else:
         scale = scale.reshape(-1, h, w).contiguous()
         sc = h * w if scale.shape[0] > 1 else 0
-    out = torch.empty_like(xc)
+    out = alloc(xc.shape, xc.dtype, xc.device)
     if n_img == 0:
         return out
     g, p, q = tile_config(n_img, h, w)
     ch, cw = padded_dct_matrices(h, w, p, q, x.dtype, x.device)
     _dct_scale_kernel[(triton.cdiv(n_img, g),)](
         out, xc, scale, ch, cw, n_img, c, h, w, sc,
-        G=g, P=p, Q=q, PREC=dot_precision(x.dtype), num_warps=4, **launch_options(deterministic),
+        G=g, P=p, Q=q, PREC=dot_precision(x.dtype), num_warps=warps_for(g * p * q), **launch_options(deterministic),
     )
     return out

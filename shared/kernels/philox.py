@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
-from shared.kernels._triton import tl, triton
+from shared.kernels._triton import alloc, tl, triton
 from shared.sampling.noise import MASK32, Stream, normal, philox4x32
 
 INV_2_32 = 2.0**-32
@@ -146,8 +146,8 @@ def normal_triton(
     ids = ids.reshape(-1).to(torch.int64).contiguous()
     d = math.prod(shape)
     total = ids.numel() * d
-    z = torch.empty((ids.numel(),) + tuple(shape), dtype=torch.float32, device=ids.device)
-    w = torch.empty(2 * total if words else 1, dtype=torch.int64, device=ids.device)
+    z = alloc((ids.numel(),) + tuple(shape), torch.float32, ids.device)
+    w = alloc(2 * total if words else 1, torch.int64, ids.device)
     if total == 0:
         return (z, w[:0], w[:0]) if words else z
     lo, hi = seed_words(seed)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import torch
 
-from shared.kernels._triton import INTERPRETED, launch_options, next_pow2, tl, triton
+from shared.kernels._triton import INTERPRETED, alloc, launch_options, next_pow2, tl, triton
 from shared.kernels.philox import StepNoise
 
 if triton is not None:
@@ -106,7 +106,7 @@ def reverse_step_triton(
         device=u_t.device,
     )
     y = u0_hat.to(dt).contiguous() if u0_hat is not None else u_t
-    out = torch.empty_like(u_t) if out is None else out
+    out = alloc(u_t.shape, dt, u_t.device) if out is None else out
     total = u_t.numel()
     if total == 0:
         return out

@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import torch
 
-from shared.kernels._triton import launch_options, tl, triton
-from shared.kernels.dct_operator import dot_precision, padded_dct_matrices, supported, tile_config
+from shared.kernels._triton import alloc, launch_options, tl, triton
+from shared.kernels.dct_operator import dot_precision, padded_dct_matrices, supported, tile_config, warps_for
 from shared.kernels.philox import StepNoise
 from shared.processes.dct import dct2, idct2
 
@@ -138,7 +138,7 @@ def spectral_step_triton(
     if not scalar_std and std_t.shape[0] != cut.shape[0]:
         std_t, cut, cu0 = (t.expand(c, h, w).contiguous() for t in (std_t, cut, cu0))
         stride = h * w
-    out = torch.empty_like(x)
+    out = alloc(x.shape, x.dtype, dev)
     n_img = b * c
     if n_img == 0:
         return out
@@ -151,6 +151,6 @@ def spectral_step_triton(
     _spectral_step_kernel[(triton.cdiv(n_img, g),)](
         out, x, y, cut, cu0, std_t, ch, cw, ids, n_img, c, h, w, stride, step, stream, lo, hi,
         CLIP=bool(clip), NOISE=noise is not None, IN_BASIS=bool(noise_in_basis), STD_SCALAR_F32=scalar_std,
-        G=g, P=p, Q=q, PREC=dot_precision(x.dtype), num_warps=4, **launch_options(deterministic),
+        G=g, P=p, Q=q, PREC=dot_precision(x.dtype), num_warps=warps_for(g * p * q), **launch_options(deterministic),
     )
     return out

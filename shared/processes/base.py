@@ -149,8 +149,8 @@ class Process(ABC):
     ) -> torch.Tensor:
         """Mean of the reverse step t -> s given a prediction of u_0 (the posterior mean)."""
         post = self.posterior(t, s)
-        dt = u_t.dtype
-        m = post.coef_ut.to(dt) * self.to_basis(u_t) + post.coef_u0.to(dt) * self.to_basis(u0_hat)
+        dt, dev = u_t.dtype, u_t.device
+        m = post.coef_ut.to(dev, dt) * self.to_basis(u_t) + post.coef_u0.to(dev, dt) * self.to_basis(u0_hat)
         return self.from_basis(m)
 
     def sample_prior(

@@ -94,6 +94,10 @@ def evolve_explicit(u: torch.Tensor, d: Drift, t: float, safety: float = 1.0) ->
     bound = d.stable_tau() * safety  # (...leading,)
     n = torch.ceil(t / bound).to(torch.int64).clamp_min(1)
     tau = (t / n.to(u.dtype)).reshape(n.shape + (1, 1, 1))
+    from shared.kernels import dispatch
+
+    if dispatch.use_triton(u.device):  # every step in one launch (shared/kernels/osmosis_stencil.py)
+        return dispatch.osmosis_explicit(u, d, tau, n)
     n_max = int(n.max())
     if n.numel() == 1 or bool((n == n_max).all()):
         for _ in range(n_max):

@@ -104,4 +104,4 @@ class NoiseSource:
         self.device = device
 
     def __call__(self, step: int, stream: Stream = Stream.STEP) -> torch.Tensor:
-        return normal(self.seed, self.ids, step, self.shape, stream).to(self.device)
+        return normal(self.seed, self.ids, step, self.shape, stream, device=self.device)

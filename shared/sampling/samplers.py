@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # imported for annotations only: processes import the noise m
     from shared.denoisers.base import Denoiser
     from shared.processes.base import Process
 from shared.sampling.noise import NoiseSource
+from shared.kernels import dispatch
 
 
 @dataclass
@@ -47,6 +48,35 @@ def _report(callback: Callback | None, k: int, schedule: list[int], s: int, u: t
         callback(StepInfo(done=k + 1, total=len(schedule) - 1, index=s, u=u))
 
 
+def _step_noise(noise: NoiseSource, step: int | None):
+    """The kernels' description of noise(step) (None: no noise), or False when `noise` is not a NoiseSource."""
+    if not isinstance(noise, NoiseSource):
+        return False
+    from shared.kernels.philox import StepNoise
+
+    return None if step is None else StepNoise(noise.seed, noise.ids, step)
+
+
+def _fused_step(process: Process, u: torch.Tensor, u0_hat: torch.Tensor, t: int, s: int,
+                noise: NoiseSource, step: int | None, noise_in_basis: bool = True,
+                std: float | None = None) -> torch.Tensor | None:
+    """The posterior step t -> s in one kernel (shared/kernels) when the dispatch picks Triton, else None.
+
+    Same result as the torch code below it (bit for bit in the interpreter for
+    isotropic processes, within float32 rounding of the DCT otherwise).
+    """
+    if not dispatch.use_triton(u.device) or u.dtype not in (torch.float32, torch.float64):
+        return None
+    sn = _step_noise(noise, step)
+    if sn is False or (not process.isotropic and max(u.shape[-2:]) > 64):
+        return None
+    post = process.posterior(t, s)
+    std = post.var.sqrt() if std is None else std
+    if process.isotropic and noise_in_basis:
+        return dispatch.reverse_step(u, u0_hat, post.coef_ut, post.coef_u0, std, sn)
+    return dispatch.spectral_step(u, u0_hat, post.coef_ut, post.coef_u0, std, sn, noise_in_basis=noise_in_basis)
+
+
 def sample_ancestral(
     process: Process,
     denoiser: Denoiser,
@@ -65,12 +95,16 @@ def sample_ancestral(
         raise ScalespaceError(f"sampler 'ancestral' needs a DCT-diagonal process, not {process.name!r}; use 'heat'")
     for k, (t, s) in enumerate(zip(schedule[:-1], schedule[1:])):
         u0_hat = _clip(denoiser.predict_u0(u, t, noise.ids), clip)
-        post = process.posterior(t, s)
-        dt = u.dtype
-        mean = post.coef_ut.to(dt) * process.to_basis(u) + post.coef_u0.to(dt) * process.to_basis(u0_hat)
-        if s > schedule[-1]:
-            mean = mean + post.var.sqrt().to(dt) * noise(s)
-        u = process.from_basis(mean)
+        fused = _fused_step(process, u, u0_hat, t, s, noise, s if s > schedule[-1] else None)
+        if fused is not None:
+            u = fused
+        else:
+            post = process.posterior(t, s)
+            dt, dev = u.dtype, u.device
+            mean = post.coef_ut.to(dev, dt) * process.to_basis(u) + post.coef_u0.to(dev, dt) * process.to_basis(u0_hat)
+            if s > schedule[-1]:
+                mean = mean + post.var.sqrt().to(dev, dt) * noise(s)
+            u = process.from_basis(mean)
         _report(callback, k, schedule, s, u)
     return u
 
@@ -125,10 +159,36 @@ def sample_degraded(
     if delta is None:
         raise ScalespaceError(f"sampler 'heat' needs a process with a sampling noise delta, not {process.name!r}")
     for k, (t, s) in enumerate(zip(schedule[:-1], schedule[1:])):
+        step = s if s > schedule[-1] else None
+        fused = None
+        if dispatch.use_triton(u.device) and _default_reverse_mean(process, denoiser):
+            # the posterior step with the noise added in pixels: one kernel
+            fused = _fused_step(process, u, denoiser.predict_u0(u, t, noise.ids), t, s, noise, step,
+                                noise_in_basis=False, std=delta)
+        if fused is not None:
+            u = fused
+            _report(callback, k, schedule, s, u)
+            continue
         mean = denoiser.reverse_mean(process, u, t, s, noise.ids)
-        u = mean + delta * noise(s) if s > schedule[-1] else mean
+        sn = _step_noise(noise, step) if step is not None and dispatch.use_triton(mean.device) else False
+        if sn:  # "mean + delta z" with the noise drawn in the kernel
+            u = dispatch.reverse_step(mean, None, 1.0, 0.0, delta, sn)
+        else:
+            u = mean + delta * noise(s) if s > schedule[-1] else mean
         _report(callback, k, schedule, s, u)
     return u
+
+
+def _default_reverse_mean(process: Process, denoiser: Denoiser) -> bool:
+    """True when reverse_mean is the posterior mean at predict_u0 (so the fused spectral step applies)."""
+    from shared.denoisers.base import Denoiser
+    from shared.processes.base import Process
+
+    return (
+        process.spectral
+        and type(denoiser).reverse_mean is Denoiser.reverse_mean
+        and type(process).reverse_mean is Process.reverse_mean
+    )
 
 
 SAMPLERS = {"ancestral": sample_ancestral, "ddim": sample_ddim, "heat": sample_degraded}

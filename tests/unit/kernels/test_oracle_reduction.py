@@ -1,0 +1,71 @@
+"""The streaming oracle kernel against the oracle's torch loop, within the stated error bound."""
+
+import math
+
+import pytest
+import torch
+
+from shared.kernels.oracle_reduction import error_bound, oracle_reduction_reference, oracle_reduction_triton
+
+
+def problem(rand, gen, b, n, d, dtype, spread):
+    """Keys like DCT coefficients of images, queries near some keys; `spread` sets sigma^2 per value."""
+    keys = rand(n, d, scale=0.5).to(dtype)
+    alpha = 0.8
+    pick = torch.randint(0, n, (b,), generator=gen)
+    u = alpha * keys[pick].float() + math.sqrt(spread) * rand(b, d)
+    query = (alpha * u).to(dtype)
+    key_sq = ((alpha * keys.float()) ** 2).sum(1).to(dtype)
+    values = rand(n, d, scale=0.7).to(dtype)
+    inv_var = 1.0 / spread
+    return query, keys, key_sq, values, inv_var
+
+
+CASES = [  # (B, n, D, dtype, sigma^2 per value): diffuse posteriors (sigma^2 ~ D / 20) and sharp ones, odd sizes
+    (3, 50, 64, torch.float32, 3.0),
+    (5, 301, 49, torch.float32, 0.3),
+    (7, 129, 784, torch.float32, 40.0),
+    (2, 97, 33, torch.float32, 0.02),
+    (4, 200, 64, torch.bfloat16, 3.0),
+    (3, 77, 100, torch.bfloat16, 0.3),
+]
+
+
+@pytest.mark.parametrize("b,n,d,dtype,spread", CASES)
+def test_oracle_kernel_within_bound(rand, gen, b, n, d, dtype, spread):
+    q, k, ksq, v, inv_var = problem(rand, gen, b, n, d, dtype, spread)
+    ref = oracle_reduction_reference(q, k, ksq, v, inv_var, chunk=64)
+    bound = error_bound(q, k, ksq, v, inv_var, ref[2])
+    # one split, and several (the merge of partial sums across splits)
+    for config in (None, {"SPLIT": 32, "BLOCK_N": 16}):
+        got = oracle_reduction_triton(q, k, ksq, v, inv_var, config=config)
+        assert all(t.dtype == torch.float64 and torch.isfinite(t).all() for t in got)
+        assert ((got[0] - ref[0]).abs().amax(dim=1) <= bound["mean"]).all()
+        assert ((got[1] - ref[1]).abs() <= bound["lse"]).all()
+        assert ((got[2] - ref[2]).abs() <= bound["entropy"]).all()
+        assert (got[2] >= 0).all() and (got[2] <= math.log(n) + 1e-6).all()
+
+
+def test_oracle_posterior_is_informative(rand, gen):
+    """The test problems are not degenerate: weights neither uniform nor a point mass."""
+    q, k, ksq, v, inv_var = problem(rand, gen, 4, 120, 40, torch.float32, 2.0)
+    _, _, h = oracle_reduction_triton(q, k, ksq, v, inv_var)
+    assert (h > 0.05).all() and (h < math.log(120) - 0.05).all()
+
+
+def test_oracle_rows_do_not_depend_on_the_batch(rand, gen):
+    q, k, ksq, v, inv_var = problem(rand, gen, 6, 90, 24, torch.float32, 0.4)
+    whole = oracle_reduction_triton(q, k, ksq, v, inv_var)
+    part = oracle_reduction_triton(q[2:5], k, ksq, v, inv_var)
+    for a, b in zip(whole, part):
+        assert torch.allclose(a[2:5], b, rtol=1e-6, atol=1e-7)
+
+
+def test_oracle_values_of_another_width(rand, gen):
+    q, k, ksq, _, inv_var = problem(rand, gen, 3, 60, 30, torch.float32, 0.5)
+    v = rand(60, 17)
+    got = oracle_reduction_triton(q, k, ksq, v, inv_var)
+    ref = oracle_reduction_reference(q, k, ksq, v, inv_var)
+    bound = error_bound(q, k, ksq, v, inv_var, ref[2])
+    assert got[0].shape == (3, 17)
+    assert ((got[0] - ref[0]).abs().amax(dim=1) <= bound["mean"]).all()
