@@ -154,8 +154,13 @@ def build_cases(quick: bool, train: torch.Tensor, shrink: int = 1) -> list[Case]
     g = _gen()
     u = a * flat[torch.randint(0, n, (bq,), device=DEV, generator=g)] + math.sqrt(sigma2) * torch.randn(bq, d, device=DEV, generator=g)
     useful = 2.0 * bq * n * (d + d)
-    # the default tiles, then two that recompute fewer score tiles (2 and 1 column blocks for D = 784)
-    alternatives = [] if quick else [{"BLOCK_DV": 512}, {"BLOCK_B": 32, "BLOCK_DV": 1024}]
+    # the default tiles (streaming, BLOCK_DV 512), the chunked two-product variant (scores once), the
+    # streaming kernel's previous default (BLOCK_DV 256), then other tilings of both, side by side
+    chunked = k["oracle_reduction"].CHUNKED_CONFIG
+    alternatives = [chunked] if quick else [
+        chunked, {"BLOCK_DV": 256}, dict(chunked, P32=1, num_stages=2), dict(chunked, SPLIT=2048),
+        dict(chunked, BLOCK_B=64, num_warps=4), {"BLOCK_DV": 512, "num_stages": 3}, {"BLOCK_DV": 512, "BLOCK_N": 128},
+    ]
     oracle_cases = [_oracle_case(k["oracle_reduction"], u, flat, a, 1 / sigma2, dtype, cfg, useful, det)
                     for dtype, configs in ((torch.bfloat16, [None] + alternatives), (torch.float32, [None]))
                     for cfg in configs]
@@ -181,6 +186,16 @@ def build_cases(quick: bool, train: torch.Tensor, shrink: int = 1) -> list[Case]
         lambda x: k["osmosis_stencil"].osmosis_explicit_reference(x, dr, tau, nst), osm_check,
         target=">= 80% of copy (effective)", note="effective bytes: 8 per pixel per step, as an unfused loop moves",
         first=True,
+    ))
+    cases.append(Case(  # the variant: neighbours read through L1 (the default bypasses it)
+        f"osmosis stencil ({steps} steps per launch) {{'l1': True}}", f"{b3}x1x28x28 fp32", "bytes",
+        steps * 8 * b3 * 784 + 8 * 784,
+        lambda: (torch.rand((b3, 1) + hw, device=DEV, generator=_gen()) + 1.0,),
+        lambda x: k["osmosis_stencil"].osmosis_explicit_triton(x, dr, tau, nst, deterministic=det, l1=True),
+        lambda x: k["osmosis_stencil"].osmosis_explicit_reference(x, dr, tau, nst),
+        lambda inp: _bitwise(k["osmosis_stencil"].osmosis_explicit_triton(inp[0], dr, tau, nst, deterministic=det, l1=True),
+                             k["osmosis_stencil"].osmosis_explicit_reference(inp[0], dr, tau, nst)),
+        target=">= 80% of copy (effective)", note="effective bytes as above; scratch reads through L1",
     ))
 
     # --- statistics ------------------------------------------------------------------------
@@ -249,8 +264,11 @@ def _oracle_case(mod, u, flat, a, inv_var, dtype, cfg, useful, det) -> Case:
         lambda q, k_, ksq, v: mod.oracle_reduction_triton(q, k_, ksq, v, inv_var, deterministic=det, config=cfg),
         lambda q, k_, ksq, v: streaming_posterior_torch(q, k_, ksq, v, inv_var, 4096),
         check, target=">= 50% of bf16 matmul" if dtype == torch.bfloat16 else "",
-        note="useful FLOPs 2 B n (D + Dv); score tiles are recomputed per Dv block",
-        first=dtype == torch.bfloat16 and cfg is None,
+        note="useful FLOPs 2 B n (D + Dv); " + (
+            "chunked: scores once, (B, CHUNK) scratch" if (cfg or {}).get("CHUNKED")
+            else "streaming: score tiles recomputed per Dv block") + (
+            "; float32: the dispatch uses the torch reference (cuBLAS) unless forced" if dtype == torch.float32 else ""),
+        first=dtype == torch.bfloat16 and (cfg is None or cfg == mod.CHUNKED_CONFIG),
     )
 
 
@@ -269,9 +287,15 @@ def end_to_end(train: torch.Tensor, quick: bool, deadline: float, shrink: int = 
     dev = DEV
     tr = train.to(dev)
     rows = []
+    orc = dispatch.kernel("oracle_reduction")
+    default_config = orc.default_config
     for label, mode, dtype in (("kernels, bf16 oracle", "auto", torch.bfloat16),
-                               ("kernels, fp32 oracle", "auto", torch.float32),
+                               ("kernels, bf16 oracle, chunked variant", "auto", torch.bfloat16),
+                               ("auto dispatch, fp32 oracle = torch reference", "auto", torch.float32),
                                ("torch reference, bf16 oracle", "reference", torch.bfloat16)):
+        # the chunked variant: the oracle kernel's default tiles replaced for this row only
+        orc.default_config = (lambda *a: dict(default_config(*a), **orc.CHUNKED_CONFIG)) if "chunked" in label \
+            else default_config
         name = f"end to end: vp {steps} steps, {n_samples} samples, n={len(tr)} ({label})"
         if time.perf_counter() > deadline:
             rows.append({"kernel": name, "note": "skipped: time budget spent"})
@@ -303,6 +327,7 @@ def end_to_end(train: torch.Tensor, quick: bool, deadline: float, shrink: int = 
             rows.append({"kernel": name, "note": f"FAILED: {type(e).__name__}: {msg[-1][:160] if msg else ''}"})
         if DEV.type == "cuda":
             torch.cuda.empty_cache()
+    orc.default_config = default_config
     return rows
 
 

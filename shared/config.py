@@ -45,10 +45,10 @@ class Settings(BaseSettings):
     lease_s: int = Field(60, ge=5, description="a worker's lease on a job lasts this long without a heartbeat")
     heartbeat_s: int = Field(10, ge=1, description="how often a running worker renews its lease")
     visibility_timeout_s: int = Field(43_200, ge=60, description="broker redelivery timeout (above the longest job)")
-    max_deliveries: int = Field(3, ge=1, description="deliveries before a job goes to the dead-letter list")
+    max_deliveries: int = Field(3, ge=1, description="attempts (a worker took the job) before it fails into the dead-letter list")
     result_ttl_s: int = Field(7 * 24 * 3600, ge=60, description="how long job records stay in Redis")
-    heartbeat_file: str = Field("/tmp/scalespace-worker-heartbeat", description="touched by a live worker")
-    worker_shutdown_timeout_s: int = Field(300, ge=1, description="soft shutdown: time to finish the current job")
+    heartbeat_file: str = Field("/tmp/scalespace-worker-heartbeat", description="a live worker rewrites it every heartbeat_s (liveness probe: its age)")
+    worker_shutdown_timeout_s: int = Field(300, ge=1, description="on SIGTERM a worker lets its job run this long, then requeues it")
 
     # --- nightly sweeps ----------------------------------------------------------------
     sweeps_file: str | None = Field(None, description="YAML file of named sweep specs (`scalespace sweep run NAME`)")

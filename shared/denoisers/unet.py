@@ -88,13 +88,18 @@ class Attention(nn.Module):
 
 
 class UNet(nn.Module):
-    """eps / v / residual predictor: (x (B, C, H, W), t (B,)) -> (B, C, H, W)."""
+    """eps / v / residual predictor: (x (B, C_in, H, W), t (B,)) -> (B, C_out, H, W).
 
-    def __init__(self, in_channels: int, config: UNetConfig | None = None):
+    C_out defaults to C_in; extra input channels carry conditioning (the
+    osmosis guidance), not image values.
+    """
+
+    def __init__(self, in_channels: int, config: UNetConfig | None = None, out_channels: int | None = None):
         super().__init__()
         cfg = config or UNetConfig()
         self.config = cfg
         self.in_channels = in_channels
+        self.out_channels = out_channels or in_channels
         ch, g = cfg.channels, cfg.groups
         tdim = cfg.time_dim or 4 * ch
         self.time = nn.Sequential(nn.Linear(ch, tdim), nn.SiLU(), nn.Linear(tdim, tdim))
@@ -124,7 +129,7 @@ class UNet(nn.Module):
             if level > 0:
                 self.up.append(nn.Conv2d(cur, cur, 3, padding=1))  # after nearest upsampling
         self.norm_out = _norm(cur, g)
-        self.conv_out = nn.Conv2d(cur, in_channels, 3, padding=1)
+        self.conv_out = nn.Conv2d(cur, self.out_channels, 3, padding=1)
         nn.init.zeros_(self.conv_out.weight)
         nn.init.zeros_(self.conv_out.bias)
 

@@ -2,7 +2,8 @@
 
 Artifacts are written under the job id; the manifest is written last and is
 the commit point. A job that fails leaves no manifest (its partial artifacts
-are removed), so nothing half-written looks complete. Running a job whose
+are removed, except for RESUMABLE kinds, which restart from them), so nothing
+half-written looks complete. Running a job whose
 manifest already exists returns that manifest (exactly-once effect).
 """
 
@@ -17,6 +18,7 @@ from shared import ScalespaceError
 from shared.jobs.context import JobContext, JobStopped, ProgressFn, StopFn, resolve_device
 from shared.jobs.manifest import code_version, device_info, package_versions
 from shared.jobs.specs import Spec, parse_spec
+from shared.kernels.dispatch import describe as kernel_info
 from shared.ids import check_id
 from shared.storage.base import MANIFEST, ArtifactStore
 
@@ -27,6 +29,8 @@ RUNNERS: dict[str, str] = {
     "train": "shared.jobs.train:run_train",
     "sweep": "shared.jobs.sweep:run_sweep",
 }
+#: kinds that resume from their own artifacts (a checkpoint), so a failed run keeps them
+RESUMABLE: frozenset[str] = frozenset({"train"})
 
 
 def runner_for(kind: str) -> Callable[[Any, JobContext], dict[str, Any]]:
@@ -71,7 +75,8 @@ def run_job(
     try:
         summary = runner(spec, ctx)
     except BaseException:
-        store.delete("jobs", job_id)  # no manifest was written: remove the partial artifacts
+        if spec.kind not in RESUMABLE:
+            store.delete("jobs", job_id)  # no manifest was written: remove the partial artifacts
         raise
     manifest = {
         "job_id": job_id,
@@ -82,6 +87,7 @@ def run_job(
         "code_version": code_version(),
         "packages": package_versions(),
         "device": device_info(device),
+        "kernels": kernel_info(device),
         "started_at": started.isoformat(),
         "finished_at": datetime.now(timezone.utc).isoformat(),
         "timings": {"total_s": time.perf_counter() - t0, **{f"{k}_s": v for k, v in ctx.timings.items()}},

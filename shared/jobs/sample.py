@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -16,7 +17,9 @@ from shared.jobs.images import grid_png, to_npz
 from shared.jobs.specs import SampleSpec
 from shared.processes import Process, make_process
 from shared.processes.base import Process as _P  # noqa: F401  (re-export for type checkers)
-from shared.sampling.pipeline import TrajectoryMoments, generate
+from shared.sampling.pipeline import TrajectoryMoments, generate  # noqa: F401  (TrajectoryMoments: re-export)
+from shared.stats.property_check import finite_or_none
+from shared.stats.trajectory import TrajectoryStats, moment_steps, reference_moments, sample_quality
 from shared.sampling.schedule import respace
 from shared.storage.base import ArtifactStore
 
@@ -30,11 +33,12 @@ def process_for(spec: Any, shape: tuple[int, int, int]) -> Process:
 
 
 def load_denoiser(
-    model: str, process: Process, train: torch.Tensor, store: ArtifactStore, device: torch.device, chunk: int = 4096
+    model: str, process: Process, train: torch.Tensor, store: ArtifactStore, device: torch.device, chunk: int = 4096,
+    dtype: torch.dtype = torch.float32,
 ) -> Denoiser:
-    """`oracle` over the training set, or a registered checkpoint."""
+    """`oracle` over the training set (products in `dtype`), or a registered checkpoint."""
     if model == "oracle":
-        return OracleDenoiser(process, train.to(device), chunk=chunk)
+        return OracleDenoiser(process, train.to(device), chunk=chunk, dtype=dtype)
     try:
         from shared.denoisers.checkpoints import load_model  # the learned denoisers
     except ImportError:
@@ -66,8 +70,10 @@ def run_sample(spec: SampleSpec, ctx: JobContext) -> dict[str, Any]:
     process = check_sample_spec(spec)
     with ctx.timed("load"):
         train = load_dataset(spec.data, "train", size=spec.data_size, limit=spec.data_limit).images
-        denoiser = load_denoiser(spec.model, process, train, ctx.store, ctx.device, spec.oracle_chunk)
-    traj = TrajectoryMoments()
+        denoiser = load_denoiser(spec.model, process, train, ctx.store, ctx.device, spec.oracle_chunk,
+                                 dtype=getattr(torch, spec.oracle_dtype))
+    traj = TrajectoryStats(list(spec.statistics), math.prod(process.shape), moment_steps(respace(process.T, spec.steps)),
+                           reference_moments(spec.data, spec.data_size) if "fd_data" in spec.statistics else None)
     t0 = time.perf_counter()
 
     def on_step(done: int, total: int) -> None:
@@ -83,9 +89,14 @@ def run_sample(spec: SampleSpec, ctx: JobContext) -> dict[str, Any]:
     rows = traj.rows(process, list(spec.statistics))
     ctx.put("samples.npz", to_npz(samples=samples.numpy()))
     ctx.put("grid.png", grid_png(samples))
-    ctx.put_json("trajectory.json", {"process": process.describe(), "steps": rows})
+    ctx.put_json("trajectory.json", {"process": process.describe(), "steps": finite_or_none(rows)})
+    with ctx.timed("quality"):
+        quality = finite_or_none(sample_quality(samples, spec.data, spec.data_size, list(spec.quality), ctx.store,
+                                                ctx.device, traj.reference, spec.seed))
+    ctx.manifest_extra["quality"] = quality
     return {
         "process": process.describe(),
         "model": {"id": spec.model, "digest": denoiser.digest()},
         "samples": {"n": spec.n, "shape": list(samples.shape[1:]), "ids": [0, spec.n - 1]},
+        "quality": {**{k: v.get(k) for k, v in quality.items()}, "n_samples": spec.n},
     }

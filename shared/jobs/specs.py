@@ -19,6 +19,8 @@ from shared.jobs.spec_base import MAX_N, Spec, format_validation_error
 
 
 TRAJECTORY_STATS = ("mean", "variance", "conditional_entropy")
+#: further per-step measures a sample job may ask for (shared/stats/trajectory.py)
+EXTRA_TRAJECTORY_STATS = ("histogram_entropy", "kl_gaussian", "fd_data")
 
 
 class SampleSpec(Spec):
@@ -37,10 +39,17 @@ class SampleSpec(Spec):
     n: int = Field(16, ge=1, le=MAX_N, description="number of samples")
     batch_size: int = Field(64, ge=1, le=65_536)
     seed: int = Field(0, ge=0, lt=2**63)
-    statistics: list[Literal["mean", "variance", "conditional_entropy"]] = Field(
+    statistics: list[Literal["mean", "variance", "conditional_entropy", "histogram_entropy", "kl_gaussian", "fd_data"]] = Field(
         default_factory=lambda: list(TRAJECTORY_STATS), description="per-step trajectory measures"
     )
+    quality: list[Literal["fd", "fid"]] = Field(
+        default_factory=lambda: ["fd"],
+        description="final figures against the held-out split: fd (pixel Fréchet distance), fid (Inception; slow on a CPU)",
+    )
     oracle_chunk: int = Field(4096, ge=1, description="training images per chunk of the oracle's reduction")
+    oracle_dtype: Literal["float32", "bfloat16"] = Field(
+        "float32", description="the oracle's matrix-product dtype: float32 (exact reference) or bfloat16 (fast on a GPU)"
+    )
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
     @field_validator("process")

@@ -17,6 +17,11 @@ benchmarks can switch them):
                               ~/.cache/scalespace/triton-<triton version>); set
                               as TRITON_CACHE_DIR in deterministic mode.
 
+Exception: the oracle reduction in `auto` mode runs its kernel only for
+bfloat16/float16 inputs; float32 inputs take the torch reference, whose cuBLAS
+float32 products are far faster than Triton's full-precision float32 dots
+(`oracle_uses_triton`).
+
 The kernels never autotune (the tile configurations are fixed tables), so
 deterministic mode differs from the default only in the reductions
 (partials merged in order instead of atomics) and in FMA contraction.
@@ -129,6 +134,7 @@ def describe(device: torch.device | str) -> dict[str, Any]:
         out["configs"] = "fixed tables (no autotuning)"
         out["atomics"] = not deterministic()
         out["fma_contraction"] = not deterministic()
+        out["oracle_float32"] = "triton" if requested == "triton" else "reference"  # see oracle_uses_triton
         if deterministic():
             out["cache_dir"] = os.environ.get("TRITON_CACHE_DIR", cache_dir())
     return out
@@ -179,10 +185,27 @@ def dct_scale(x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     return _ref("dct_operator").dct_scale_reference(x, scale)
 
 
+def oracle_uses_triton(device: torch.device | str, dtype: torch.dtype) -> bool:
+    """Whether the oracle reduction runs its kernel for inputs of `dtype` on `device`.
+
+    float32 inputs take the torch reference (cuBLAS float32 products) unless the
+    kernels are forced (SCALESPACE_KERNELS=triton): the kernel keeps full float32
+    ("ieee") products, which Triton emulates without tensor cores, 40-80x slower
+    than cuBLAS on an H200 (bench/README.md); TF32 would lose the stated bound.
+    bfloat16/float16 inputs take the kernel (tensor cores).
+    """
+    if not use_triton(device):
+        return False
+    return mode() == "triton" or dtype in (torch.bfloat16, torch.float16)
+
+
 def oracle_reduction(query, keys, key_sq, values, inv_var: float, chunk: int = 4096):
-    """shared.kernels.oracle_reduction: (mean (B, Dv), lse (B,), entropy (B,)), float64."""
+    """shared.kernels.oracle_reduction: (mean (B, Dv), lse (B,), entropy (B,)), float64.
+
+    The kernel for bfloat16/float16 inputs on a GPU; float32 inputs use the reference
+    there unless forced (see oracle_uses_triton)."""
     mod = _ref("oracle_reduction")
-    if use_triton(query.device) and mod.supported(query, keys, values):
+    if oracle_uses_triton(query.device, query.dtype) and mod.supported(query, keys, values):
         return kernel("oracle_reduction").oracle_reduction_triton(query, keys, key_sq, values, inv_var, deterministic=deterministic())
     return mod.oracle_reduction_reference(query, keys, key_sq, values, inv_var, chunk)
 

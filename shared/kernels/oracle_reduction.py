@@ -17,7 +17,18 @@ and t = sum e^{s-m} (s - m) (relative to the running max, so the entropy
 ln l - t / l never cancels), and a second matrix product for the weighted sum
 of values. B x n is never materialised: memory is O(S (B Dv + 3 B)) for S
 splits, S a function of n only, and the splits are merged in a fixed order
-in float64 (no atomics). Inputs are float32, bfloat16 or float16; products
+in float64 (no atomics; `_combine_kernel`, one pass over the partials).
+A second variant, `oracle_chunked.py` (config CHUNKED = 1), computes each
+score tile once and runs the two products as separate tiled kernels per chunk
+of the training set; the benchmark times both.
+
+Dtypes on a GPU: the dispatch (`dispatch.oracle_uses_triton`) runs this kernel
+for bfloat16/float16 inputs only. Float32 inputs take the torch reference
+(cuBLAS float32 products, 7 ms at B = 1024, n = 60,000 on an H200) unless
+SCALESPACE_KERNELS=triton: full float32 ("ieee") dots have no tensor-core path
+in Triton and ran 80x slower (310 ms), and TF32 products (10-bit mantissas)
+would break the float32 bound below. For speed choose bfloat16
+(OracleDenoiser(dtype=torch.bfloat16); a sample job's `oracle_dtype`). Inputs are float32, bfloat16 or float16; products
 accumulate in float32 (bfloat16 tensor cores on the GPU, full float32
 "ieee" products for float32 inputs; the interpreter, whose bf16 products are
 unreliable, casts bf16 operands to float32, which is exact); the weights are
@@ -98,12 +109,30 @@ def default_config(n: int, d: int, dv: int, b: int, dtype: torch.dtype) -> dict[
     """Tile sizes; a function of the shapes only (never of the device), so results are reproducible.
 
     The batch size only sets BLOCK_B, which does not change any row's arithmetic.
+    BLOCK_DV = 512 for wide values (two column blocks for D = 784, so the score
+    tiles are computed twice, not four times): the fastest measured on an H200
+    (3.4 ms against 4.5 ms with 256 at B = 1024, n = 60,000; bench/README.md).
+    CHUNKED = 1 selects the two-product variant (shared/kernels/oracle_chunked.py,
+    scores computed once); CHUNK and SPLIT are its training images per chunk and
+    per program, BLOCK_B..num_stages shared by both variants.
     """
     if INTERPRETED:  # few, big programs: the interpreter pays per program, not per element
         return {"BLOCK_B": min(next_pow2(b), 64), "BLOCK_N": min(next_pow2(n), 128), "BLOCK_D": min(next_pow2(d), 1024),
-                "BLOCK_DV": min(next_pow2(dv), 1024), "SPLIT": n, "num_warps": 4, "num_stages": 1}
-    return {"BLOCK_B": 64, "BLOCK_N": 64, "BLOCK_D": 64, "BLOCK_DV": min(max(next_pow2(dv), 16), 256),
-            "SPLIT": SPLIT_SIZE, "num_warps": 8 if dv > 128 else 4, "num_stages": 2}
+                "BLOCK_DV": min(next_pow2(dv), 1024), "SPLIT": n, "num_warps": 4, "num_stages": 1,
+                "CHUNKED": 0, "CHUNK": 8192}
+    if dtype in (torch.bfloat16, torch.float16) and dv > 128:
+        # 16-bit wide values: the chunked variant (scores once), the fastest measured on an H200
+        # (1.18 ms, 163 TFLOP/s useful at B = 1024, n = 60,000, D = 784; bench/README.md)
+        return dict(CHUNKED_BEST_CONFIG)
+    return {"BLOCK_B": 64, "BLOCK_N": 64, "BLOCK_D": 64, "BLOCK_DV": min(max(next_pow2(dv), 16), 512),
+            "SPLIT": SPLIT_SIZE, "num_warps": 8 if dv > 128 else 4, "num_stages": 2, "CHUNKED": 0, "CHUNK": 8192}
+
+
+#: the chunked variant's tiles on a GPU (bench/kernels_cases.py runs it beside the default)
+CHUNKED_CONFIG = {"CHUNKED": 1, "BLOCK_B": 128, "BLOCK_N": 128, "BLOCK_D": 64, "BLOCK_DV": 128, "CHUNK": 8192,
+                  "SPLIT": 1024, "num_warps": 8, "num_stages": 3}
+#: the best of the chunked rows measured on an H200 (BLOCK_B 64, 4 warps)
+CHUNKED_BEST_CONFIG = {**CHUNKED_CONFIG, "BLOCK_B": 64, "num_warps": 4}
 
 
 def supported(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> bool:
@@ -175,23 +204,63 @@ if triton is not None:
 
 def merge_splits(m: torch.Tensor, l: torch.Tensor, t: torch.Tensor, acc: torch.Tensor):
     """Merge per-split (m, l, t, acc) (S, B[, Dv]) in float64, in split order: (mean, lse, entropy)."""
-    m, l, t, acc = (x.to(torch.float64) for x in (m, l, t, acc))
+    w, total_l, lse, entropy = _split_weights(m, l, t)
+    mean = (w[:, :, None] * acc.to(torch.float64)).sum(dim=0) / total_l[:, None]
+    return mean, lse, entropy
+
+
+def _split_weights(m: torch.Tensor, l: torch.Tensor, t: torch.Tensor):
+    """Float64 weights e^{m_s - max m} (S, B) of the splits, total l, lse and entropy (B,)."""
+    m, l, t = (x.to(torch.float64) for x in (m, l, t))
     big = m.amax(dim=0)
     w = torch.where(l > 0, torch.exp(m - big), torch.zeros_like(l))
     shift = torch.where(l > 0, (m - big) * l, torch.zeros_like(l))
     total_l = (w * l).sum(dim=0)
     total_t = (w * (t + shift)).sum(dim=0)
-    mean = (w[:, :, None] * acc).sum(dim=0) / total_l[:, None]
     lse = big + torch.log(total_l)
     entropy = torch.log(total_l) - total_t / total_l
-    return mean, lse, entropy.clamp_min(0.0)
+    return w, total_l, lse, entropy.clamp_min(0.0)
+
+
+if triton is not None:
+
+    @triton.jit
+    def _combine_kernel(w_ptr, tot_ptr, acc_ptr, out_ptr, S, B, DV, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
+        """out[b, c] = sum_s w[s, b] acc[s, b, c] / tot[b] in float64, s in order (no atomics)."""
+        rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
+        cols = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+        rmask = rows < B
+        mask = rmask[:, None] & (cols < DV)[None, :]
+        out = tl.zeros([BLOCK_R, BLOCK_C], tl.float64)
+        for s in range(0, S):
+            w = tl.load(w_ptr + s * B + rows, mask=rmask, other=0.0)
+            a = tl.load(acc_ptr + (s * B + rows)[:, None].to(tl.int64) * DV + cols[None, :], mask=mask, other=0.0)
+            out += w[:, None] * a.to(tl.float64)
+        tot = tl.load(tot_ptr + rows, mask=rmask, other=1.0)
+        tl.store(out_ptr + rows[:, None].to(tl.int64) * DV + cols[None, :], out / tot[:, None], mask=mask)
+
+
+def combine_splits(m: torch.Tensor, l: torch.Tensor, t: torch.Tensor, acc: torch.Tensor, deterministic: bool = False):
+    """merge_splits with the (S, B, Dv) weighted sum as one pass of a kernel (read acc once, no float64 copy)."""
+    w, total_l, lse, entropy = _split_weights(m, l, t)
+    s, b, dv = acc.shape
+    mean = alloc((b, dv), torch.float64, acc.device)
+    br, bc = (16, min(next_pow2(dv), 1024)) if INTERPRETED else (16, 128)
+    _combine_kernel[(triton.cdiv(b, br), triton.cdiv(dv, bc))](
+        w.contiguous(), total_l.contiguous(), acc, mean, s, b, dv, BLOCK_R=br, BLOCK_C=bc, num_warps=4,
+        **launch_options(deterministic),
+    )
+    return mean, lse, entropy
 
 
 def oracle_reduction_triton(
     query: torch.Tensor, keys: torch.Tensor, key_sq: torch.Tensor, values: torch.Tensor, inv_var: float,
     deterministic: bool = False, config: dict[str, int] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The kernel; same arguments (no chunk: tiles are the kernel's own) and results as the reference."""
+    """The kernel; same arguments (no chunk: tiles are the kernel's own) and results as the reference.
+
+    `config` overrides default_config's entries (CHUNKED = 1: the two-product variant).
+    """
     if not supported(query, keys, values):
         raise ValueError("oracle kernel needs 2-D float32/bfloat16/float16 query, keys and values of one dtype")
     b, d = query.shape
@@ -200,6 +269,10 @@ def oracle_reduction_triton(
     query, keys, values = query.contiguous(), keys.contiguous(), values.contiguous()
     key_sq = key_sq.contiguous()
     cfg = dict(default_config(n, d, dv, b, query.dtype), **(config or {}))
+    if cfg["CHUNKED"]:
+        from shared.kernels.oracle_chunked import partials_chunked
+
+        return combine_splits(*partials_chunked(query, keys, key_sq, values, inv_var, cfg, deterministic), deterministic)
     splits = max(1, math.ceil(n / cfg["SPLIT"]))
     m, l, t = (alloc((splits, b), torch.float32, dev) for _ in range(3))
     acc = alloc((splits, b, dv), torch.float32, dev)
@@ -212,4 +285,4 @@ def oracle_reduction_triton(
         DOT_F32=dot_f32, PREC="ieee",  # full float32 products wherever an operand is float32 (never TF32)
         num_warps=cfg["num_warps"], num_stages=cfg["num_stages"], **launch_options(deterministic),
     )
-    return merge_splits(m, l, t, acc)
+    return combine_splits(m, l, t, acc, deterministic)

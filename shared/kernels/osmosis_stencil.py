@@ -58,7 +58,7 @@ if triton is not None:
     def _osmosis_kernel(
         u_ptr, out_ptr, scratch_ptr, dx_ptr, dy_ptr, tau_ptr, steps_ptr, consts_ptr,
         n_img, total, C, H, W, dx_b_stride, dy_b_stride, tau_b_stride, max_steps,
-        IMGS: tl.constexpr, BLOCK_P: tl.constexpr,
+        IMGS: tl.constexpr, BLOCK_P: tl.constexpr, CACHE: tl.constexpr,
     ):
         img = tl.program_id(0) * IMGS + tl.arange(0, IMGS)[:, None]
         p = tl.arange(0, BLOCK_P)[None, :]
@@ -89,10 +89,10 @@ if triton is not None:
         tl.debug_barrier()
         for k in range(0, max_steps):
             src = scratch_ptr + (k % 2) * total + base
-            us = tl.load(src + W, mask=has_s, other=0.0, cache_modifier=".cg")
-            un = tl.load(src - W, mask=has_n, other=0.0, cache_modifier=".cg")
-            ue = tl.load(src + 1, mask=has_e, other=0.0, cache_modifier=".cg")
-            uw = tl.load(src - 1, mask=has_w, other=0.0, cache_modifier=".cg")
+            us = tl.load(src + W, mask=has_s, other=0.0, cache_modifier=CACHE)
+            un = tl.load(src - W, mask=has_n, other=0.0, cache_modifier=CACHE)
+            ue = tl.load(src + 1, mask=has_e, other=0.0, cache_modifier=CACHE)
+            uw = tl.load(src - 1, mask=has_w, other=0.0, cache_modifier=CACHE)
             fxp = (us - uc) / h2 - dxs * (us + uc) / two_h
             fxm = (uc - un) / h2 - dxn * (uc + un) / two_h
             fyp = (ue - uc) / h2 - dye * (ue + uc) / two_h
@@ -118,8 +118,16 @@ def _per_image(x: torch.Tensor, lead: int, what: str) -> tuple[torch.Tensor, int
     return flat.contiguous(), 1
 
 
-def osmosis_explicit_triton(u: torch.Tensor, d, tau: torch.Tensor, steps: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
-    """The kernel; same arguments and result as `osmosis_explicit_reference`."""
+def osmosis_explicit_triton(
+    u: torch.Tensor, d, tau: torch.Tensor, steps: torch.Tensor, deterministic: bool = False, l1: bool = False,
+) -> torch.Tensor:
+    """The kernel; same arguments and result as `osmosis_explicit_reference`.
+
+    l1: read the neighbours' values through L1 (default caching) instead of
+    bypassing it; the barrier after each step's stores makes them visible to the
+    block's threads either way (CUDA: __syncthreads orders global memory within
+    a block). A benchmark variant until a GPU run shows it faster.
+    """
     if not supported(u):
         raise ValueError(f"osmosis kernel handles float32/float64 (..., C, H, W) up to {MAX_SIDE} x {MAX_SIDE}")
     c, h, w = u.shape[-3:]
@@ -153,6 +161,6 @@ def osmosis_explicit_triton(u: torch.Tensor, d, tau: torch.Tensor, steps: torch.
     _osmosis_kernel[(triton.cdiv(n_img, imgs),)](
         x, out, scratch, dx, dy, tau_flat, steps_flat, consts, n_img, x.numel(), c, h, w,
         c * (h - 1) * w if dlead > 1 else 0, c * h * (w - 1) if dlead > 1 else 0, t_stride, max_steps,
-        IMGS=imgs, BLOCK_P=block_p, num_warps=8 if imgs * block_p >= 4096 else 4, **launch_options(deterministic),
+        IMGS=imgs, BLOCK_P=block_p, CACHE="" if l1 else ".cg", num_warps=8 if imgs * block_p >= 4096 else 4, **launch_options(deterministic),
     )
     return out

@@ -59,6 +59,7 @@ class S3Store(ArtifactStore):
         self.bucket, self.prefix, self.endpoint_url, self.region = bucket, prefix, endpoint_url, region
         self.multipart_threshold = max(int(multipart_threshold), 5 << 20)  # S3's smallest part is 5 MiB
         self.presign_expiry_s = presign_expiry_s
+        self._writable_at = -1e9
         if client is None:
             import boto3
             from botocore.config import Config
@@ -245,6 +246,12 @@ class S3Store(ArtifactStore):
         self._call(f"creation of bucket {self.bucket!r}", self.client.create_bucket, **kwargs)
 
     def check_writable(self) -> None:
+        """A bucket check and a test write, remembered for a minute (run_job asks before every job)."""
+        import time
+
+        if time.monotonic() - self._writable_at < 60.0:
+            return
         self.check_reachable()
         key = f"{self._base('cache')}.write-check"
         self._call(f"a write check at {key}", self.client.put_object, Bucket=self.bucket, Key=key, Body=b"ok")
+        self._writable_at = time.monotonic()

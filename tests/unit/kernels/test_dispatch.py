@@ -57,3 +57,17 @@ def test_entry_points_fall_back_for_unsupported_inputs(rand, gen):
     with dispatch.override(kernels="triton"):
         got = dispatch.dct_scale(x, scale)
     assert torch.equal(got, dispatch.kernel("dct_operator").dct_scale_reference(x, scale))
+
+
+def test_oracle_takes_the_reference_for_float32_unless_forced(monkeypatch):
+    """On a GPU (auto), float32 oracle products stay with cuBLAS; bf16/fp16 take the kernel; `triton` forces it."""
+    with dispatch.override(kernels="auto"):
+        monkeypatch.setattr(dispatch, "use_triton", lambda device: True)  # as on a CUDA device with triton
+        assert dispatch.oracle_uses_triton("cuda", torch.float32) is False
+        assert dispatch.oracle_uses_triton("cuda", torch.bfloat16) is True
+        assert dispatch.oracle_uses_triton("cuda", torch.float16) is True
+    with dispatch.override(kernels="triton"):
+        assert dispatch.oracle_uses_triton("cuda", torch.float32) is True
+    monkeypatch.undo()
+    with dispatch.override(kernels="auto"):
+        assert dispatch.oracle_uses_triton("cpu", torch.bfloat16) is False

@@ -5,7 +5,9 @@ import math
 import pytest
 import torch
 
-from shared.kernels.oracle_reduction import error_bound, oracle_reduction_reference, oracle_reduction_triton
+from shared.kernels.oracle_reduction import (
+    combine_splits, error_bound, merge_splits, oracle_reduction_reference, oracle_reduction_triton,
+)
 
 
 def problem(rand, gen, b, n, d, dtype, spread):
@@ -20,6 +22,8 @@ def problem(rand, gen, b, n, d, dtype, spread):
     inv_var = 1.0 / spread
     return query, keys, key_sq, values, inv_var
 
+
+CHUNKED = {"CHUNKED": 1, "CHUNK": 64, "SPLIT": 32, "BLOCK_N": 16, "BLOCK_B": 4, "BLOCK_DV": 32, "BLOCK_D": 64}
 
 CASES = [  # (B, n, D, dtype, sigma^2 per value): diffuse posteriors (sigma^2 ~ D / 20) and sharp ones, odd sizes
     (3, 50, 64, torch.float32, 3.0),
@@ -36,8 +40,9 @@ def test_oracle_kernel_within_bound(rand, gen, b, n, d, dtype, spread):
     q, k, ksq, v, inv_var = problem(rand, gen, b, n, d, dtype, spread)
     ref = oracle_reduction_reference(q, k, ksq, v, inv_var, chunk=64)
     bound = error_bound(q, k, ksq, v, inv_var, ref[2])
-    # one split, and several (the merge of partial sums across splits)
-    for config in (None, {"SPLIT": 32, "BLOCK_N": 16}):
+    # one split, and several (the merge of partial sums across splits); the chunked two-product
+    # variant with several chunks, splits per chunk and column blocks
+    for config in (None, {"SPLIT": 32, "BLOCK_N": 16}, CHUNKED, dict(CHUNKED, P32=1)):
         got = oracle_reduction_triton(q, k, ksq, v, inv_var, config=config)
         assert all(t.dtype == torch.float64 and torch.isfinite(t).all() for t in got)
         assert ((got[0] - ref[0]).abs().amax(dim=1) <= bound["mean"]).all()
@@ -53,12 +58,25 @@ def test_oracle_posterior_is_informative(rand, gen):
     assert (h > 0.05).all() and (h < math.log(120) - 0.05).all()
 
 
-def test_oracle_rows_do_not_depend_on_the_batch(rand, gen):
+@pytest.mark.parametrize("config", [None, CHUNKED])
+def test_oracle_rows_do_not_depend_on_the_batch(rand, gen, config):
     q, k, ksq, v, inv_var = problem(rand, gen, 6, 90, 24, torch.float32, 0.4)
-    whole = oracle_reduction_triton(q, k, ksq, v, inv_var)
-    part = oracle_reduction_triton(q[2:5], k, ksq, v, inv_var)
+    whole = oracle_reduction_triton(q, k, ksq, v, inv_var, config=config)
+    part = oracle_reduction_triton(q[2:5], k, ksq, v, inv_var, config=config)
     for a, b in zip(whole, part):
         assert torch.allclose(a[2:5], b, rtol=1e-6, atol=1e-7)
+
+
+def test_combine_kernel_equals_the_torch_merge(rand):
+    """The split merge kernel against merge_splits on partials of very different maxima."""
+    s, b, dv = 5, 7, 19
+    m, t = rand(s, b, scale=30.0), rand(s, b).abs()
+    l = rand(s, b).abs() + 1.0
+    acc = rand(s, b, dv)
+    got = combine_splits(m, l, t, acc)
+    want = merge_splits(m, l, t, acc)
+    for x, y in zip(got, want):
+        assert x.dtype == torch.float64 and torch.allclose(x, y, rtol=1e-12, atol=1e-14)
 
 
 def test_oracle_values_of_another_width(rand, gen):

@@ -37,6 +37,7 @@ def test_stencil_uneven_step_counts_and_mass(gen):
     n = torch.tensor([3, 11, 7])
     got = osmosis_explicit_triton(u, d, tau, n)
     assert torch.equal(got, osmosis_explicit_reference(u, d, tau, n))
+    assert torch.equal(osmosis_explicit_triton(u, d, tau, n, l1=True), got)  # the L1-cached neighbour reads
     assert torch.allclose(got.sum(dim=(1, 2, 3)), u.sum(dim=(1, 2, 3)), rtol=1e-13)  # osmosis keeps the mass
 
 

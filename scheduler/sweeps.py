@@ -1,0 +1,101 @@
+"""The sweep planner: named sweeps, their nightly submission, and the distributed fan-out.
+
+Named sweeps live in a YAML file (SCALESPACE_SWEEPS_FILE), a mapping from
+name to sweep spec (the `kind` and `name` fields may be left out):
+
+    nightly:
+      processes: [vp, ve, blurring, heat]
+      data: [digits]
+      template: {kind: evaluate, n: 128}
+
+They run nightly either through Celery beat (SCALESPACE_NIGHTLY_SWEEPS,
+SCALESPACE_NIGHTLY_CRON) or as `scalespace sweep run NAME` from a Kubernetes
+CronJob. Either way the submission carries the idempotency key
+"sweep:<name>:<UTC date>", so a retried CronJob does not run the night twice.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from shared import ScalespaceError
+
+
+def load_sweeps(path: str | None) -> dict[str, dict[str, Any]]:
+    """Sweep specs by name from a YAML file (yaml.safe_load)."""
+    import yaml
+
+    if not path:
+        raise ScalespaceError("no sweeps file: set SCALESPACE_SWEEPS_FILE or pass --file")
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except OSError as e:
+        raise ScalespaceError(f"cannot read the sweeps file {path} (SCALESPACE_SWEEPS_FILE): {e.strerror}") from None
+    except yaml.YAMLError as e:
+        raise ScalespaceError(f"sweeps file {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise ScalespaceError(f"sweeps file {path} must map each sweep name to a sweep spec")
+    return {str(name): {**spec, "kind": "sweep", "name": str(spec.get("name", name))} for name, spec in data.items()}
+
+
+def named_sweep(name: str, path: str | None) -> dict[str, Any]:
+    sweeps = load_sweeps(path)
+    if name not in sweeps:
+        raise ScalespaceError(f"no sweep named {name!r} in {path}; it has: {', '.join(sorted(sweeps)) or 'none'}")
+    return sweeps[name]
+
+
+def nightly_key(name: str, when: datetime | None = None) -> str:
+    day = (when or datetime.now(timezone.utc)).strftime("%Y-%m-%d")
+    return f"sweep:{name}:{day}"
+
+
+def submit_named_sweep(name: str, settings: Any, jobstore: Any, store: Any, enqueue: Callable[[str, str], None],
+                       *, path: str | None = None, lane: str = "nightly", key: str | None = None) -> str:
+    """Queue tonight's run of a named sweep (once per UTC day); returns its job id."""
+    from scheduler.submit import check_spec, submit_spec
+
+    spec = check_spec(named_sweep(name, path or settings.sweeps_file), settings, store)
+    out = submit_spec(spec, settings=settings, jobstore=jobstore, enqueue=enqueue, lane=lane,
+                      idempotency_key=key or nightly_key(name))
+    return out.job_id
+
+
+def fan_out(parent: str, owner: str, spec: dict[str, Any], lane: str, jobstore: Any,
+            enqueue: Callable[[str, str], None]) -> int:
+    """Submit the sweep's children as jobs of their own; returns how many have not finished yet.
+
+    Children have fixed ids, so a fan-out that runs twice (a redelivery) finds
+    them and only re-sends the ones still queued (a duplicate message is dropped
+    by the worker that gets it second).
+    """
+    from shared.jobs.specs import parse_spec
+    from shared.jobs.sweep import child_job_id, plan_sweep
+
+    children = plan_sweep(parse_spec(spec))
+    ids = []
+    for k, child in enumerate(children):
+        cid = child_job_id(parent, k)
+        parsed = parse_spec(child.spec)
+        out = jobstore.submit(cid, parsed.model_dump(mode="json"), kind=parsed.kind, spec_hash=parsed.spec_hash(),
+                              lane=lane, limit=-1, parent=parent)
+        rec = jobstore.get(cid) if out.action != "created" else None
+        if out.action == "created" or (rec and rec.get("state") == "queued"):
+            enqueue(cid, lane)
+        ids.append(cid)
+    return jobstore.wait_for_children(parent, owner, ids)
+
+
+def mark_failed_children(rec: dict[str, Any], jobstore: Any, store: Any) -> None:
+    """Before aggregating: write failure.json for each child that ended without results."""
+    from shared.jobs.sweep import FAILURE, record_failure
+
+    for cid in rec.get("children") or []:
+        child = jobstore.get(cid)
+        state = child.get("state") if child else "expired"
+        if state == "succeeded":
+            continue
+        if store.manifest(cid) is None and not store.exists("jobs", cid, FAILURE):
+            record_failure(store, cid, state or "failed", (child or {}).get("error") or f"child job ended {state}")

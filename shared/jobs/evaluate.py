@@ -1,0 +1,213 @@
+"""The `evaluate` job: one process on one data set, measured as a scale-space of distributions.
+
+Artifacts: report.json (every check with its figure and tolerance, the
+forward trajectory's figures per step, robustness and density figures, the
+spec), one PNG per plot, and report.html, a self-contained page with the table
+of properties, the plots and the spec. The summary (in the manifest) keeps
+one `passed` flag per check (does it agree with SPEC), which a nightly sweep
+compares night to night.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime, timezone
+from typing import Any
+
+import torch
+
+from shared import ScalespaceError
+from shared.data import dataset_shape, load_dataset
+from shared.jobs.context import JobContext
+from shared.jobs.evaluate_report import render_html
+from shared.jobs.evaluate_spec import EvaluateSpec
+from shared.jobs.sample import load_denoiser, process_for
+from shared.processes.base import Process
+from shared.sampling.pipeline import generate
+from shared.stats import density as dens
+from shared.stats import robustness as rob
+from shared.stats.invariances import check_invariances
+from shared.stats.lyapunov import GreyHistogram, eval_indices, forward_trajectory
+from shared.stats.marginals import OracleMarginal
+from shared.stats.plots import render_plots
+from shared.stats.properties import forward_checks
+from shared.stats.property_check import Check, finite_or_none
+from shared.stats.reference_cache import QualityReference, reference_features
+from shared.stats.reverse_checks import check_r1, check_r2, check_r3, check_r4, run_reverse
+
+#: the osmosis oracle keeps K + 1 evolved float64 copies of its training set; refuse more than this
+OSMOSIS_ORACLE_MAX_BYTES = 4 * 2**30
+#: pooled grey-value histogram of vp samples, for the density comparison: (lo, hi, bins)
+GREY_HIST = (-4.0, 4.0, 160)
+
+
+def check_evaluate_spec(spec: EvaluateSpec) -> Process:
+    """What can be checked before loading data: the process, its schedule, the oracle's memory."""
+    shape = dataset_shape(spec.data, spec.data_size)
+    process = process_for(spec, shape)
+    if process.name == "osmosis" and process.params.guidance != "shared":
+        raise ScalespaceError("process_params.guidance: the evaluation's oracle needs 'shared' osmosis guidance")
+    return process
+
+
+def _osmosis_memory(process: Process, n_train: int) -> None:
+    need = (process.T + 1) * n_train * math.prod(process.shape) * 8 * 2
+    if process.name == "osmosis" and need > OSMOSIS_ORACLE_MAX_BYTES:
+        most = OSMOSIS_ORACLE_MAX_BYTES // ((process.T + 1) * math.prod(process.shape) * 16)
+        raise ScalespaceError(
+            f"data_limit: the osmosis oracle would hold {need / 2**30:.1f} GiB of evolved training images; "
+            f"set data_limit to at most {most}"
+        )
+
+
+def run_evaluate(spec: EvaluateSpec, ctx: JobContext) -> dict[str, Any]:
+    process = check_evaluate_spec(spec)
+    with ctx.timed("load"):
+        train = load_dataset(spec.data, "train", size=spec.data_size, limit=spec.data_limit).images
+        heldout = load_dataset(spec.data, "heldout", size=spec.data_size).images
+    _osmosis_memory(process, len(train))
+    groups = spec.checks
+    checks: list[Check] = []
+    report: dict[str, Any] = {
+        "job_id": ctx.job_id, "created_at": datetime.now(timezone.utc).isoformat(), "seed": spec.seed,
+        "spec": spec.model_dump(mode="json"), "process": process.describe(), "model": spec.model,
+        "data": {"name": spec.data, "shape": list(process.shape), "n_train": len(train), "n_heldout": len(heldout)},
+        "times": process.times().tolist(),
+    }
+    indices = eval_indices(process.T, spec.eval_steps)
+    phase_total = len(groups)
+
+    traj = None
+    if "forward" in groups or "density" in groups:
+        ctx.report("forward", 0, phase_total)
+        with ctx.timed("forward_trajectory"):
+            density = OracleMarginal(process, train, chunk=spec.oracle_chunk) if "forward" in groups else None
+            grey = GreyHistogram(*GREY_HIST) if process.name == "vp" else None
+            traj = forward_trajectory(
+                process, train, spec.n, spec.seed, indices, density, batch_size=spec.batch_size, grey=grey,
+                on_batch=lambda done, total: ctx.report("forward", done, total),
+            )
+            report["n_forward"] = traj.count
+            report["trajectory"] = traj.rows(process)
+    if "forward" in groups:
+        with ctx.timed("forward_checks"):
+            checks += forward_checks(process, traj, train[: spec.n_invariance], len(train))
+    if "invariances" in groups:
+        ctx.report("invariances", 0, phase_total)
+        with ctx.timed("invariances"):
+            checks += check_invariances(process, train[: spec.n_invariance], eval_indices(process.T, spec.invariance_steps), spec.seed)
+
+    denoiser = None
+    run = None
+    reference = None
+    if "reverse" in groups or "robustness" in groups:
+        with ctx.timed("reference_features"):
+            feats, extractor = reference_features(spec.data, "heldout", spec.data_size, None, spec.quality_extractor,
+                                                  ctx.store, ctx.device)
+            reference = QualityReference(feats, extractor)
+        with ctx.timed("load_denoiser"):
+            denoiser = load_denoiser(spec.model, process, train, ctx.store, ctx.device, spec.oracle_chunk)
+    if "reverse" in groups:
+        ctx.report("reverse", 0, phase_total)
+        with ctx.timed("reverse"):
+            run = run_reverse(process, denoiser, train.to(ctx.device), spec.n_reverse, spec.seed, spec.reverse_steps,
+                              device=ctx.device, batch_size=spec.batch_size)
+            checks += [check_r1(process, train, run, spec.seed), check_r2(process, denoiser, run, spec.seed),
+                       check_r3(process), check_r4(process, train, run, spec.seed)]
+        with ctx.timed("quality"):
+            report["quality"] = reference(run.samples, seed=spec.seed)
+
+    if "robustness" in groups:
+        ctx.report("robustness", 0, phase_total)
+        report["robustness"] = _robustness(spec, ctx, process, denoiser, train, heldout, run, reference)
+
+    if "density" in groups and process.name == "vp":
+        ctx.report("density", 0, phase_total)
+        with ctx.timed("density"):
+            report["density"] = dens.compare_osmosis_vp(
+                process, train, indices, dens.Grid(8.0, spec.density_cells),
+                histograms=traj.grey_counts if traj is not None else None, hist_range=GREY_HIST,
+            )
+
+    report["checks"] = [c.to_dict() for c in checks]
+    report["timings"] = {k: round(v, 3) for k, v in ctx.timings.items()}
+    report = finite_or_none(report)
+    ctx.check_stop()
+    with ctx.timed("report"):
+        plots = render_plots(report)
+        for name, png in plots.items():
+            ctx.put(name, png)
+        ctx.put_json("report.json", report)
+        ctx.put("report.html", render_html(report, plots).encode())
+    ctx.report("report", phase_total, phase_total)
+    return summarise(report, checks)
+
+
+def _robustness(spec, ctx, process, denoiser, train, heldout, run, reference) -> dict[str, Any]:
+    opts = spec.robustness
+    out: dict[str, Any] = {"extractor": reference.extractor.name, "steps_of_seed_runs": min(opts.steps or process.T, process.T)}
+    with ctx.timed("robustness_sensitivity"):
+        out["sensitivity"] = [
+            rob.sensitivity(process, denoiser, train.to(ctx.device), opts.n, spec.seed, opts.steps, s, tuple(opts.eps), ctx.device)
+            for s in rob.samplers_for(process)
+        ]
+    ctx.check_stop()
+    with ctx.timed("robustness_seeds"):
+        def draw(seed: int) -> torch.Tensor:
+            return generate(process, denoiser, opts.n, seed, steps=opts.steps, train=train.to(ctx.device),
+                            device=ctx.device, batch_size=spec.batch_size)
+
+        out["seed_spread"] = rob.seed_spread(draw, list(opts.seeds), reference, n_boot=opts.n_boot)
+    ctx.check_stop()
+    with ctx.timed("robustness_steps"):
+        out["steps"] = rob.steps_curve(process, denoiser, train.to(ctx.device), opts.n, spec.seed, list(opts.step_counts),
+                                       reference, ctx.device)
+    with ctx.timed("robustness_memorisation"):
+        samples = run.samples if run is not None else generate(process, denoiser, opts.n, spec.seed, steps=opts.steps,
+                                                                train=train.to(ctx.device), device=ctx.device)
+        out["memorisation"] = rob.memorisation(samples, train, heldout)
+    return out
+
+
+def summarise(report: dict[str, Any], checks: list[Check]) -> dict[str, Any]:
+    """The manifest's summary: one entry per check, whether all asserted checks agree, headline figures."""
+    asserted = [c for c in checks if c.expected in ("holds", "fails")]
+    out: dict[str, Any] = {
+        "process": report["process"]["name"],
+        "data": report["data"]["name"],
+        "passed": all(c.agrees for c in checks),
+        "checks_agreeing": sum(c.agrees for c in asserted),
+        "checks_asserted": len(asserted),
+        "checks": {c.key: {"passed": c.agrees, "holds": c.holds, "figure": c.figure} for c in checks if c.applies},
+    }
+    q = report.get("quality")
+    if q:
+        out["quality"] = {"fd": q["fid"], "n_samples": q["n_samples"], "extractor": q["extractor"]}
+    r = report.get("robustness") or {}
+    if r.get("memorisation"):
+        out["memorisation_ratio"] = r["memorisation"]["ratio"]
+    if report.get("density"):
+        out["density_max_l1"] = report["density"]["max_l1"]
+    return finite_or_none(out)
+
+
+def markdown_table(report: dict[str, Any]) -> str:
+    """The table of properties as markdown (for notes and the CLI)."""
+    lines = ["| property | observed | theory | agrees | figure | tolerance |", "|---|---|---|---|---|---|"]
+    for c in report["checks"]:
+        obs = "n/a" if not c["applies"] else {True: "holds", False: "does not hold", None: "-"}[c["holds"]]
+        exp = {"holds": "holds", "fails": "fails", "report": "reported", "n/a": "-"}[c["expected"]]
+        agree = "yes" if c["agrees"] else "NO"
+        fig = "-" if c["figure"] is None else f"{c['figure']:.3g}"
+        tol = "-" if c["tolerance"] is None else f"{c['tolerance']:.3g}"
+        lines.append(f"| {c['name']} | {obs} | {exp} | {agree if exp in ('holds', 'fails') else '-'} | {fig} | {tol} |")
+    return "\n".join(lines)
+
+
+def load_report(store, job_id: str) -> dict[str, Any]:
+    """The report.json of a finished evaluate job."""
+    return json.loads(store.get("jobs", job_id, "report.json"))
+
+
+__all__ = ["check_evaluate_spec", "load_report", "markdown_table", "run_evaluate", "summarise"]

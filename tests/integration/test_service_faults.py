@@ -1,0 +1,199 @@
+"""Faults with nothing lost and nothing done twice: a killed worker, a restarted Redis, an S3 outage,
+a worker that starts before Redis; cancellation and deadlines."""
+
+from __future__ import annotations
+
+import io
+import signal
+import time
+
+import numpy as np
+import pytest
+from service_infra import FaultProxy, RedisServer, inprocess_worker, submit, wait_for, wait_progress, wait_state
+
+from shared.jobs import run_job
+from shared.storage import LocalStore, S3Store
+
+pytestmark = pytest.mark.integration
+
+#: long enough to be caught running (a few hundred oracle steps over 64 images), short enough to finish
+LONG = {"kind": "sample", "process": "vp", "data": "digits", "data_limit": 64, "n": 4, "steps": 150, "seed": 11}
+VERY_LONG = {**LONG, "steps": 1000}
+
+
+def _samples(store, job_id):
+    with np.load(io.BytesIO(store.get("jobs", job_id, "samples.npz")), allow_pickle=False) as z:
+        return z["samples"]
+
+
+def _embedded(spec, tmp_path, name="twin"):
+    store = LocalStore(tmp_path / "embedded")
+    run_job(spec, store, job_id=name)
+    return _samples(store, name)
+
+
+def test_sigkill_mid_job_completes_once_on_another_worker(api, settings, worker_process, tmp_path):
+    doomed = worker_process(settings, "doomed")
+    job = submit(api, LONG)
+    running = wait_progress(api, job["id"], at_least=3, timeout_s=180)
+    assert running["worker"] == "doomed@test"
+    doomed.proc.send_signal(signal.SIGKILL)
+    doomed.proc.wait(timeout=10)
+    with inprocess_worker(settings, "rescuer"):  # its pulse finds the lapsed lease and requeues the job
+        done = wait_state(api, job["id"], timeout_s=180)
+    assert done["state"] == "succeeded", done["error"]
+    assert done["worker"] == "rescuer@test" and done["attempts"] == 2 and done["redeliveries"] == 1
+    store = S3Store.from_settings(settings)
+    np.testing.assert_array_equal(_samples(store, job["id"]), _embedded(LONG, tmp_path))
+    metrics = api.get("/metrics").text
+    assert 'scalespace_jobs_finished_total{kind="sample",state="succeeded"} 1.0' in metrics
+    assert "scalespace_job_redeliveries_total 1.0" in metrics
+
+
+def test_sigterm_requeues_the_running_job_and_it_finishes_elsewhere(api, settings, worker_process, tmp_path):
+    leaving = worker_process(settings, "leaving")  # SCALESPACE_WORKER_SHUTDOWN_TIMEOUT_S=2
+    job = submit(api, VERY_LONG)
+    wait_progress(api, job["id"], at_least=2, timeout_s=180)
+    assert leaving.terminate(timeout_s=60) == 0
+    back = api.get(f"/v1/jobs/{job['id']}").json()
+    assert back["state"] == "queued" and "shut down" in back["error"] and back["attempts"] == 0
+    assert not (tmp_path / "heartbeat-leaving").exists()  # a stopped worker leaves no liveness file
+    with inprocess_worker(settings):
+        api.delete(f"/v1/jobs/{job['id']}")  # it ran again from the start; no need to wait out 1000 steps
+        end = wait_state(api, job["id"], timeout_s=180)
+    assert end["state"] == "cancelled" and end["attempts"] == 1
+
+
+def test_redis_restart_with_jobs_queued_and_running(make_settings, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from scheduler.api import create_app
+    from service_infra import TOKEN
+
+    redis = RedisServer(tmp_path / "own-redis").start()
+    try:
+        settings = make_settings(redis_url=f"{redis.url}/0")
+        with TestClient(create_app(settings), headers={"Authorization": f"Bearer {TOKEN}"}) as api, \
+                inprocess_worker(settings):
+            jobs = [submit(api, {**LONG, "seed": s}) for s in (1, 2, 3)]
+            wait_progress(api, jobs[0]["id"], at_least=3, timeout_s=180)
+            assert api.get(f"/v1/jobs/{jobs[1]['id']}").json()["state"] == "queued"
+            redis.restart()
+            done = [wait_state(api, j["id"], timeout_s=300) for j in jobs]
+        assert [d["state"] for d in done] == ["succeeded"] * 3, [d["error"] for d in done]
+        assert [d["attempts"] for d in done] == [1, 1, 1]
+    finally:
+        redis.stop()
+
+
+def test_s3_outage_job_retries_and_succeeds(make_settings, weed, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from scheduler.api import create_app
+    from service_infra import TOKEN
+
+    proxy = FaultProxy(weed.s3_port)
+    settings = make_settings(s3_endpoint=proxy.endpoint, max_deliveries=6)
+    spec = {**LONG, "steps": 10}
+    try:
+        with TestClient(create_app(settings), headers={"Authorization": f"Bearer {TOKEN}"}) as api, \
+                inprocess_worker(settings):
+            proxy.down()
+            job = submit(api, spec)
+
+            def retried():
+                j = api.get(f"/v1/jobs/{job['id']}").json()
+                return j if j["retries"] >= 1 else None
+
+            failing = wait_for(retried, 120, "a failed attempt")
+            assert "S3" in failing["error"] and failing["state"] in ("queued", "running")
+            proxy.up()
+            done = wait_state(api, job["id"], timeout_s=120)
+        assert done["state"] == "succeeded", done["error"]
+        assert done["retries"] >= 1 and done["attempts"] == done["retries"] + 1
+        np.testing.assert_array_equal(_samples(S3Store.from_settings(settings), job["id"]), _embedded(spec, tmp_path))
+    finally:
+        proxy.close()
+
+
+def test_s3_outage_at_commit_fails_after_the_cap_and_leaves_no_results(make_settings, weed):
+    from fastapi.testclient import TestClient
+
+    from scheduler.api import create_app
+    from service_infra import TOKEN
+
+    proxy = FaultProxy(weed.s3_port)
+    settings = make_settings(s3_endpoint=proxy.endpoint, max_deliveries=2)
+    try:
+        with TestClient(create_app(settings), headers={"Authorization": f"Bearer {TOKEN}"}) as api, \
+                inprocess_worker(settings):
+            proxy.fail_on(b"manifest.json")  # S3 goes away at the commit point and stays away
+            job = submit(api, {**LONG, "steps": 10})
+            done = wait_state(api, job["id"], timeout_s=120)
+            assert proxy.tripped.is_set()
+            assert done["state"] == "failed" and done["dead_letter"]
+            assert "gave up after 2 attempts" in done["error"] and "S3" in done["error"]
+            assert api.get("/v1/dead-letter").json()["jobs"] == [job["id"]]
+            proxy.up()
+            assert done["artifacts"] is None
+            assert api.get(f"/v1/jobs/{job['id']}/artifacts/samples.npz").status_code == 404
+        names = S3Store.from_settings(make_settings()).list("jobs", job["id"])
+        assert "manifest.json" not in names  # what is left there is not a result
+        assert S3Store.from_settings(make_settings()).manifest(job["id"]) is None
+    finally:
+        proxy.close()
+
+
+def test_worker_started_before_redis(make_settings, worker_process, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from scheduler.api import create_app
+    from service_infra import TOKEN, free_port
+
+    redis = RedisServer(tmp_path / "late-redis", port=free_port())
+    settings = make_settings(redis_url=f"{redis.url}/0", startup_wait_s=120)
+    early = worker_process(settings, "early")
+    try:
+        wait_for(lambda: "waiting up to" in early.text(), 60, "the worker to wait for Redis")
+        assert early.proc.poll() is None
+        redis.start()
+        with TestClient(create_app(settings), headers={"Authorization": f"Bearer {TOKEN}"}) as api:
+            job = submit(api, {**LONG, "steps": 10})
+            done = wait_state(api, job["id"], timeout_s=180)
+        assert done["state"] == "succeeded" and done["worker"] == "early@test"
+    finally:
+        early.kill()
+        redis.stop()
+
+
+def test_cancel_and_deadline_of_queued_jobs(api, settings):
+    queued = submit(api, LONG)
+    cancelled = api.delete(f"/v1/jobs/{queued['id']}").json()
+    assert cancelled["state"] == "cancelled" and cancelled["attempts"] == 0
+    late = submit(api, LONG, deadline_s=1)
+    expired = wait_state(api, late["id"], timeout_s=30)
+    assert expired["state"] == "expired" and "before the job could start" in expired["error"]
+    marker = submit(api, {**LONG, "steps": 5})
+    with inprocess_worker(settings):  # the cancelled and expired jobs' messages arrive first and are dropped
+        assert wait_state(api, marker["id"])["state"] == "succeeded"
+    for job_id in (queued["id"], late["id"]):
+        assert api.get(f"/v1/jobs/{job_id}").json()["attempts"] == 0
+    assert api.post(f"/v1/jobs/{queued['id']}/retry").status_code == 202
+
+
+def test_cancel_running_job_stops_within_one_step_and_deadline_expires(api, settings):
+    with inprocess_worker(settings):
+        job = submit(api, VERY_LONG)
+        wait_progress(api, job["id"], at_least=3, timeout_s=180)
+        api.delete(f"/v1/jobs/{job['id']}")
+        done = wait_state(api, job["id"], timeout_s=60)
+        assert done["state"] == "cancelled"
+        assert done["cancel_step"] is not None and 0 <= done["stopped_step"] - done["cancel_step"] <= 1
+        assert done["artifacts"] is None
+        t0 = time.monotonic()
+        timed = submit(api, VERY_LONG, deadline_s=3)
+        end = wait_state(api, timed["id"], timeout_s=120)
+        assert end["state"] == "expired" and "deadline passed at step" in end["error"]
+        assert end["stopped_step"] < 1000 and time.monotonic() - t0 < 60
+    store = S3Store.from_settings(settings)
+    assert store.manifest(job["id"]) is None and store.list("jobs", job["id"]) == []

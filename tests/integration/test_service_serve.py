@@ -1,0 +1,65 @@
+"""`scalespace serve`: API + worker + embedded Redis on one machine, driven by the Python client and the CLI."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from service_infra import free_port, wait_for
+
+from scheduler.client import Client
+from shared.jobs import run_job
+from shared.storage import LocalStore
+
+pytestmark = pytest.mark.integration
+
+SPEC = {"kind": "sample", "process": "ve", "data": "digits", "n": 4, "steps": 10, "seed": 5}
+
+
+def test_serve_runs_jobs_with_nothing_else_installed(tmp_path):
+    port, out = free_port(), tmp_path / "results"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SCALESPACE_", "AWS_"))}
+    env.update(SCALESPACE_HEARTBEAT_FILE=str(tmp_path / "hb"), SCALESPACE_WORKER_SHUTDOWN_TIMEOUT_S="5",
+               PYTHONUNBUFFERED="1")
+    log = open(tmp_path / "serve.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "scheduler.cli", "serve", "--port", str(port), "--out", str(out)],
+                            env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        with Client(f"http://127.0.0.1:{port}", token="") as c:
+            wait_for(lambda: c.http.get("/v1/ready").status_code == 200, 120, "serve to be ready", every_s=0.2)
+            job = c.submit(SPEC, idempotency_key="serve-1")
+            assert c.submit(SPEC, idempotency_key="serve-1")["id"] == job["id"]
+            seen = []
+            done = c.wait(job["id"], timeout_s=240, poll_s=0.2, on_progress=lambda j: seen.append(j["state"]))
+            assert done["state"] == "succeeded", done["error"]
+            assert seen[-1] == "succeeded" and done["worker"].startswith("serve0@")
+            paths = c.download(job["id"], tmp_path / "fetched")  # through the API (local store), sha256 checked
+        assert {p.name for p in paths} >= {"samples.npz", "grid.png", "manifest.json"}
+        assert (out / job["id"] / "manifest.json").is_file()  # the local store layout users open by hand
+        twin = LocalStore(tmp_path / "embedded")
+        run_job(SPEC, twin, job_id="twin")
+        with np.load(tmp_path / "fetched" / "samples.npz", allow_pickle=False) as a, \
+                np.load(io.BytesIO(twin.get("jobs", "twin", "samples.npz")), allow_pickle=False) as b:
+            np.testing.assert_array_equal(a["samples"], b["samples"])
+        # the CLI against the same service
+        cli_env = dict(env, SCALESPACE_API_URL=f"http://127.0.0.1:{port}")
+        status = subprocess.run([sys.executable, "-m", "scheduler.cli", "status", job["id"]], env=cli_env,
+                                capture_output=True, text=True, timeout=120)
+        assert status.returncode == 0 and f"{job['id']} sample succeeded" in status.stdout
+        missing = subprocess.run([sys.executable, "-m", "scheduler.cli", "status", "no-such-job"], env=cli_env,
+                                 capture_output=True, text=True, timeout=120)
+        assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "no job 'no-such-job'" in missing.stderr
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, (tmp_path / "serve.log").read_text()[-3000:]
+    assert not (tmp_path / "hb.0").exists()  # the worker stopped cleanly

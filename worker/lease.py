@@ -1,0 +1,94 @@
+"""A worker's lease on a job (renewed by a heartbeat thread) and its per-step report to the job store."""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from typing import Any
+
+log = logging.getLogger("scalespace.worker")
+
+
+class Lease:
+    """Renews the lease every heartbeat_s; `lost` turns true when another worker holds the job."""
+
+    def __init__(self, jobstore: Any, job_id: str, owner: str, lease_s: float, heartbeat_s: float):
+        self.js, self.job_id, self.owner = jobstore, job_id, owner
+        self.lease_s, self.heartbeat_s = lease_s, heartbeat_s
+        self.lost = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"lease-{job_id}", daemon=True)
+
+    def __enter__(self) -> "Lease":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self.heartbeat_s + 5)
+
+    def _loop(self) -> None:
+        misses = 0
+        while not self._stop.wait(self.heartbeat_s):
+            try:
+                if self.js.heartbeat(self.job_id, self.owner, self.lease_s):
+                    misses = 0
+                else:
+                    misses += 1
+                    self.lost = misses >= 2  # one miss can be a commit racing the heartbeat
+            except Exception as e:  # noqa: BLE001 - Redis away: keep working, renew when it is back
+                log.warning("lease heartbeat for %s failed (%s); retrying", self.job_id, type(e).__name__)
+
+
+def _jsonable(value: Any) -> Any:
+    """Progress figures as JSON: floats finite or None, tensors and numpy scalars as numbers."""
+    if isinstance(value, bool) or value is None or isinstance(value, (int, str)):
+        return value
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    return f if math.isfinite(f) else None
+
+
+class StepReporter:
+    """The progress sink and stop check that run_job calls between steps.
+
+    `progress` only remembers the latest step; `should_stop` writes it and reads
+    the cancel flag in one atomic round trip, so a cancel lands within one step.
+    A Redis outage never stops the job: the step is reported again once Redis is back.
+    """
+
+    def __init__(self, jobstore: Any, job_id: str, owner: str, lease: Lease, *, deadline_at: float | None,
+                 shutdown: threading.Event):
+        self.js, self.job_id, self.owner, self.lease = jobstore, job_id, owner, lease
+        self.deadline_at, self.shutdown = deadline_at, shutdown
+        self.latest: dict[str, Any] | None = None
+        self.done = 0
+        self._dirty = False
+
+    def progress(self, p: Any) -> None:
+        self.latest = {"phase": p.phase, "done": int(p.done), "total": int(p.total), "figures": _jsonable(p.figures)}
+        self.done = int(p.done)
+        self._dirty = True
+
+    def should_stop(self) -> str | None:
+        if self.deadline_at is not None and time.time() > self.deadline_at:
+            return "deadline"
+        if self.shutdown.is_set():
+            return "shutdown"
+        if self.lease.lost:
+            return "lease-lost"
+        try:
+            reason = self.js.step(self.job_id, self.owner, self.latest if self._dirty else None)
+            self._dirty = False
+        except Exception as e:  # noqa: BLE001 - see the class docstring
+            log.debug("progress report for %s failed: %s", self.job_id, e)
+            return None
+        return reason or None

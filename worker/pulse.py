@@ -1,0 +1,92 @@
+"""The worker's pulse: a thread that proves the worker alive and keeps lost jobs moving.
+
+Every SCALESPACE_HEARTBEAT_S it
+- touches SCALESPACE_HEARTBEAT_FILE (the liveness probe reads its age),
+- registers the worker in Redis (readiness and /metrics count live workers),
+- requeues running jobs whose worker was lost (lease expired, heartbeat stale),
+- hands jobs whose retry backoff is over back to their lane.
+Any worker may do the last two; the transitions are atomic in Redis, so two
+workers never requeue the same job twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from celery import bootsteps
+
+from worker.runtime import runtime_for
+
+log = logging.getLogger("scalespace.worker")
+
+
+def touch(path: str) -> None:
+    p = Path(path)
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(json.dumps({"pid": os.getpid(), "time": time.time()}))
+    except OSError as e:
+        log.warning("cannot write the heartbeat file %s (SCALESPACE_HEARTBEAT_FILE): %s", path, e.strerror)
+
+
+def pulse_once(rt: Any) -> int:
+    """One beat; returns how many jobs it put back on the queue."""
+    s = rt.settings
+    touch(s.heartbeat_file)
+    js = rt.jobstore
+    js.register_worker(rt.worker_name, 3 * s.heartbeat_s + 5, {"pid": os.getpid(), "lanes": s.worker_lane_list()})
+    moved = 0
+    for job_id, lane in js.reap(s.lease_s) + js.due():
+        rt.enqueue(job_id, lane)
+        moved += 1
+        log.info("job %s back on lane %s", job_id, lane)
+    return moved
+
+
+class PulseStep(bootsteps.StartStopStep):
+    """A Celery boot step: the pulse runs while the worker's consumer does."""
+
+    requires = ("celery.worker.components:Pool",)
+
+    def __init__(self, worker: Any, **kwargs: Any):
+        self.rt = runtime_for(worker.app)
+        self.rt.worker_name = worker.hostname or self.rt.worker_name
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, worker: Any) -> None:
+        touch(self.rt.settings.heartbeat_file)
+        self._thread = threading.Thread(target=self._loop, name="scalespace-pulse", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            try:
+                pulse_once(self.rt)
+            except Exception as e:  # noqa: BLE001 - Redis away: the file is still touched, try again next beat
+                touch(self.rt.settings.heartbeat_file)
+                log.warning("pulse: %s: %s", type(e).__name__, str(e).splitlines()[0] if str(e) else "")
+            if self._stop.wait(self.rt.settings.heartbeat_s):
+                return
+
+    def stop(self, worker: Any) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        try:
+            self.rt.jobstore.unregister_worker(self.rt.worker_name)
+        except Exception:  # noqa: BLE001 - best effort on the way out
+            pass
+        try:
+            Path(self.rt.settings.heartbeat_file).unlink(missing_ok=True)
+        except OSError:
+            pass
+
+    def terminate(self, worker: Any) -> None:  # a cold shutdown skips stop(); the pulse must end either way
+        self.stop(worker)

@@ -1,0 +1,184 @@
+"""The worker's tasks: thin shells around shared.jobs.run_job.
+
+`scalespace.run(job_id)`:
+  1. take the lease (Redis, atomic): drop the message if the job is finished,
+     leased by a live worker, missing, or a sweep still waiting for children;
+     expire or cancel it if its deadline passed or a cancel came; fail it into
+     the dead-letter list when it has used up SCALESPACE_MAX_DELIVERIES;
+  2. run it: `run_job(spec, store, progress, job_id=..., should_stop=...)`,
+     which checks the cancel flag, the deadline and the lease between steps,
+     reports progress, and writes the manifest last (the commit point);
+  3. record the outcome (succeeded with artifact pointers, failed with the
+     reason, cancelled, expired; or back to the lane after a transient error,
+     with backoff) and release the lease.
+A sweep fans out its children as jobs of their own, then comes back to
+aggregate them once the last one has ended.
+
+shared.jobs (and so torch) is imported inside the task, never at import time:
+CUDA starts in the process that runs the job.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Any
+
+from worker.lease import Lease, StepReporter
+from worker.runtime import Runtime, runtime_for
+
+log = logging.getLogger("scalespace.worker")
+
+
+def register(app: Any) -> None:
+    from scheduler.queues import TASK_NIGHTLY, TASK_RUN
+
+    @app.task(name=TASK_RUN, bind=True, shared=False, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+    def run(task: Any, job_id: str) -> str:
+        return run_task(runtime_for(task.app), job_id)
+
+    @app.task(name=TASK_NIGHTLY, bind=True, shared=False, acks_late=True, ignore_result=True)
+    def nightly_sweep(task: Any, name: str) -> str:
+        from scheduler.sweeps import submit_named_sweep
+
+        rt = runtime_for(task.app)
+        job_id = submit_named_sweep(name, rt.settings, rt.jobstore, rt.store, rt.enqueue)
+        log.info("nightly sweep %s submitted as %s", name, job_id)
+        return job_id
+
+
+def _transient(e: BaseException) -> bool:
+    """Errors that may pass: the store or Redis unreachable."""
+    from shared.storage import StoreUnavailable
+
+    if isinstance(e, StoreUnavailable):
+        return True
+    try:
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(e, (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError))
+
+
+def _retry_delay(rt: Runtime, attempts: int) -> float:
+    s = rt.settings
+    return min(s.retry_backoff_s * 2 ** max(attempts - 1, 0), s.retry_backoff_max_s)
+
+
+def _durable(fn: Any, *args: Any, patience_s: float = 120.0, **kwargs: Any) -> Any:
+    """Record an outcome even across a Redis restart: retry while Redis is unreachable."""
+    deadline = time.monotonic() + patience_s
+    delay = 0.5
+    while True:
+        try:
+            return fn(*args, **kwargs)
+        except Exception as e:  # noqa: BLE001
+            if not _transient(e) or time.monotonic() + delay > deadline:
+                raise
+            log.warning("job store unreachable (%s); retrying in %.1f s", type(e).__name__, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return text or type(e).__name__
+
+
+def run_task(rt: Runtime, job_id: str) -> str:
+    from shared import ScalespaceError
+    from shared.ids import check_id
+
+    try:
+        check_id(job_id, "job id")
+    except ScalespaceError:
+        log.error("dropped a message with an invalid job id %r", job_id)
+        return "invalid"
+    s, js = rt.settings, rt.jobstore
+    owner = f"{rt.worker_name}/{uuid.uuid4().hex[:12]}"
+    got = js.begin(job_id, owner, rt.worker_name, lease_s=s.lease_s, max_attempts=s.max_deliveries)
+    if got.action != "run":
+        log.info("job %s: %s %s", job_id, got.action, " ".join(got.extra) or got.parent)
+        rt.enqueue_parent(got.parent)
+        if got.action == "dead":
+            _discard_partial(rt, job_id)
+        return got.action
+    attempts = int(got.parent or 1)  # for 'run' the second field is the attempt number
+    rec = js.get(job_id) or {}
+    with Lease(js, job_id, owner, s.lease_s, s.heartbeat_s) as lease:
+        reporter = StepReporter(js, job_id, owner, lease, deadline_at=rec.get("deadline_at"),
+                                shutdown=rt.shutdown_requested)
+        return _execute(rt, job_id, owner, rec, reporter, attempts)
+
+
+def _execute(rt: Runtime, job_id: str, owner: str, rec: dict[str, Any], reporter: StepReporter, attempts: int) -> str:
+    from shared import ScalespaceError
+
+    js, spec = rt.jobstore, rec.get("spec") or {}
+    t0 = time.monotonic()
+    try:
+        if spec.get("kind") == "sweep" and not rec.get("children_total"):
+            from scheduler.sweeps import fan_out
+
+            pending = fan_out(job_id, owner, spec, rec.get("lane") or rt.settings.default_lane, rt.jobstore, rt.enqueue)
+            if pending == 0:
+                rt.enqueue(job_id, rec.get("lane") or rt.settings.default_lane)
+            return "fanned-out"
+        if spec.get("kind") == "sweep":
+            from scheduler.sweeps import mark_failed_children
+
+            mark_failed_children(rec, js, rt.store)
+        from shared.jobs import JobStopped, run_job  # torch and CUDA start here, in the worker process
+
+        try:
+            manifest = run_job(spec, rt.store, reporter.progress, job_id=job_id, should_stop=reporter.should_stop)
+        except JobStopped as e:
+            return _stopped(rt, job_id, owner, e.reason, reporter)
+    except Exception as e:  # noqa: BLE001 - every outcome is recorded on the job
+        if _transient(e):
+            delay = _retry_delay(rt, attempts)
+            why = f"attempt {attempts} failed, retrying in {delay:.0f} s: {_one_line(e)}"
+            n = _durable(js.requeue, job_id, owner, why, delay_s=delay)
+            log.warning("job %s: transient failure (%s); retry in %.1f s", job_id, _one_line(e), delay)
+            return "retrying" if n else "lost"
+        if isinstance(e, ScalespaceError):
+            reason = _one_line(e)
+        else:
+            log.exception("job %s failed", job_id)
+            reason = f"{type(e).__name__}: {_one_line(e)}"
+        out = _durable(js.finish, job_id, "failed", reason, stopped_step=reporter.done)
+        rt.enqueue_parent(out.parent)
+        return "failed"
+    artifacts = [{"name": a["name"], "sha256": a["sha256"], "bytes": a["bytes"]} for a in manifest.get("artifacts", [])]
+    out = _durable(js.commit, job_id, artifacts, manifest.get("summary"), time.monotonic() - t0)
+    rt.enqueue_parent(out.parent)
+    log.info("job %s: %s in %.2f s", job_id, out.action, time.monotonic() - t0)
+    return out.action
+
+
+def _stopped(rt: Runtime, job_id: str, owner: str, reason: str, reporter: StepReporter) -> str:
+    js = rt.jobstore
+    where = f"at step {reporter.done}" + (f" of {reporter.latest['total']}" if reporter.latest else "")
+    if reason == "shutdown":
+        _durable(js.requeue, job_id, owner, f"requeued: the worker shut down {where}", refund=True)
+        rt.enqueue(job_id, (js.get(job_id) or {}).get("lane") or rt.settings.default_lane)
+        return "requeued"
+    if reason == "lease-lost":
+        log.warning("job %s: lease lost %s; another worker has it", job_id, where)
+        return "lease-lost"
+    state = "expired" if reason == "deadline" else "cancelled"
+    text = f"deadline passed {where}" if state == "expired" else f"cancelled by request {where}"
+    out = _durable(js.finish, job_id, state, text, stopped_step=reporter.done)
+    rt.enqueue_parent(out.parent)
+    return state
+
+
+def _discard_partial(rt: Runtime, job_id: str) -> None:
+    """A job that gave up keeps no half-written artifacts (best effort: the store may be the cause)."""
+    try:
+        if rt.store.manifest(job_id) is None:
+            rt.store.delete("jobs", job_id)
+    except Exception as e:  # noqa: BLE001
+        log.warning("could not remove partial artifacts of %s: %s", job_id, _one_line(e))
