@@ -213,13 +213,13 @@ def test_compose_builds_these_images(render) -> None:
 
 
 def test_docs_build_the_images_the_chart_runs() -> None:
-    docs = (ROOT / "docs" / "deploy.md").read_text()
+    docs = (ROOT / "README.md").read_text()
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     images = yaml.safe_load((CHART / "values.yaml").read_text())["images"]
     for key, dockerfile in (("api", "Dockerfile.api"), ("workerGpu", "Dockerfile.worker-gpu"),
                             ("workerCpu", "Dockerfile.worker-cpu")):
         command = f"docker build -f docker/{dockerfile} -t {images[key]['repository']}:{chart['appVersion']} ."
-        assert command in docs, f"docs/deploy.md lacks: {command}"
+        assert command in docs, f"README.md lacks: {command}"
         assert command in (DOCKER / dockerfile).read_text()
     assert "helm install" in docs and "helm/scalespace" in docs
     assert "scripts/install-deploy-tools.sh" in docs

@@ -3,7 +3,7 @@
 The expected names are derived from shared.config.Settings at test time: a
 setting added to the class and not to the chart (or the reverse) fails here,
 naming it. Each component gets every setting except the ones listed below,
-each with the reason it does not apply there (docs/deploy.md has the table).
+each with the reason it does not apply there (README.md, "Deploy on Kubernetes", has the table).
 """
 
 from __future__ import annotations
