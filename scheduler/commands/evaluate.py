@@ -40,9 +40,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         from shared.storage import LocalStore
 
         store = LocalStore(args.out)
-        # the newest evaluate job in this folder is the one just run
-        jobs = sorted((j for j in store.list("jobs") if j.startswith("evaluate-")),
-                      key=lambda j: store.manifest(j)["finished_at"] if store.manifest(j) else "")
+        # job ids start with kind and UTC time, so the newest evaluate job here is the one just run
+        jobs = sorted(j for j in store.list("jobs") if j.startswith("evaluate-") and store.exists("jobs", j, "report.json"))
         if jobs:
             print(markdown_table(load_report(store, jobs[-1])))
     return code

@@ -199,9 +199,10 @@ def markdown_table(report: dict[str, Any]) -> str:
         obs = "n/a" if not c["applies"] else {True: "holds", False: "does not hold", None: "-"}[c["holds"]]
         exp = {"holds": "holds", "fails": "fails", "report": "reported", "n/a": "-"}[c["expected"]]
         agree = "yes" if c["agrees"] else "NO"
-        fig = "-" if c["figure"] is None else f"{c['figure']:.3g}"
+        fig = "-" if c["figure"] is None else f"{c['figure'] + 0.0:.3g}"  # + 0.0: no "-0"
         tol = "-" if c["tolerance"] is None else f"{c['tolerance']:.3g}"
-        lines.append(f"| {c['name']} | {obs} | {exp} | {agree if exp in ('holds', 'fails') else '-'} | {fig} | {tol} |")
+        name = c["name"].replace("|", "\\|")  # a bare | would end the cell
+        lines.append(f"| {name} | {obs} | {exp} | {agree if exp in ('holds', 'fails') else '-'} | {fig} | {tol} |")
     return "\n".join(lines)
 
 

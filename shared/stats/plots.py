@@ -132,10 +132,10 @@ def invariance_plot(report: dict[str, Any]) -> bytes | None:
     ax.set_xscale("log")
     tol = checks[0].get("tolerance")
     if tol:
-        ax.axvline(tol, color="k", ls="--", lw=1, label=f"tolerance {tol:g}")
-        ax.legend(fontsize=9, loc="lower right")
+        ax.axvline(tol, color="k", ls="--", lw=1)
+        ax.text(tol, 1.01, f"tolerance {tol:g}", transform=ax.get_xaxis_transform(), ha="center", va="bottom", fontsize=8)
     ax.set_xlabel("relative difference of mean and covariance (before vs after)")
-    ax.set_title("F5 invariances (green: commutes, red: does not)", fontsize=11)
+    ax.set_title("F5 invariances (green: commutes, red: does not)", fontsize=11, pad=14)
     return _png(fig)
 
 
@@ -194,8 +194,11 @@ def sensitivity_plot(report: dict[str, Any]) -> bytes | None:
     if not sens:
         return None
     fig, ax = plt.subplots(figsize=(7, 3.6))
+    unchanged = []
     for s in sens:
         pts = [(r["eps"], r["distance_mean"]) for r in s["rows"] if r["distance_mean"] > 0]
+        if not pts:
+            unchanged.append(s["sampler"])
         if pts:
             slope = s.get("slope")
             ax.loglog([p[0] for p in pts], [p[1] for p in pts], "-o", ms=3,
@@ -204,6 +207,9 @@ def sensitivity_plot(report: dict[str, Any]) -> bytes | None:
     ax.set_ylabel("mean output distance")
     ax.set_title("Initial-noise sensitivity (same per-step noise)", fontsize=11)
     ax.grid(alpha=0.3, which="both")
+    if unchanged and len(unchanged) < len(sens):
+        ax.text(0.98, 0.04, f"{', '.join(unchanged)}: outputs unchanged at every eps (distance 0)", transform=ax.transAxes,
+                ha="right", va="bottom", fontsize=9, color="#5b6475")
     _legend(ax, "every output was unchanged (distance 0)")
     return _png(fig)
 

@@ -6,7 +6,7 @@ from html import escape
 
 import pytest
 
-from conftest import fast_spec
+from evaluate_helpers import fast_spec
 from scheduler.cli import main
 from shared import ScalespaceError
 from shared.jobs import parse_spec, run_job
