@@ -194,11 +194,19 @@ class OneStepObjective:
         return u_t + self.scale[i].reshape(-1, 1, 1, 1).to(out.dtype) * self.head(out)
 
 
-def one_step_scale(process: Process, means: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], idx: torch.Tensor) -> torch.Tensor:
-    """scale_k = sqrt(mean |A_{k-1} u0 - A_k u0|^2 per value + sigma^2), k = 1..K, over images idx (scale_0 = 1)."""
+def one_step_scale(
+    process: Process,
+    means: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+    idx: torch.Tensor,
+) -> torch.Tensor:
+    """scale_k = sqrt(mean |A_{k-1} u0 - A_k u0|^2 per value + sigma^2), k = 1..K, over images idx (scale_0 = 1).
+
+    means(idx, k, j) gives (A_k u0[idx], A_j u0[idx]) per sample (training.ForwardMeans.pair).
+    """
     out = torch.ones(process.T + 1, dtype=torch.float64)
     for k in range(1, process.T + 1):
         kk = torch.full_like(idx, k)
-        d = (means(idx, kk - 1) - means(idx, kk)).double()
+        m_k, m_prev = means(idx, kk, kk - 1)
+        d = (m_prev - m_k).double()
         out[k] = math.sqrt(float((d**2).mean()) + process.sigma(k) ** 2)
     return out.float()

@@ -35,7 +35,7 @@ def test_untrained_network_outputs_zero():
 
 def test_presets_grow_and_state_their_time():
     sizes = [count_parameters(UNet(1, PRESETS[k].network)) for k in ("tiny", "small", "base")]
-    assert sizes[0] < 100_000 < sizes[1] < sizes[2] and sizes[2] > 2_000_000
+    assert sizes[0] < 250_000 < sizes[1] < sizes[2] and sizes[2] > 2_000_000
     assert all("minute" in PRESETS[k].time for k in PRESETS)
 
 
@@ -70,14 +70,34 @@ def test_v_objective_bounds_the_error_gain_for_blurring():
     assert gain["v"] <= 1.0 + 1e-4 and gain["eps"] > 100
 
 
-def test_one_step_target_is_the_previous_mean():
-    p = make_process("heat", (1, 8, 8), {"K": 10})
-    obj = OneStepObjective(p)
+@pytest.mark.parametrize("name", ["heat", "osmosis"])
+def test_one_step_target_is_the_scaled_previous_mean(name):
+    p = make_process(name, (1, 8, 8), {"K": 10})
+    scale = torch.linspace(0.5, 2.0, 11)
+    obj = OneStepObjective(p, scale)
     u0 = torch.rand(3, 1, 8, 8) * 2 - 1
     eps = torch.randn(3, 1, 8, 8)
-    mk, mp = p.marginal_mean(4, u0), p.marginal_mean(3, u0)
-    x, target = obj.training_pair(mk, mp, eps)
-    assert torch.allclose(x, mk + 0.01 * eps) and torch.allclose(obj.predict_prev(target, x), mp, atol=1e-6)
+    i = torch.tensor([1, 4, 10])
+    mk = torch.cat([p.marginal_mean(int(k), u0[b : b + 1]) for b, k in enumerate(i)])
+    mp = torch.cat([p.marginal_mean(int(k) - 1, u0[b : b + 1]) for b, k in enumerate(i)])
+    x, target = obj.training_pair(mk, mp, eps, i)
+    u_k = mk + 0.01 * eps
+    assert torch.allclose(x[:, :1], u_k)
+    assert torch.allclose(target * scale[i].reshape(-1, 1, 1, 1), mp - u_k, atol=1e-6)
+    # a network output whose head is the target recovers the previous mean exactly
+    out = torch.cat([target, torch.zeros_like(target)], dim=1) if name == "osmosis" else target
+    assert torch.allclose(obj.predict_prev(out, u_k, i), mp, atol=1e-6)
+
+
+def test_osmosis_guidance_relative_input_flattens_the_steady_state():
+    """w = (u + c) / g - c is the flat mean image at osmosis's steady state, whatever the guidance texture."""
+    p = make_process("osmosis", (1, 8, 8), {"K": 10})
+    obj = OneStepObjective(p)
+    u0 = torch.rand(2, 1, 8, 8) * 2 - 1
+    steady = p.steady_state(u0.double()).float()
+    w = obj.net_input(steady, torch.tensor([10, 10]))[:, 1:2]
+    assert torch.allclose(w, u0.mean(dim=(1, 2, 3), keepdim=True).expand_as(w), atol=1e-5)
+    assert steady.std() > 0.2  # the pixels themselves are a texture
 
 
 def test_objective_choice_is_checked():
