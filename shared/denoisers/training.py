@@ -68,25 +68,33 @@ def build_network(process: Process, config: UNetConfig, seed: int) -> UNet:
 
 @dataclass
 class LossCurve:
-    """Mean training loss over every `every` steps (and the last, partial window): points (step, loss)."""
+    """Mean training loss over every `every` steps (and the last, partial window): points (step, loss).
+
+    Losses are summed as tensors and read back once per window, so a GPU is
+    not made to wait for the host at every step.
+    """
 
     every: int
     points: list[tuple[int, float]] = field(default_factory=list)
-    _sum: float = 0.0
+    _sum: float | torch.Tensor = 0.0
     _count: int = 0
 
-    def add(self, step: int, loss: float, last: bool = False) -> None:
-        self._sum += loss
+    def add(self, step: int, loss: torch.Tensor | float, last: bool = False) -> None:
+        self._sum = self._sum + loss
         self._count += 1
         if step % self.every == 0 or last:
-            self.points.append((step, self._sum / self._count))
+            mean = float(self._sum) / self._count
+            if not math.isfinite(mean):
+                raise ScalespaceError(f"training diverged by step {step} (loss {mean}); lower lr")
+            self.points.append((step, mean))
             self._sum, self._count = 0.0, 0
 
     def last(self) -> float | None:
         return self.points[-1][1] if self.points else None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"every": self.every, "points": [list(p) for p in self.points], "sum": self._sum, "count": self._count}
+        return {"every": self.every, "points": [list(p) for p in self.points], "sum": float(self._sum),
+                "count": self._count}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> LossCurve:
@@ -182,13 +190,18 @@ class Trainer:
         return c.lr * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0)))
 
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(network input, indices i (B,), target) of step `step`, from Philox(seed, step) only."""
+        """(network input, indices i (B,), target) of step `step`, from Philox(seed, step) only.
+
+        The draws come from a generator on the training device (no host-to-device
+        copies), so they are reproducible per device type, not across CPU and GPU.
+        """
         c, p = self.config, self.process
         seed = int(uniform_int(c.seed, torch.tensor([step]), 2**62, Stream.TRAIN)[0])
-        g = torch.Generator().manual_seed(seed)
-        idx = torch.randint(len(self.images), (c.batch_size,), generator=g).to(self.device)
-        i = torch.randint(1, p.T + 1, (c.batch_size,), generator=g).to(self.device)
-        eps = torch.randn((c.batch_size,) + tuple(p.shape), generator=g).to(self.device)
+        g = torch.Generator(device=self.device).manual_seed(seed)
+        b, dev = c.batch_size, self.device
+        idx = torch.randint(len(self.images), (b,), generator=g, device=dev)
+        i = torch.randint(1, p.T + 1, (b,), generator=g, device=dev)
+        eps = torch.randn((b,) + tuple(p.shape), generator=g, device=dev)
         if self.means is not None:
             mean_k, mean_prev = self.means.pair(idx, i, i - 1)
             x, target = self.obj.training_pair(mean_k, mean_prev, eps, i)  # type: ignore[call-arg]
@@ -196,8 +209,8 @@ class Trainer:
             x, target = self.obj.training_pair(self.images[idx], i, eps)  # type: ignore[call-arg]
         return x, i, target
 
-    def train_step(self) -> float:
-        """One optimisation step; returns its loss."""
+    def train_step(self) -> torch.Tensor:
+        """One optimisation step; returns its loss (a detached scalar tensor on the training device)."""
         step = self.step + 1
         x, i, target = self.batch(step)
         for group in self.opt.param_groups:
@@ -212,11 +225,9 @@ class Trainer:
         self.opt.step()
         self._update_ema(step)
         self.step = step
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            raise ScalespaceError(f"training diverged at step {step} (loss {value}); lower lr")
-        self.curve.add(step, value, last=step == self.config.steps)
-        return value
+        loss = loss.detach()
+        self.curve.add(step, loss, last=step == self.config.steps)
+        return loss
 
     @torch.no_grad()
     def _update_ema(self, step: int) -> None:

@@ -18,8 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from shared.ids import check_id
-from shared.jobs.spec_base import MAX_N, Spec
+from shared.jobs.spec_base import MAX_N, Spec, DataName, ModelName, ProcessName
 
 CHECK_GROUPS = ("forward", "invariances", "reverse", "robustness", "density")
 
@@ -55,12 +54,12 @@ class RobustnessOptions(BaseModel):
 
 class EvaluateSpec(Spec):
     kind: Literal["evaluate"] = "evaluate"
-    process: str = Field(description="vp, ve, blurring, heat or osmosis")
+    process: ProcessName = Field(description="vp, ve, blurring, heat or osmosis")
     process_params: dict[str, Any] = Field(default_factory=dict, description="parameters of the process")
-    data: str = Field(description="fashion-mnist, digits or gaussian-mixture")
+    data: DataName = Field(description="fashion-mnist, digits or gaussian-mixture")
     data_size: int | None = Field(None, ge=4, le=256, description="resize images to this many pixels a side")
     data_limit: int | None = Field(None, ge=1, description="use only the first training images (the oracle's set)")
-    model: str = Field("oracle", description="denoiser of the reverse checks: 'oracle' or a model id")
+    model: ModelName = Field("oracle", description="denoiser of the reverse checks: 'oracle' or a model id")
     checks: list[Literal["forward", "invariances", "reverse", "robustness", "density"]] = Field(
         default_factory=lambda: list(CHECK_GROUPS), min_length=1, description="which parts to run")
     n: int = Field(256, ge=2, le=MAX_N, description="forward trajectory samples")
@@ -78,30 +77,8 @@ class EvaluateSpec(Spec):
     seed: int = Field(0, ge=0, lt=2**63)
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
-    @field_validator("process")
-    @classmethod
-    def _known_process(cls, v: str) -> str:
-        from shared.processes import PROCESSES
 
-        if v not in PROCESSES:
-            raise ValueError(f"unknown process {v!r}; choose one of {', '.join(PROCESSES)}")
-        return v
 
-    @field_validator("data")
-    @classmethod
-    def _known_data(cls, v: str) -> str:
-        from shared.data import DATASETS
-
-        if v not in DATASETS:
-            raise ValueError(f"unknown data set {v!r}; choose one of {', '.join(DATASETS)}")
-        return v
-
-    @field_validator("model")
-    @classmethod
-    def _model_id(cls, v: str) -> str:
-        if v != "oracle":
-            check_id(v, "model id")
-        return v
 
     @field_validator("checks")
     @classmethod

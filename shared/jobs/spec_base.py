@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 
 MAX_N = 1_000_000
 
@@ -33,3 +35,33 @@ def format_validation_error(e: ValidationError) -> str:
     msg = first["msg"].removeprefix("Value error, ")
     more = f" (and {len(errs) - 1} more)" if len(errs) > 1 else ""
     return f"{loc}: {msg}{more}"
+
+
+def _known_process(v: str) -> str:
+    from shared.processes import PROCESSES
+
+    if v not in PROCESSES:
+        raise ValueError(f"unknown process {v!r}; choose one of {', '.join(PROCESSES)}")
+    return v
+
+
+def _known_data(v: str) -> str:
+    from shared.data import DATASETS
+
+    if v not in DATASETS:
+        raise ValueError(f"unknown data set {v!r}; choose one of {', '.join(DATASETS)}")
+    return v
+
+
+def _model_id(v: str) -> str:
+    if v != "oracle":
+        from shared.ids import check_id
+
+        check_id(v, "model id")
+    return v
+
+
+#: field types shared by the job specs: validated names
+ProcessName = Annotated[str, AfterValidator(_known_process)]
+DataName = Annotated[str, AfterValidator(_known_data)]
+ModelName = Annotated[str, AfterValidator(_model_id)]

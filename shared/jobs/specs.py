@@ -7,15 +7,12 @@ error and not a silently ignored option.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, TypeAdapter, ValidationError, field_validator
 
 from shared import ScalespaceError
-from shared.ids import check_id
-from shared.jobs.spec_base import MAX_N, Spec, format_validation_error
+from shared.jobs.spec_base import MAX_N, Spec, format_validation_error, DataName, ModelName, ProcessName
 
 
 TRAJECTORY_STATS = ("mean", "variance", "conditional_entropy")
@@ -27,12 +24,12 @@ class SampleSpec(Spec):
     """Reverse diffusion with a model from a process's prior; writes samples and statistics."""
 
     kind: Literal["sample"] = "sample"
-    process: str = Field(description="vp, ve, blurring, heat or osmosis")
+    process: ProcessName = Field(description="vp, ve, blurring, heat or osmosis")
     process_params: dict[str, Any] = Field(default_factory=dict, description="parameters of the process")
-    data: str = Field(description="fashion-mnist, digits or gaussian-mixture")
+    data: DataName = Field(description="fashion-mnist, digits or gaussian-mixture")
     data_size: int | None = Field(None, ge=4, le=256, description="resize images to this many pixels a side")
     data_limit: int | None = Field(None, ge=1, description="use only the first images of the training split")
-    model: str = Field("oracle", description="'oracle' (exact, over the training set) or a model id")
+    model: ModelName = Field("oracle", description="'oracle' (exact, over the training set) or a model id")
     sampler: str | None = Field(None, description="ancestral, ddim or heat; default: the process's own")
     eta: float = Field(0.0, ge=0, description="DDIM eta (0 = deterministic)")
     steps: int | None = Field(None, ge=1, description="reverse steps; default: the process's T")
@@ -52,23 +49,7 @@ class SampleSpec(Spec):
     )
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
-    @field_validator("process")
-    @classmethod
-    def _known_process(cls, v: str) -> str:
-        from shared.processes import PROCESSES
 
-        if v not in PROCESSES:
-            raise ValueError(f"unknown process {v!r}; choose one of {', '.join(PROCESSES)}")
-        return v
-
-    @field_validator("data")
-    @classmethod
-    def _known_data(cls, v: str) -> str:
-        from shared.data import DATASETS
-
-        if v not in DATASETS:
-            raise ValueError(f"unknown data set {v!r}; choose one of {', '.join(DATASETS)}")
-        return v
 
     @field_validator("sampler")
     @classmethod
@@ -79,12 +60,6 @@ class SampleSpec(Spec):
             raise ValueError(f"unknown sampler {v!r}; choose one of {', '.join(SAMPLERS)}")
         return v
 
-    @field_validator("model")
-    @classmethod
-    def _model_id(cls, v: str) -> str:
-        if v != "oracle":
-            check_id(v, "model id")
-        return v
 
 
 from shared.jobs.evaluate_spec import EvaluateSpec  # noqa: E402  (each kind owns its spec module)

@@ -12,14 +12,14 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from shared.jobs.spec_base import Spec
+from shared.jobs.spec_base import Spec, DataName, ProcessName
 
 
 class TrainSpec(Spec):
     kind: Literal["train"] = "train"
-    process: str = Field(description="vp, ve, blurring, heat or osmosis")
+    process: ProcessName = Field(description="vp, ve, blurring, heat or osmosis")
     process_params: dict[str, Any] = Field(default_factory=dict, description="parameters of the process")
-    data: str = Field(description="fashion-mnist, digits or gaussian-mixture")
+    data: DataName = Field(description="fashion-mnist, digits or gaussian-mixture")
     data_size: int | None = Field(None, ge=4, le=256, description="resize images to this many pixels a side")
     data_limit: int | None = Field(None, ge=1, description="use only the first images of the training split")
     preset: Literal["tiny", "small", "base"] = Field("tiny", description="network size and training defaults")
@@ -41,23 +41,7 @@ class TrainSpec(Spec):
     log_every: int = Field(10, ge=1, description="loss-curve resolution, in steps")
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
-    @field_validator("process")
-    @classmethod
-    def _known_process(cls, v: str) -> str:
-        from shared.processes import PROCESSES
 
-        if v not in PROCESSES:
-            raise ValueError(f"unknown process {v!r}; choose one of {', '.join(PROCESSES)}")
-        return v
-
-    @field_validator("data")
-    @classmethod
-    def _known_data(cls, v: str) -> str:
-        from shared.data import DATASETS
-
-        if v not in DATASETS:
-            raise ValueError(f"unknown data set {v!r}; choose one of {', '.join(DATASETS)}")
-        return v
 
     @field_validator("network")
     @classmethod
