@@ -140,7 +140,9 @@ def check_card(card: dict[str, Any], process: Process) -> None:
         raise ScalespaceError(f"model: {mid!r} has unknown objective {card['objective']!r}; upgrade scalespace")
 
 
-def load_model(model_id: str, process: Process, store: ArtifactStore, device: torch.device | str = "cpu") -> LearnedDenoiser:
+def load_model(
+    model_id: str, process: Process, store: ArtifactStore, device: torch.device | str = "cpu"
+) -> LearnedDenoiser:
     """The registered model `model_id` as a denoiser for `process`, after checking card and weights."""
     card = read_card(store, model_id)
     check_card(card, process)
@@ -160,7 +162,9 @@ def load_model(model_id: str, process: Process, store: ArtifactStore, device: to
         net.load_state_dict({k: v for k, v in tensors.items() if k not in extras}, strict=True)
         return LearnedDenoiser(process, net.to(device), card["objective"], name=model_id, digest=sha, extras=extras)
     except (ValueError, TypeError, RuntimeError):
-        raise ScalespaceError(f"model: the weights of {model_id!r} do not fit its card's network; retrain the model") from None
+        raise ScalespaceError(
+            f"model: the weights of {model_id!r} do not fit its card's network; retrain the model"
+        ) from None
 
 
 def list_models(store: ArtifactStore) -> list[dict[str, Any]]:

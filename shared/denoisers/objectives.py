@@ -72,7 +72,8 @@ class Coefficients:
             alphas = alphas.reshape(-1, 1, 1, 1)
         else:
             alphas = alphas.reshape(process.T + 1, 1, *process.shape[1:])
-        sigmas = torch.tensor([process.sigma(i) for i in range(process.T + 1)], dtype=torch.float64).reshape(-1, 1, 1, 1)
+        sigmas = torch.tensor([process.sigma(i) for i in range(process.T + 1)], dtype=torch.float64)
+        sigmas = sigmas.reshape(-1, 1, 1, 1)
         r = torch.sqrt(alphas**2 + sigmas**2)
         self.alpha = alphas.float().to(device)
         self.sigma = sigmas.float().to(device)

@@ -148,7 +148,9 @@ class Trainer:
         device: torch.device | str = "cpu",
     ):
         if images.ndim != 4 or tuple(images.shape[1:]) != tuple(process.shape):
-            raise ScalespaceError(f"data: training images have shape {tuple(images.shape[1:])}, the process {process.shape}")
+            raise ScalespaceError(
+                f"data: training images have shape {tuple(images.shape[1:])}, the process {process.shape}"
+            )
         if config.steps < 1 or config.batch_size < 1:
             raise ScalespaceError("steps and batch_size must be at least 1")
         self.process = process

@@ -82,12 +82,16 @@ def check_train_spec(spec: TrainSpec) -> tuple[Process, str]:
     from shared.stats import available_extractors
 
     if spec.eval_extractor not in available_extractors():
-        raise ScalespaceError(f"eval_extractor: unknown {spec.eval_extractor!r}; choose one of {available_extractors()}")
+        raise ScalespaceError(
+            f"eval_extractor: unknown {spec.eval_extractor!r}; choose one of {', '.join(available_extractors())}"
+        )
     return process, objective
 
 
-def evaluate(spec: TrainSpec, trainer: Trainer, heldout: torch.Tensor, ctx: JobContext) -> tuple[dict[str, Any], torch.Tensor]:
-    """Fréchet distance of `eval_samples` EMA samples against the held-out split."""
+def evaluate(
+    spec: TrainSpec, trainer: Trainer, heldout: torch.Tensor, ctx: JobContext
+) -> tuple[dict[str, Any], torch.Tensor]:
+    """Fréchet distance of `eval_samples` EMA samples against the held-out split: (figures, samples)."""
     from shared.stats import fid
 
     process = trainer.process
@@ -131,7 +135,8 @@ def _resume(ctx: JobContext, spec: TrainSpec, trainer: Trainer) -> tuple[list, f
     """Load the job's last checkpoint, if any: (evaluations so far, training seconds so far)."""
     if not ctx.store.exists("jobs", ctx.job_id, CHECKPOINT):
         return [], 0.0
-    tensors, state = tensors_from_bytes(ctx.store.get("jobs", ctx.job_id, CHECKPOINT), f"{CHECKPOINT} of job {ctx.job_id!r}")
+    data = ctx.store.get("jobs", ctx.job_id, CHECKPOINT)
+    tensors, state = tensors_from_bytes(data, f"{CHECKPOINT} of job {ctx.job_id!r}")
     if state.get("spec_hash") != spec.spec_hash():
         raise ScalespaceError(f"job id {ctx.job_id!r} holds the training state of another spec; use a new job id")
     trainer.load_state(tensors, state["trainer"])

@@ -36,7 +36,7 @@ class TrainSpec(Spec):
     eval_every: int = Field(0, ge=0, description="evaluate every k steps (0: only at the end)")
     eval_samples: int = Field(128, ge=2, le=100_000, description="samples per evaluation")
     eval_steps: int | None = Field(None, ge=1, description="reverse steps per evaluation sample (default 100 or T)")
-    eval_extractor: str = Field("pixels", description="features for the Fréchet distance: pixels, random-conv, inception")
+    eval_extractor: str = Field("pixels", description="Fréchet distance features: pixels, random-conv or inception")
     checkpoint_every: int = Field(500, ge=1, description="save the training state every k steps (for resuming)")
     log_every: int = Field(10, ge=1, description="loss-curve resolution, in steps")
     device: Literal["auto", "cpu", "cuda"] = "auto"
