@@ -156,7 +156,7 @@ def _load_inception(path: str, device: str) -> torch.jit.ScriptModule:
         # torch warns that TorchScript is deprecated; the package ships only this format.
         warnings.simplefilter("ignore", DeprecationWarning)
         net = torch.jit.load(path, map_location=device)
-    # The file is saved in training mode; eval() is the safe state for inference.
+    # The file is saved in training mode; inference needs the module switched out of it.
     return net.eval()
 
 
