@@ -14,7 +14,9 @@ same order as osmosis_scheme.explicit_step. A program owns whole images
 (H, W <= 64, so an image is one tile and its halo is the no-flux boundary):
 the drift stays in registers for all steps, each pixel's value too, and the
 neighbours' new values are exchanged through a ping-pong scratch buffer in
-L2 (loads bypass L1) with one barrier per step.
+L2 (loads bypass L1) with one barrier per step. When h is a power of 2 (the
+default h = 1) the divisions by h^2 and 2 h become multiplications by their
+exact reciprocals: the same correctly rounded results, bit for bit.
 
 Bytes from memory: read u and the drift, write u: 8 + 8 bytes per pixel in
 float32 once per launch; an unfused loop would move 8 bytes per pixel per
@@ -58,7 +60,7 @@ if triton is not None:
     def _osmosis_kernel(
         u_ptr, out_ptr, scratch_ptr, dx_ptr, dy_ptr, tau_ptr, steps_ptr, consts_ptr,
         n_img, total, C, H, W, dx_b_stride, dy_b_stride, tau_b_stride, max_steps,
-        IMGS: tl.constexpr, BLOCK_P: tl.constexpr, CACHE: tl.constexpr,
+        IMGS: tl.constexpr, BLOCK_P: tl.constexpr, CACHE: tl.constexpr, POW2_H: tl.constexpr,
     ):
         img = tl.program_id(0) * IMGS + tl.arange(0, IMGS)[:, None]
         p = tl.arange(0, BLOCK_P)[None, :]
@@ -85,6 +87,8 @@ if triton is not None:
         nsteps = tl.load(steps_ptr + b * tau_b_stride, mask=live, other=0)
         h2 = tl.load(consts_ptr)
         two_h = tl.load(consts_ptr + 1)
+        inv_h2 = tl.load(consts_ptr + 2)
+        inv_two_h = tl.load(consts_ptr + 3)
         tl.store(scratch_ptr + base, uc, mask=valid)
         tl.debug_barrier()
         for k in range(0, max_steps):
@@ -93,10 +97,18 @@ if triton is not None:
             un = tl.load(src - W, mask=has_n, other=0.0, cache_modifier=CACHE)
             ue = tl.load(src + 1, mask=has_e, other=0.0, cache_modifier=CACHE)
             uw = tl.load(src - 1, mask=has_w, other=0.0, cache_modifier=CACHE)
-            fxp = (us - uc) / h2 - dxs * (us + uc) / two_h
-            fxm = (uc - un) / h2 - dxn * (uc + un) / two_h
-            fyp = (ue - uc) / h2 - dye * (ue + uc) / two_h
-            fym = (uc - uw) / h2 - dyw * (uc + uw) / two_h
+            if POW2_H:
+                # h a power of 2: 1 / h^2 and 1 / (2 h) are exact, so x * (1 / y) is the correctly
+                # rounded x / y, bit for bit, without 8 IEEE divisions per pixel and step
+                fxp = (us - uc) * inv_h2 - dxs * (us + uc) * inv_two_h
+                fxm = (uc - un) * inv_h2 - dxn * (uc + un) * inv_two_h
+                fyp = (ue - uc) * inv_h2 - dye * (ue + uc) * inv_two_h
+                fym = (uc - uw) * inv_h2 - dyw * (uc + uw) * inv_two_h
+            else:
+                fxp = (us - uc) / h2 - dxs * (us + uc) / two_h
+                fxm = (uc - un) / h2 - dxn * (uc + un) / two_h
+                fyp = (ue - uc) / h2 - dye * (ue + uc) / two_h
+                fym = (uc - uw) / h2 - dyw * (uc + uw) / two_h
             # the reference's accumulation order: += F_{i+1/2}, -= F_{i-1/2}, += G_{j+1/2}, -= G_{j-1/2}
             a = tl.where(has_s, fxp, 0.0)
             a = a - tl.where(has_n, fxm, 0.0)
@@ -106,6 +118,15 @@ if triton is not None:
             tl.store(scratch_ptr + ((k + 1) % 2) * total + base, uc, mask=valid)
             tl.debug_barrier()
         tl.store(out_ptr + base, uc, mask=valid)
+
+
+def _power_of_two(h: float, dtype: torch.dtype) -> bool:
+    """Whether h^2 and 2 h, as the reference rounds them in `dtype`, are powers of 2 with exact reciprocals."""
+    import math
+
+    vals = torch.tensor([h**2, 2 * h], dtype=torch.float64).to(dtype)
+    return all(v > 0 and math.frexp(float(v))[0] == 0.5 and math.isfinite(1 / float(v)) and
+               torch.tensor(1 / float(v), dtype=torch.float64).to(dtype).item() * float(v) == 1.0 for v in vals)
 
 
 def _per_image(x: torch.Tensor, lead: int, what: str) -> tuple[torch.Tensor, int]:
@@ -153,7 +174,8 @@ def osmosis_explicit_triton(
         return out
     if max_steps == 0:
         return out.copy_(x)
-    consts = torch.tensor([d.h**2, 2 * d.h], dtype=torch.float64).to(dtype=dt, device=dev)
+    pow2_h = _power_of_two(d.h, dt)
+    consts = torch.tensor([d.h**2, 2 * d.h, 1 / d.h**2, 1 / (2 * d.h)], dtype=torch.float64).to(dtype=dt, device=dev)
     scratch = alloc(2 * x.numel(), dt, dev)
     block_p = next_pow2(h * w)
     budget = (1 << 16) if INTERPRETED else 2048
@@ -161,6 +183,6 @@ def osmosis_explicit_triton(
     _osmosis_kernel[(triton.cdiv(n_img, imgs),)](
         x, out, scratch, dx, dy, tau_flat, steps_flat, consts, n_img, x.numel(), c, h, w,
         c * (h - 1) * w if dlead > 1 else 0, c * h * (w - 1) if dlead > 1 else 0, t_stride, max_steps,
-        IMGS=imgs, BLOCK_P=block_p, CACHE="" if l1 else ".cg", num_warps=8 if imgs * block_p >= 4096 else 4, **launch_options(deterministic),
+        IMGS=imgs, BLOCK_P=block_p, CACHE="" if l1 else ".cg", POW2_H=pow2_h, num_warps=8 if imgs * block_p >= 4096 else 4, **launch_options(deterministic),
     )
     return out

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
-from shared.kernels._triton import alloc, tl, triton
+from shared.kernels._triton import alloc, next_pow2, tl, triton
 from shared.sampling.noise import MASK32, Stream, normal, philox4x32
 
 INV_2_32 = 2.0**-32
@@ -122,11 +122,12 @@ if triton is not None:
         z_ptr, words_ptr, ids_ptr, total, per_sample, step, stream, seed_lo, seed_hi,
         WRITE_WORDS: tl.constexpr, BLOCK: tl.constexpr,
     ):
-        offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-        mask = offs < total
-        row = offs // per_sample
-        e = offs - row * per_sample
-        k = tl.load(ids_ptr + row, mask=mask, other=0)
+        # grid (B, blocks per sample): one sample id per program, no per-element division
+        row = tl.program_id(0)
+        e = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+        mask = e < per_sample
+        offs = row.to(tl.int64) * per_sample + e
+        k = tl.zeros([BLOCK], tl.int64) + tl.load(ids_ptr + row)
         r0, r1 = counter_words(e, k, step, stream, seed_lo, seed_hi)
         if WRITE_WORDS:
             tl.store(words_ptr + offs, r0.to(tl.int64), mask=mask)
@@ -151,8 +152,8 @@ def normal_triton(
     if total == 0:
         return (z, w[:0], w[:0]) if words else z
     lo, hi = seed_words(seed)
-    block = block or 1024
-    grid = (triton.cdiv(total, block),)
+    block = block or min(max(next_pow2(d), 128), 1024)
+    grid = (ids.numel(), triton.cdiv(d, block))
     _normal_kernel[grid](
         z, w, ids, total, d, int(step) & MASK32, int(stream) & MASK32, lo, hi,
         WRITE_WORDS=words, BLOCK=block,

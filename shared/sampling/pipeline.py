@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # imported for annotations only: processes import the noise module
     from shared.denoisers.base import Denoiser
     from shared.processes.base import Process
+from shared.kernels import dispatch
 from shared.sampling.noise import NoiseSource, Stream, uniform_int
 from shared.sampling.samplers import StepInfo, sampler_for
 from shared.sampling.schedule import respace
@@ -43,10 +44,12 @@ class TrajectoryMoments:
     total_sq: dict[int, float] = field(default_factory=dict)
 
     def add(self, index: int, u: torch.Tensor) -> None:
-        x = u.detach().to(torch.float64)
+        """Absorb the states u (B, ...) at `index`: float64 sums made where u lives (statistics kernels on a GPU)."""
+        x = u.detach()
+        s, q = dispatch.pixel_moments(x if x.dtype in (torch.float32, torch.float64) else x.float())
         self.count[index] = self.count.get(index, 0) + x.numel()
-        self.total[index] = self.total.get(index, 0.0) + float(x.sum())
-        self.total_sq[index] = self.total_sq.get(index, 0.0) + float((x * x).sum())
+        self.total[index] = self.total.get(index, 0.0) + float(s.sum())
+        self.total_sq[index] = self.total_sq.get(index, 0.0) + float(q.sum())
 
     def rows(self, process: Process, which: list[str]) -> list[dict]:
         times = process.times()

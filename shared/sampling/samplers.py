@@ -121,7 +121,11 @@ def sample_ddim(
 ) -> torch.Tensor:
     """DDIM (Song et al. 2021) for isotropic processes (vp, ve); eta = 0 is deterministic.
 
-    u_s = alpha_s u0_hat + sqrt(sigma_s^2 - c^2) eps_hat + c z, c = eta sqrt(posterior var).
+    u_s = alpha_s u0_hat + g eps_hat + c z with eps_hat = (u_t - alpha_t u0_hat) / sigma_t,
+    g = sqrt(sigma_s^2 - c^2) and c = eta sqrt(posterior var). It is linear in
+    (u_t, u0_hat), so it runs as the fused reverse step (shared.kernels.reverse_step)
+    with coef_ut = g / sigma_t and coef_u0 = alpha_s - g alpha_t / sigma_t
+    (coefficients in float64), on the GPU as one kernel with in-kernel noise.
     """
     if not process.isotropic:
         raise ScalespaceError(f"sampler 'ddim' needs an isotropic process (vp, ve), not {process.name!r}")
@@ -129,15 +133,27 @@ def sample_ddim(
         raise ScalespaceError("eta must be >= 0")
     for k, (t, s) in enumerate(zip(schedule[:-1], schedule[1:])):
         u0_hat = _clip(denoiser.predict_u0(u, t, noise.ids), clip)
-        a_t, a_s = float(process.alpha(t)), float(process.alpha(s))
-        sig_t, sig_s = process.sigma(t), process.sigma(s)
-        eps = (u - a_t * u0_hat) / sig_t
-        c = eta * float(process.posterior(t, s).var.sqrt())
-        u = a_s * u0_hat + max(sig_s**2 - c**2, 0.0) ** 0.5 * eps
-        if c > 0 and s > schedule[-1]:
-            u = u + c * noise(s)
+        coef_ut, coef_u0, c = ddim_coefficients(process, t, s, eta)
+        step = s if c > 0 and s > schedule[-1] else None
+        sn = _step_noise(noise, step) if dispatch.use_triton(u.device) and u.dtype in (torch.float32, torch.float64) else False
+        if sn is not False:
+            u = dispatch.reverse_step(u, u0_hat, coef_ut, coef_u0, c, sn)
+        else:
+            dt, dev = u.dtype, u.device
+            u = torch.tensor(coef_ut, dtype=torch.float64).to(dev, dt) * u + torch.tensor(coef_u0, dtype=torch.float64).to(dev, dt) * u0_hat
+            if step is not None:
+                u = u + torch.tensor(c, dtype=torch.float64).to(dev, dt) * noise(s)
         _report(callback, k, schedule, s, u)
     return u
+
+
+def ddim_coefficients(process: Process, t: int, s: int, eta: float) -> tuple[float, float, float]:
+    """(coef_ut, coef_u0, c) of the DDIM step t -> s: u_s = coef_ut u_t + coef_u0 u0_hat + c z, in float64."""
+    a_t, a_s = float(process.alpha(t)), float(process.alpha(s))
+    sig_t, sig_s = float(process.sigma(t)), float(process.sigma(s))
+    c = eta * float(process.posterior(t, s).var.sqrt())
+    g = max(sig_s**2 - c**2, 0.0) ** 0.5
+    return g / sig_t, a_s - g * a_t / sig_t, c
 
 
 def sample_degraded(

@@ -45,6 +45,23 @@ def batch_2d(x: Any, name: str) -> torch.Tensor:
     return check_finite(t, name)
 
 
+def device_batch_2d(x: Any, name: str) -> torch.Tensor:
+    """As batch_2d, but a tensor stays on its device and in float32/float64 (for the statistics kernels)."""
+    if not isinstance(x, torch.Tensor):
+        return batch_2d(x, name)
+    t = x.detach()
+    if t.is_complex():
+        raise ScalespaceError(f"{name}: complex values are not supported; pass real values")
+    if t.dtype != torch.float64:
+        t = t.to(torch.float32)
+    if t.ndim < 1 or t.shape[0] == 0:
+        raise ScalespaceError(f"{name}: empty batch (shape {tuple(t.shape)}); pass at least one sample")
+    t = t.reshape(t.shape[0], -1)
+    if t.shape[1] == 0:
+        raise ScalespaceError(f"{name}: samples have no values (shape {tuple(t.shape)}); pass non-empty samples")
+    return check_finite(t, name)
+
+
 def vector(x: Any, name: str, min_len: int = 1) -> torch.Tensor:
     """Finite float64 1-D tensor with at least `min_len` entries."""
     t = as_f64(x, name)

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from shared import ScalespaceError
-from shared.stats._checks import batch_2d, vector
+from shared.stats._checks import batch_2d, device_batch_2d, vector
 
 FORMAT = "scalespace.mean_accumulator/1"
 
@@ -30,9 +30,12 @@ def histogram_entropy(x: Any, bins: int = 64, range: tuple[float, float] = (-1.0
     lo, hi = float(range[0]), float(range[1])
     if not hi > lo:
         raise ScalespaceError(f"range: upper bound must exceed lower, got {range}; pass e.g. (-1, 1)")
-    t = batch_2d(x, "x")
-    idx = ((t - lo) * (bins / (hi - lo))).floor().clamp(0, bins - 1).long()
-    counts = torch.zeros(t.shape[0], bins, dtype=torch.float64).scatter_add_(1, idx, torch.ones_like(t))
+    from shared.kernels import dispatch
+
+    # On a device where the kernels run, the counts are made there (shared.kernels.histogram, exact
+    # integer counts equal to the reference's); only (B, bins) integers come back.
+    t = device_batch_2d(x, "x") if isinstance(x, torch.Tensor) and x.device.type != "cpu" else batch_2d(x, "x")
+    counts = dispatch.histogram(t, bins, lo, hi).cpu().to(torch.float64)
     p = counts / t.shape[1]
     # xlogy gives 0 * log 0 = 0 for empty bins.
     return -torch.special.xlogy(p, p).sum(dim=1)

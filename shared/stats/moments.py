@@ -18,7 +18,7 @@ from typing import Any, Iterable, NamedTuple
 import torch
 
 from shared import ScalespaceError
-from shared.stats._checks import as_f64, batch_2d
+from shared.stats._checks import as_f64, batch_2d, device_batch_2d
 
 FORMAT = "scalespace.moments/1"
 
@@ -63,16 +63,20 @@ class Moments:
     # -- accumulation -------------------------------------------------------
 
     def update(self, x: Any) -> Moments:
-        """Add a batch x (B, ...) of samples, each flattened to D values; returns self."""
-        t = batch_2d(x, "x")
+        """Add a batch x (B, ...) of samples, each flattened to D values; returns self.
+
+        A tensor on a device where the kernels run (a GPU, see
+        shared.kernels.dispatch) is reduced there by the statistics kernels
+        (float64 accumulation); only the (D,) and (D, D) results move to the
+        CPU. Anything else is reduced in float64 on the CPU.
+        """
+        t = device_batch_2d(x, "x") if isinstance(x, torch.Tensor) and x.device.type != "cpu" else batch_2d(x, "x")
         if t.shape[1] != self.dim:
             raise ScalespaceError(
                 f"x: samples have {t.shape[1]} values but these Moments hold dim={self.dim}; pass samples of the same shape"
             )
-        c = t.mean(dim=0)
-        dev = t - c
-        co = dev.T @ dev if self.full else None
-        self._absorb(t.shape[0], c, (dev * dev).sum(dim=0), co)
+        c, m2b, co = batch_moments(t, self.full)
+        self._absorb(t.shape[0], c, m2b, co)
         return self
 
     def merge(self, other: Moments) -> Moments:
@@ -190,6 +194,23 @@ class Moments:
         if full and (co is None or co.shape != (dim, dim)):
             raise ScalespaceError(f"moments dict: comoment must be {dim}x{dim} when full; pass an unmodified to_dict() output")
         return cls(dim=dim, full=full, count=count, center=center, m2=m2, comoment=co, meta=meta)
+
+
+def batch_moments(t: torch.Tensor, full: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """(mean (D,), centred sum of squares (D,), centred comoment (D, D) or None) of t (B, D), float64 on the CPU.
+
+    Reduced where t lives: by the statistics kernels (shared.kernels.moments,
+    shared.kernels.second_moment) where shared.kernels.dispatch runs them,
+    otherwise by the float64 torch references. Two passes: the batch mean,
+    then the sums of the centred values (no cancellation in the squares).
+    """
+    from shared.kernels import dispatch
+
+    s, _ = dispatch.pixel_moments(t)
+    c = s / t.shape[0]
+    _, m2 = dispatch.pixel_moments(t, c)
+    co = dispatch.second_moment(t, c) if full else None
+    return c.cpu(), m2.cpu(), None if co is None else co.cpu()
 
 
 def merge_all(shards: Iterable[Moments]) -> Moments:

@@ -48,3 +48,19 @@ def test_evolve_explicit_dispatches_to_the_kernel(gen):
     with dispatch.override(kernels="triton"):
         got = scheme.evolve_explicit(u, d, 1.7)
     assert torch.equal(got, ref)
+
+
+@pytest.mark.parametrize("h,pow2", [(1.0, True), (0.5, True), (0.25, True), (0.3, False), (1 / 28, False)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_grid_spacing_power_of_two_path_is_bit_identical(gen, h, pow2, dtype):
+    """For h a power of 2 the kernel multiplies by exact reciprocals instead of dividing: same bits."""
+    from shared.kernels.osmosis_stencil import _power_of_two
+
+    assert _power_of_two(h, dtype) is pow2
+    u = torch.rand(3, 1, 7, 9, generator=gen, dtype=dtype) + 1.0
+    d = scheme.drift(torch.rand(1, 1, 7, 9, generator=gen, dtype=dtype) + 0.5, h=h)
+    tau, n = steps_for(d, 0.9 * h * h, dtype)
+    assert int(n.max()) >= 2
+    got = osmosis_explicit_triton(u, d, tau, n)
+    assert torch.isfinite(got).all() and not torch.equal(got, u)
+    assert torch.equal(got, osmosis_explicit_reference(u, d, tau, n))

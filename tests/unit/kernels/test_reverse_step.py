@@ -46,3 +46,13 @@ def test_step_refuses_mismatched_ids(rand):
     u = rand(3, 1, 4, 4)
     with pytest.raises(ValueError, match="noise ids"):
         reverse_step_triton(u, u, 1.0, 0.0, 0.1, StepNoise(1, torch.arange(2), 1))
+
+
+@pytest.mark.parametrize("block", [16, 64])
+def test_step_with_several_programs_per_sample(rand, gen, block):
+    """The GPU layout: each sample's values split over several programs, the last one partly masked."""
+    u, u0 = rand(4, 1, 5, 7), rand(4, 1, 5, 7)  # 35 values a sample: 3 blocks of 16, 1 of 64
+    ids = torch.randint(0, 2**40, (4,), generator=gen)
+    for noise in (StepNoise(99, ids, 4), None):
+        got = reverse_step_triton(u, u0, 0.8, 0.3, 0.2, noise, block=block)
+        assert torch.equal(got, reverse_step_reference(u, u0, 0.8, 0.3, 0.2, noise))

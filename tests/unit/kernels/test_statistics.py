@@ -52,3 +52,69 @@ def test_histogram_matches_histogram_entropy(rand):
     p = histogram.histogram_triton(x, 64).double() / 81
     h = -torch.special.xlogy(p, p).sum(1)
     assert torch.allclose(h, histogram_entropy(x, bins=64), rtol=0, atol=1e-12)
+
+
+# --- the statistics in shared/stats run these kernels where the dispatch picks Triton ------------
+
+
+@pytest.fixture
+def kernel_calls(monkeypatch):
+    """Count the calls of each statistics kernel wrapper (they still run)."""
+    calls = {"moments": 0, "second_moment": 0, "histogram": 0}
+
+    def spy(mod, name, key):
+        real = getattr(mod, name)
+
+        def wrapped(*a, **k):
+            calls[key] += 1
+            return real(*a, **k)
+
+        monkeypatch.setattr(mod, name, wrapped)
+
+    spy(moments, "pixel_moments_triton", "moments")
+    spy(second_moment, "second_moment_triton", "second_moment")
+    spy(histogram, "histogram_triton", "histogram")
+    return calls
+
+
+@pytest.mark.parametrize("deterministic", [False, True])
+def test_moments_update_uses_the_kernels(rand, kernel_calls, deterministic):
+    from shared.kernels import dispatch
+    from shared.stats.moments import Moments
+
+    batches = [rand(5, 1, 4, 5, scale=0.5, shift=2.0), rand(9, 1, 4, 5, scale=0.5, shift=2.0)]
+    with dispatch.override(kernels="reference"):
+        ref = Moments(20, full=True)
+        for b in batches:
+            ref.update(b)
+    assert kernel_calls == {"moments": 0, "second_moment": 0, "histogram": 0}
+    with dispatch.override(kernels="triton", deterministic=deterministic):
+        got = Moments(20, full=True)
+        for b in batches:
+            got.update(b)
+    assert kernel_calls["moments"] == 4 and kernel_calls["second_moment"] == 2
+    assert got.count == ref.count == 14
+    # float64 accumulation of a few float32 inputs: agreement to a few float64 ulps of the values
+    assert torch.allclose(got.center, ref.center, rtol=0, atol=1e-13)
+    assert torch.allclose(got.m2, ref.m2, rtol=0, atol=1e-12)
+    assert torch.allclose(got.comoment, ref.comoment, rtol=0, atol=1e-12)
+    assert torch.allclose(got.cov(), torch.cov(torch.cat(batches).reshape(14, -1).double().T), rtol=0, atol=1e-12)
+
+
+def test_histogram_entropy_and_trajectory_moments_use_the_kernels(rand, kernel_calls):
+    from shared.kernels import dispatch
+    from shared.sampling.pipeline import TrajectoryMoments
+
+    x = rand(4, 1, 6, 7, scale=0.6)
+    ref_h = histogram_entropy(x, bins=16)
+    ref_t = TrajectoryMoments()
+    ref_t.add(3, x)
+    with dispatch.override(kernels="triton"):
+        got_h = histogram_entropy(x, bins=16)
+        got_t = TrajectoryMoments()
+        got_t.add(3, x)
+    assert kernel_calls["histogram"] == 1 and kernel_calls["moments"] == 1
+    assert torch.equal(got_h, ref_h)  # exact integer counts, so the same entropies
+    assert got_t.count == ref_t.count
+    assert got_t.total[3] == pytest.approx(ref_t.total[3], abs=1e-12)
+    assert got_t.total_sq[3] == pytest.approx(ref_t.total_sq[3], rel=1e-14)

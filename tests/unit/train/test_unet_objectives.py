@@ -89,6 +89,29 @@ def test_one_step_target_is_the_scaled_previous_mean(name):
     assert torch.allclose(obj.predict_prev(out, u_k, i), mp, atol=1e-6)
 
 
+def test_osmosis_head_adds_the_guidance_weighted_part():
+    """The osmosis network outputs (r_u, r_w); the residual is r_u + g r_w, so either part can carry the target."""
+    p = make_process("osmosis", (1, 8, 8), {"K": 10})
+    scale = torch.linspace(0.5, 2.0, 11)
+    obj = OneStepObjective(p, scale)
+    g = obj.g
+    assert g.shape == (1, 1, 8, 8) and (g > 0).all() and torch.allclose(g.mean(), torch.tensor(1.0), atol=1e-6)
+    assert g.std() > 0.05  # a real texture: the two parts are not interchangeable by a constant
+    gen = torch.Generator().manual_seed(3)
+    r_u, r_w = torch.randn(2, 1, 8, 8, generator=gen), torch.randn(2, 1, 8, 8, generator=gen)
+    assert torch.allclose(obj.head(torch.cat([r_u, r_w], dim=1)), r_u + g * r_w, atol=1e-6)
+    target = torch.randn(2, 1, 8, 8, generator=gen)
+    u_k, i = torch.randn(2, 1, 8, 8, generator=gen), torch.tensor([2, 9])
+    via_u = obj.predict_prev(torch.cat([target, torch.zeros_like(target)], dim=1), u_k, i)
+    via_w = obj.predict_prev(torch.cat([torch.zeros_like(target), target / g], dim=1), u_k, i)
+    assert torch.allclose(via_u, via_w, atol=1e-5)
+    assert torch.allclose(via_u, u_k + scale[i].reshape(-1, 1, 1, 1) * target, atol=1e-5)
+    # the input carries u, w = (u + c) / g - c and ln g: three channels in, two out
+    x = obj.net_input(u_k, i)
+    assert x.shape == (2, 3, 8, 8) and torch.allclose(x[:, 2:], torch.log(g).expand(2, -1, -1, -1))
+    assert torch.allclose(x[:, 1:2], (u_k + obj.offset) / g - obj.offset, atol=1e-6)
+
+
 def test_osmosis_guidance_relative_input_flattens_the_steady_state():
     """w = (u + c) / g - c is the flat mean image at osmosis's steady state, whatever the guidance texture."""
     p = make_process("osmosis", (1, 8, 8), {"K": 10})
