@@ -35,25 +35,21 @@ def check_finite(t: torch.Tensor, name: str) -> torch.Tensor:
 
 
 def batch_2d(x: Any, name: str) -> torch.Tensor:
-    """(B, ...) -> finite float64 (B, D), one row per sample; B and D must be >= 1."""
-    t = as_f64(x, name)
-    if t.ndim < 1 or t.shape[0] == 0:
-        raise ScalespaceError(f"{name}: empty batch (shape {tuple(t.shape)}); pass at least one sample")
-    t = t.reshape(t.shape[0], -1)
-    if t.shape[1] == 0:
-        raise ScalespaceError(f"{name}: samples have no values (shape {tuple(t.shape)}); pass non-empty samples")
-    return check_finite(t, name)
+    """(B, ...) -> finite float64 (B, D) on the CPU, one row per sample; B and D must be >= 1."""
+    return _rows(as_f64(x, name), name)
 
 
 def device_batch_2d(x: Any, name: str) -> torch.Tensor:
-    """As batch_2d, but a tensor stays on its device and in float32/float64 (for the statistics kernels)."""
+    """As batch_2d, but a tensor stays on its device, in float32 or float64 (for the statistics kernels)."""
     if not isinstance(x, torch.Tensor):
         return batch_2d(x, name)
     t = x.detach()
     if t.is_complex():
         raise ScalespaceError(f"{name}: complex values are not supported; pass real values")
-    if t.dtype != torch.float64:
-        t = t.to(torch.float32)
+    return _rows(t if t.dtype == torch.float64 else t.to(torch.float32), name)
+
+
+def _rows(t: torch.Tensor, name: str) -> torch.Tensor:
     if t.ndim < 1 or t.shape[0] == 0:
         raise ScalespaceError(f"{name}: empty batch (shape {tuple(t.shape)}); pass at least one sample")
     t = t.reshape(t.shape[0], -1)
