@@ -19,6 +19,9 @@ pytestmark = pytest.mark.integration
 #: long enough to be caught running (a few hundred oracle steps over 64 images), short enough to finish
 LONG = {"kind": "sample", "process": "vp", "data": "digits", "data_limit": 64, "n": 4, "steps": 150, "seed": 11}
 VERY_LONG = {**LONG, "steps": 1000}
+# about 75 s of work on 2 cores (512 samples over all 1,437 digits, 1,000 steps): far beyond a 3 s deadline
+# however idle the machine (VERY_LONG alone can finish within 3 s)
+HEAVY = {"kind": "sample", "process": "vp", "data": "digits", "n": 512, "batch_size": 512, "steps": 1000, "seed": 11}
 
 
 def _samples(store, job_id):
@@ -52,7 +55,7 @@ def test_sigkill_mid_job_completes_once_on_another_worker(api, settings, worker_
 
 def test_sigterm_requeues_the_running_job_and_it_finishes_elsewhere(api, settings, worker_process, tmp_path):
     leaving = worker_process(settings, "leaving")  # SCALESPACE_WORKER_SHUTDOWN_TIMEOUT_S=2
-    job = submit(api, VERY_LONG)
+    job = submit(api, HEAVY)  # must outlast the 2 s shutdown grace
     wait_progress(api, job["id"], at_least=2, timeout_s=180)
     assert leaving.terminate(timeout_s=60) == 0
     back = api.get(f"/v1/jobs/{job['id']}").json()
@@ -191,7 +194,7 @@ def test_cancel_running_job_stops_within_one_step_and_deadline_expires(api, sett
         assert done["cancel_step"] is not None and 0 <= done["stopped_step"] - done["cancel_step"] <= 1
         assert done["artifacts"] is None
         t0 = time.monotonic()
-        timed = submit(api, VERY_LONG, deadline_s=3)
+        timed = submit(api, HEAVY, deadline_s=3)
         end = wait_state(api, timed["id"], timeout_s=120)
         assert end["state"] == "expired" and "deadline passed at step" in end["error"]
         assert end["stopped_step"] < 1000 and time.monotonic() - t0 < 60

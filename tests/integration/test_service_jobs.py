@@ -43,7 +43,8 @@ def _samples(blob: bytes) -> np.ndarray:
 def test_sample_job_over_http_matches_embedded(api, settings, tmp_path):
     with inprocess_worker(settings):
         job = submit(api, SAMPLE, lane="interactive")
-        assert job["state"] == "queued" and job["lane"] == "interactive"
+        # the running worker may take the job before the submit response is written
+        assert job["state"] in ("queued", "running") and job["lane"] == "interactive"
         job = wait_state(api, job["id"])
     assert job["state"] == "succeeded", job["error"]
     assert job["attempts"] == 1 and job["progress"]["done"] == job["progress"]["total"] == 12
