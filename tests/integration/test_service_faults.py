@@ -37,7 +37,7 @@ def _embedded(spec, tmp_path, name="twin"):
 
 def test_sigkill_mid_job_completes_once_on_another_worker(api, settings, worker_process, tmp_path):
     doomed = worker_process(settings, "doomed")
-    job = submit(api, LONG)
+    job = submit(api, VERY_LONG)  # long enough that the kill lands mid-job on an idle machine too
     running = wait_progress(api, job["id"], at_least=3, timeout_s=180)
     assert running["worker"] == "doomed@test"
     doomed.proc.send_signal(signal.SIGKILL)
@@ -47,7 +47,7 @@ def test_sigkill_mid_job_completes_once_on_another_worker(api, settings, worker_
     assert done["state"] == "succeeded", done["error"]
     assert done["worker"] == "rescuer@test" and done["attempts"] == 2 and done["redeliveries"] == 1
     store = S3Store.from_settings(settings)
-    np.testing.assert_array_equal(_samples(store, job["id"]), _embedded(LONG, tmp_path))
+    np.testing.assert_array_equal(_samples(store, job["id"]), _embedded(VERY_LONG, tmp_path))
     metrics = api.get("/metrics").text
     assert 'scalespace_jobs_finished_total{kind="sample",state="succeeded"} 1.0' in metrics
     assert "scalespace_job_redeliveries_total 1.0" in metrics
