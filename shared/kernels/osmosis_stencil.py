@@ -121,12 +121,10 @@ if triton is not None:
 
 
 def _power_of_two(h: float, dtype: torch.dtype) -> bool:
-    """Whether h^2 and 2 h, as the reference rounds them in `dtype`, are powers of 2 with exact reciprocals."""
-    import math
-
+    """Whether h^2 and 2 h, as rounded in `dtype`, are powers of 2 whose reciprocals are exact in `dtype`."""
     vals = torch.tensor([h**2, 2 * h], dtype=torch.float64).to(dtype)
-    return all(v > 0 and math.frexp(float(v))[0] == 0.5 and math.isfinite(1 / float(v)) and
-               torch.tensor(1 / float(v), dtype=torch.float64).to(dtype).item() * float(v) == 1.0 for v in vals)
+    inv = 1 / vals
+    return bool((torch.frexp(vals).mantissa == 0.5).all() and (vals * inv == 1).all() and torch.isfinite(inv).all())
 
 
 def _per_image(x: torch.Tensor, lead: int, what: str) -> tuple[torch.Tensor, int]:

@@ -46,7 +46,7 @@ class TrajectoryMoments:
     def add(self, index: int, u: torch.Tensor) -> None:
         """Absorb the states u (B, ...) at `index`: float64 sums made where u lives (statistics kernels on a GPU)."""
         x = u.detach()
-        s, q = dispatch.pixel_moments(x if x.dtype in (torch.float32, torch.float64) else x.float())
+        s, q = dispatch.pixel_moments(x)
         self.count[index] = self.count.get(index, 0) + x.numel()
         self.total[index] = self.total.get(index, 0.0) + float(s.sum())
         self.total_sq[index] = self.total_sq.get(index, 0.0) + float(q.sum())

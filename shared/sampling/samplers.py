@@ -135,10 +135,10 @@ def sample_ddim(
         u0_hat = _clip(denoiser.predict_u0(u, t, noise.ids), clip)
         coef_ut, coef_u0, c = ddim_coefficients(process, t, s, eta)
         step = s if c > 0 and s > schedule[-1] else None
-        sn = _step_noise(noise, step) if dispatch.use_triton(u.device) and u.dtype in (torch.float32, torch.float64) else False
-        if sn is not False:
+        sn = _step_noise(noise, step)
+        if sn is not False:  # the fused kernel, or its torch reference (the same expression)
             u = dispatch.reverse_step(u, u0_hat, coef_ut, coef_u0, c, sn)
-        else:
+        else:  # a noise callable other than a NoiseSource
             dt, dev = u.dtype, u.device
             u = torch.tensor(coef_ut, dtype=torch.float64).to(dev, dt) * u + torch.tensor(coef_u0, dtype=torch.float64).to(dev, dt) * u0_hat
             if step is not None:

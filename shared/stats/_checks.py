@@ -40,8 +40,8 @@ def batch_2d(x: Any, name: str) -> torch.Tensor:
 
 
 def device_batch_2d(x: Any, name: str) -> torch.Tensor:
-    """As batch_2d, but a tensor stays on its device, in float32 or float64 (for the statistics kernels)."""
-    if not isinstance(x, torch.Tensor):
+    """As batch_2d, but a tensor on an accelerator stays there, in float32 or float64 (for the statistics kernels)."""
+    if not isinstance(x, torch.Tensor) or x.device.type == "cpu":
         return batch_2d(x, name)
     t = x.detach()
     if t.is_complex():

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from shared import ScalespaceError
-from shared.stats._checks import batch_2d, device_batch_2d, vector
+from shared.stats._checks import device_batch_2d, vector
 
 FORMAT = "scalespace.mean_accumulator/1"
 
@@ -34,7 +34,7 @@ def histogram_entropy(x: Any, bins: int = 64, range: tuple[float, float] = (-1.0
 
     # On a device where the kernels run, the counts are made there (shared.kernels.histogram, exact
     # integer counts equal to the reference's); only (B, bins) integers come back.
-    t = device_batch_2d(x, "x") if isinstance(x, torch.Tensor) and x.device.type != "cpu" else batch_2d(x, "x")
+    t = device_batch_2d(x, "x")
     counts = dispatch.histogram(t, bins, lo, hi).cpu().to(torch.float64)
     p = counts / t.shape[1]
     # xlogy gives 0 * log 0 = 0 for empty bins.

@@ -70,7 +70,7 @@ class Moments:
         (float64 accumulation); only the (D,) and (D, D) results move to the
         CPU. Anything else is reduced in float64 on the CPU.
         """
-        t = device_batch_2d(x, "x") if isinstance(x, torch.Tensor) and x.device.type != "cpu" else batch_2d(x, "x")
+        t = device_batch_2d(x, "x")
         if t.shape[1] != self.dim:
             raise ScalespaceError(
                 f"x: samples have {t.shape[1]} values but these Moments hold dim={self.dim}; pass samples of the same shape"
