@@ -75,7 +75,7 @@ def build_cases(quick: bool, train: torch.Tensor, shrink: int = 1) -> list[Case]
         lambda: (), lambda: k["philox"].normal_triton(7, ids, 11, shape),
         lambda: normal(7, ids, 11, shape, device=DEV),
         lambda _: _bitwise(k["philox"].normal_triton(7, ids, 11, shape), normal(7, ids, 11, shape, device=DEV)),
-        note="torch: the same counters in int64 on the GPU; float64 Box-Muller",
+        note="torch: the same counters in int64 on the GPU; float64 Box-Muller, 4 normals per counter",
     ))
     sn = StepNoise(7, ids, 11)
 
@@ -88,7 +88,7 @@ def build_cases(quick: bool, train: torch.Tensor, shrink: int = 1) -> list[Case]
         lambda u, u0: k["reverse_step"].reverse_step_triton(u, u0, 0.93, 0.11, 0.3, sn, clip=True, deterministic=det),
         step_ref,
         lambda inp: _bitwise(k["reverse_step"].reverse_step_triton(*inp, 0.93, 0.11, 0.3, sn, clip=True, deterministic=det), step_ref(*inp)),
-        target=">= 80% of copy", note="float64 Box-Muller in the kernel: may be compute-bound", first=True,
+        target=">= 80% of copy", note="Philox + float64 Box-Muller in the kernel (4 normals per counter): may be compute-bound", first=True,
     ))
     cases.append(Case(
         "fused step vp (last step, no noise)", f"{b}x1x64x64 fp32", "bytes", 12 * n_el, mk_step,
@@ -154,12 +154,13 @@ def build_cases(quick: bool, train: torch.Tensor, shrink: int = 1) -> list[Case]
     g = _gen()
     u = a * flat[torch.randint(0, n, (bq,), device=DEV, generator=g)] + math.sqrt(sigma2) * torch.randn(bq, d, device=DEV, generator=g)
     useful = 2.0 * bq * n * (d + d)
-    # the default tiles (streaming, BLOCK_DV 512), the chunked two-product variant (scores once), the
-    # streaming kernel's previous default (BLOCK_DV 256), then other tilings of both, side by side
+    # the default tiles, the chunked two-product variant (scores once), the streaming kernel's previous
+    # default (BLOCK_DV 256), then other tilings of the chunked variant, side by side
     chunked = k["oracle_reduction"].CHUNKED_CONFIG
+    best = k["oracle_reduction"].CHUNKED_BEST_CONFIG  # the fastest chunked tiles of the last H200 run, and its neighbours
     alternatives = [chunked] if quick else [
         chunked, {"BLOCK_DV": 256}, dict(chunked, P32=1, num_stages=2), dict(chunked, SPLIT=2048),
-        dict(chunked, BLOCK_B=64, num_warps=4), {"BLOCK_DV": 512, "num_stages": 3}, {"BLOCK_DV": 512, "BLOCK_N": 128},
+        best, dict(best, CHUNK=16384), dict(best, num_stages=4), dict(best, BLOCK_DV=256, num_warps=8),
     ]
     oracle_cases = [_oracle_case(k["oracle_reduction"], u, flat, a, 1 / sigma2, dtype, cfg, useful, det)
                     for dtype, configs in ((torch.bfloat16, [None] + alternatives), (torch.float32, [None]))
@@ -187,16 +188,18 @@ def build_cases(quick: bool, train: torch.Tensor, shrink: int = 1) -> list[Case]
         target=">= 80% of copy (effective)", note="effective bytes: 8 per pixel per step, as an unfused loop moves",
         first=True,
     ))
-    cases.append(Case(  # the variant: neighbours read through L1 (the default bypasses it)
-        f"osmosis stencil ({steps} steps per launch) {{'l1': True}}", f"{b3}x1x28x28 fp32", "bytes",
-        steps * 8 * b3 * 784 + 8 * 784,
-        lambda: (torch.rand((b3, 1) + hw, device=DEV, generator=_gen()) + 1.0,),
-        lambda x: k["osmosis_stencil"].osmosis_explicit_triton(x, dr, tau, nst, deterministic=det, l1=True),
-        lambda x: k["osmosis_stencil"].osmosis_explicit_reference(x, dr, tau, nst),
-        lambda inp: _bitwise(k["osmosis_stencil"].osmosis_explicit_triton(inp[0], dr, tau, nst, deterministic=det, l1=True),
-                             k["osmosis_stencil"].osmosis_explicit_reference(inp[0], dr, tau, nst)),
-        target=">= 80% of copy (effective)", note="effective bytes as above; scratch reads through L1",
-    ))
+    variants = [({"l1": True}, "scratch reads through L1"), ({"gather": True}, "neighbours gathered from registers, no scratch")]
+    for opt, what in variants:  # bench the variants beside the default; all must be bit-equal
+        cases.append(Case(
+            f"osmosis stencil ({steps} steps per launch) {opt}", f"{b3}x1x28x28 fp32", "bytes",
+            steps * 8 * b3 * 784 + 8 * 784,
+            lambda: (torch.rand((b3, 1) + hw, device=DEV, generator=_gen()) + 1.0,),
+            lambda x, opt=opt: k["osmosis_stencil"].osmosis_explicit_triton(x, dr, tau, nst, deterministic=det, **opt),
+            lambda x: k["osmosis_stencil"].osmosis_explicit_reference(x, dr, tau, nst),
+            lambda inp, opt=opt: _bitwise(k["osmosis_stencil"].osmosis_explicit_triton(inp[0], dr, tau, nst, deterministic=det, **opt),
+                                          k["osmosis_stencil"].osmosis_explicit_reference(inp[0], dr, tau, nst)),
+            target=">= 80% of copy (effective)", note=f"effective bytes as above; {what}",
+        ))
 
     # --- statistics ------------------------------------------------------------------------
     b4 = 131072 // s

@@ -70,6 +70,31 @@ def _cases():
     ]
 
 
+def _one_normal_per_counter(seed: int, ids: torch.Tensor, step: int, shape: tuple[int, ...]) -> torch.Tensor:
+    """The noise scheme before four normals per counter: one Philox evaluation and one
+    Box-Muller cosine per element (kept here only to time the two side by side)."""
+    from shared.sampling.noise import INV_2_32, MASK32, TWO_PI, philox4x32
+
+    d = math.prod(shape)
+    e = torch.arange(d, dtype=torch.int64)[None, :].expand(len(ids), d)
+    k = ids[:, None].expand(len(ids), d) & MASK32
+    r0, r1, _, _ = philox4x32(e, k, torch.full_like(e, step), torch.full_like(e, 0), seed)
+    z = torch.sqrt(-2.0 * torch.log((r0.to(torch.float64) + 1.0) * INV_2_32)) * torch.cos(TWO_PI * r1.to(torch.float64) * INV_2_32)
+    return z.to(torch.float32).reshape((len(ids),) + tuple(shape))
+
+
+def noise_side_by_side(rep, timer: Callable[..., float]) -> None:
+    """CPU time of the reference noise, four normals per counter against one, in the same run."""
+    from shared.sampling.noise import normal
+
+    ids = torch.arange(256)
+    for shape in [(1, 28, 28), (3, 32, 32)]:
+        new = timer(lambda: normal(7, ids, 11, shape), reps=5)
+        old = timer(lambda: _one_normal_per_counter(7, ids, 11, shape), reps=5)
+        rep.row(kernel="noise reference: 4 normals per counter vs 1", size=f"256x{'x'.join(map(str, shape))}",
+                torch_ms=f"{new:.2f}", rate=f"{old / new:.1f}x faster", note=f"one normal per counter: {old:.2f} ms")
+
+
 def _max_rel(a: Any, b: Any) -> float:
     if isinstance(a, (tuple, list)):
         return max(_max_rel(x, y) for x, y in zip(a, b))
@@ -147,6 +172,8 @@ def cpu_main(args, rep, timer: Callable[..., float]) -> None:
             rep.row(kernel=name, size="small", torch_ms=f"{ms:.2f}", rate=rate, error=err, note="torch reference on the CPU")
         except Exception as e:  # noqa: BLE001 - report and go on
             rep.row(kernel=name, note=f"FAILED: {type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}")
+
+    noise_side_by_side(rep, timer)
 
     train, source = load_fashion(args.fashion_npz)
     rep.info("oracle memory data", source)

@@ -83,7 +83,7 @@ def run_job(
         "kind": spec.kind,
         "spec": spec.model_dump(mode="json"),
         "spec_hash": spec.spec_hash(),
-        "seeds": {"seed": getattr(spec, "seed", None), "noise": "philox4x32-10 (seed, sample, step, stream)"},
+        "seeds": {"seed": getattr(spec, "seed", None), "noise": "philox4x32-10 (seed, sample, step, stream), 4 normals per counter"},
         "code_version": code_version(),
         "packages": package_versions(),
         "device": device_info(device),

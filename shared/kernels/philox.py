@@ -1,25 +1,33 @@
 """Counter-based noise in a kernel: the Triton twin of shared/sampling/noise.py.
 
-`philox4x32_10` and `standard_normal` are @triton.jit device functions that
-the step kernels call, so the noise never touches memory: the element at flat
-index e of sample k at step i (stream s) is
+`philox4x32_10`, `normal_tile` and `standard_normal` are @triton.jit device
+functions that the step kernels call, so the noise never touches memory: the
+elements 4n .. 4n + 3 of sample k at step i (stream s) are
 
-    r0, r1, _, _ = Philox4x32-10(counter (e, k mod 2^32, i, s), key (seed lo, seed hi))
-    z = float32( sqrt(-2 ln((r0 + 1) 2^-32)) cos(2 pi r1 2^-32) )   (Box-Muller in float64)
+    r0, r1, r2, r3 = Philox4x32-10(counter (n, k mod 2^32, i, s), key (seed lo, seed hi))
+    z_4n + 2a + b = float32( R cos(theta) if b = 0 else R sin(theta) )   (Box-Muller in float64)
+    with R = sqrt(-2 ln((r_2a + 1) 2^-32)), theta = 2 pi r_2a+1 2^-32,
 
 exactly as `shared.sampling.noise.normal` computes it with int64-emulated
 uint32 arithmetic. The integer words are bit-identical by construction
-(uint32 wrap-around, tl.umulhi for the high word). The float64 log, cos and
-sqrt come from libdevice on the GPU and numpy in the interpreter; both are
+(uint32 wrap-around, tl.umulhi for the high word). The float64 log, cos, sin
+and sqrt come from libdevice on the GPU and numpy in the interpreter; both are
 within 1 ulp of float64, and a float64 result 1 ulp off rounds to a different
 float32 only when it lies within 2^-52 (relative) of a float32 rounding
 midpoint: about one element in 2^28, so in practice the normals are equal
 bit for bit (tests compare them exactly).
 
+Two ways to call it: `normal_tile(n, ...)` gives the (N, 4) tile of the four
+normals of counters n, one Philox evaluation and two logarithms per four
+normals (the kernels that walk a sample's elements in order use it);
+`standard_normal(e, ...)` gives element e's normal for any layout (the DCT
+kernels' 2-D image tiles), at the cost of one Philox evaluation per element.
+
 `normal_triton` writes that noise to memory (for tests and the benchmark):
 shapes ids (B,) int64 -> z (B, *shape) float32; moves 4 bytes per element
-written plus 8 per sample id; about 10 x 8 integer operations (4 of them
-32 x 32-bit products) and three float64 transcendental functions per element.
+written plus 8 per sample id; per four elements about 10 x 8 integer
+operations (4 of them 32 x 32-bit products), two float64 logarithms and
+square roots, two cosines and two sines.
 """
 
 from __future__ import annotations
@@ -91,9 +99,9 @@ if triton is not None:
         return c0, c1, c2, c3
 
     @triton.jit
-    def counter_words(e, k, step, stream, seed_lo, seed_hi):
-        """r0, r1 for element indices e and sample ids k (int tensors of one shape)."""
-        c0 = e.to(tl.uint32)
+    def counter_words(n, k, step, stream, seed_lo, seed_hi):
+        """r0, r1, r2, r3 for counters n and sample ids k (int tensors of one shape)."""
+        c0 = n.to(tl.uint32)
         c1 = k.to(tl.uint32)  # the low 32 bits: k mod 2^32, as the reference
         zero = tl.zeros(c0.shape, tl.uint32)
         # scalar arguments arrive as int32 or int64 (or a constexpr): widen, then keep the low word
@@ -101,63 +109,98 @@ if triton is not None:
         c3 = (zero + stream).to(tl.uint32)
         k0 = (zero + seed_lo).to(tl.uint32)
         k1 = (zero + seed_hi).to(tl.uint32)
-        r0, r1, r2, r3 = philox4x32_10(c0, c1, c2, c3, k0, k1)
-        return r0, r1
+        return philox4x32_10(c0, c1, c2, c3, k0, k1)
 
     @triton.jit
-    def box_muller(r0, r1):
-        """One standard normal per (r0, r1), in float64, rounded to float32."""
-        u1 = (r0.to(tl.float64) + 1.0) * 2.3283064365386963e-10  # (0, 1]
-        u2 = r1.to(tl.float64) * 2.3283064365386963e-10  # [0, 1)
-        z = tl.sqrt(-2.0 * tl.log(u1)) * tl.cos(6.283185307179586 * u2)
+    def _radius_angle(ra, rb):
+        """Box-Muller's radius and angle in float64 from two uint32 words."""
+        u1 = (ra.to(tl.float64) + 1.0) * 2.3283064365386963e-10  # (0, 1]
+        u2 = rb.to(tl.float64) * 2.3283064365386963e-10  # [0, 1)
+        return tl.sqrt(-2.0 * tl.log(u1)), 6.283185307179586 * u2
+
+    @triton.jit
+    def normal_tile(n, k, step, stream, seed_lo, seed_hi):
+        """(N, 4) float32: the normals of elements 4 n + (0, 1, 2, 3) for counters n (N,) and ids k (N,)."""
+        r0, r1, r2, r3 = counter_words(n, k, step, stream, seed_lo, seed_hi)
+        ra, ta = _radius_angle(r0, r1)
+        rb, tb = _radius_angle(r2, r3)
+        j = tl.arange(0, 4)[None, :]
+        z = tl.where(
+            j < 2,
+            tl.where(j == 0, (ra * tl.cos(ta))[:, None], (ra * tl.sin(ta))[:, None]),
+            tl.where(j == 2, (rb * tl.cos(tb))[:, None], (rb * tl.sin(tb))[:, None]),
+        )
         return z.to(tl.float32)
 
     @triton.jit
     def standard_normal(e, k, step, stream, seed_lo, seed_hi):
-        r0, r1 = counter_words(e, k, step, stream, seed_lo, seed_hi)
-        return box_muller(r0, r1)
+        """Element e's normal (e, k int tensors of one shape, any layout), float32."""
+        r0, r1, r2, r3 = counter_words(e >> 2, k, step, stream, seed_lo, seed_hi)
+        w = e & 3
+        radius, theta = _radius_angle(tl.where(w < 2, r0, r2), tl.where(w < 2, r1, r3))
+        z = tl.where((w & 1) == 0, radius * tl.cos(theta), radius * tl.sin(theta))
+        return z.to(tl.float32)
 
     @triton.jit(do_not_specialize=["step", "seed_lo", "seed_hi"])
     def _normal_kernel(
-        z_ptr, words_ptr, ids_ptr, total, per_sample, step, stream, seed_lo, seed_hi,
+        z_ptr, words_ptr, ids_ptr, per_sample, counters, step, stream, seed_lo, seed_hi,
         WRITE_WORDS: tl.constexpr, BLOCK: tl.constexpr,
     ):
-        # grid (B, blocks per sample): one sample id per program, no per-element division
+        # grid (B, blocks per sample): one sample id per program, no per-element division;
+        # a program takes BLOCK // 4 counters, the (BLOCK // 4, 4) tile of their elements
         row = tl.program_id(0)
-        e = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+        n = tl.program_id(1) * (BLOCK // 4) + tl.arange(0, BLOCK // 4)
+        e = n[:, None] * 4 + tl.arange(0, 4)[None, :]
         mask = e < per_sample
-        offs = row.to(tl.int64) * per_sample + e
-        k = tl.zeros([BLOCK], tl.int64) + tl.load(ids_ptr + row)
-        r0, r1 = counter_words(e, k, step, stream, seed_lo, seed_hi)
+        k = tl.zeros([BLOCK // 4], tl.int64) + tl.load(ids_ptr + row)
         if WRITE_WORDS:
-            tl.store(words_ptr + offs, r0.to(tl.int64), mask=mask)
-            tl.store(words_ptr + total + offs, r1.to(tl.int64), mask=mask)
-        tl.store(z_ptr + offs, box_muller(r0, r1), mask=mask)
+            r0, r1, r2, r3 = counter_words(n, k, step, stream, seed_lo, seed_hi)
+            j = tl.arange(0, 4)[None, :]
+            w = tl.where(j < 2, tl.where(j == 0, r0[:, None], r1[:, None]), tl.where(j == 2, r2[:, None], r3[:, None]))
+            tl.store(words_ptr + (row.to(tl.int64) * counters + n[:, None]) * 4 + j, w.to(tl.int64), mask=n[:, None] < counters)
+        z = normal_tile(n, k, step, stream, seed_lo, seed_hi)
+        tl.store(z_ptr + row.to(tl.int64) * per_sample + e, z, mask=mask)
+
+    @triton.jit(do_not_specialize=["step", "seed_lo", "seed_hi"])
+    def _normal_any_layout_kernel(z_ptr, ids_ptr, per_sample, total, step, stream, seed_lo, seed_hi, BLOCK: tl.constexpr):
+        # standard_normal: one counter per element (a test of the per-element path the DCT kernels use)
+        offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+        mask = offs < total
+        row = offs // per_sample
+        k = tl.load(ids_ptr + row, mask=mask, other=0)
+        tl.store(z_ptr + offs, standard_normal(offs - row * per_sample, k, step, stream, seed_lo, seed_hi), mask=mask)
 
 
 def normal_triton(
     seed: int, ids: torch.Tensor, step: int, shape: tuple[int, ...], stream: int = Stream.STEP,
-    words: bool = False, block: int | None = None,
+    words: bool = False, block: int | None = None, any_layout: bool = False,
 ):
     """The same noise as `normal_reference`, generated by the kernel on ids' device.
 
-    With words=True also returns (r0, r1) as int64 (B, *shape) each, to check
-    the integer words bit for bit.
+    With words=True also returns the Philox words as int64 (B, ceil(D / 4), 4),
+    to check them bit for bit. any_layout=True generates each element with
+    `standard_normal` (one counter per element, the DCT kernels' path) instead
+    of `normal_tile`.
     """
     ids = ids.reshape(-1).to(torch.int64).contiguous()
     d = math.prod(shape)
     total = ids.numel() * d
+    counters = -(-d // 4)
     z = alloc((ids.numel(),) + tuple(shape), torch.float32, ids.device)
-    w = alloc(2 * total if words else 1, torch.int64, ids.device)
+    w = alloc((ids.numel(), counters, 4) if words else 1, torch.int64, ids.device)
     if total == 0:
-        return (z, w[:0], w[:0]) if words else z
+        return (z, w) if words else z
     lo, hi = seed_words(seed)
+    if any_layout:
+        blk = block or 1024
+        _normal_any_layout_kernel[(triton.cdiv(total, blk),)](z, ids, d, total, int(step) & MASK32, int(stream) & MASK32, lo, hi, BLOCK=blk)
+        return z
     block = block or min(max(next_pow2(d), 128), 1024)
+    if block < 4 or block & (block - 1):
+        raise ValueError(f"block must be a power of 2 >= 4, got {block}")
     grid = (ids.numel(), triton.cdiv(d, block))
     _normal_kernel[grid](
-        z, w, ids, total, d, int(step) & MASK32, int(stream) & MASK32, lo, hi,
+        z, w, ids, d, counters, int(step) & MASK32, int(stream) & MASK32, lo, hi,
         WRITE_WORDS=words, BLOCK=block,
     )
-    if words:
-        return z, w[:total].reshape(z.shape), w[total:].reshape(z.shape)
-    return z
+    return (z, w) if words else z

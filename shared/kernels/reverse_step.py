@@ -14,8 +14,11 @@ no noise tensor is ever written or read and sample k's noise depends only on
 Memory traffic per element: read u_t and u0_hat, write u_s: 12 bytes in
 float32 (8 without u0_hat); 8 per sample id. With noise the grid is (sample,
 block of the sample's values), so each program loads its sample id once and
-no per-element 64-bit division recovers it. FLOPs: 5 per element plus the
-noise (80 integer operations and a float64 log, cos and sqrt per element).
+no per-element 64-bit division recovers it; a program's values form the
+(BLOCK / 4, 4) tile of BLOCK / 4 noise counters, one Philox evaluation per
+four values. FLOPs: 5 per element plus the noise (per four elements 80
+integer operations, two float64 logarithms and square roots, two cosines and
+two sines).
 Error bound: the same float operations in the same order as the reference,
 so results are equal bit for bit where the compiler does not contract
 a * b + c into a fused multiply-add (the interpreter, and deterministic mode
@@ -31,7 +34,7 @@ from shared.kernels._triton import INTERPRETED, alloc, launch_options, next_pow2
 from shared.kernels.philox import StepNoise
 
 if triton is not None:
-    from shared.kernels.philox import standard_normal
+    from shared.kernels.philox import normal_tile
 
 #: relative error bound against the reference (float32 results), see the docstring
 REL_ERROR_BOUND = 2.4e-7
@@ -67,9 +70,11 @@ if triton is not None:
     ):
         if NOISE:
             # grid (B, blocks per sample): the sample index is the program's, so no per-element
-            # 64-bit division by per_sample (tens of instructions each on a GPU) is needed
+            # 64-bit division by per_sample (tens of instructions each on a GPU) is needed; the
+            # values come as the (BLOCK // 4, 4) tile of BLOCK // 4 noise counters (four normals each)
             row = tl.program_id(0)
-            e = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+            n = tl.program_id(1) * (BLOCK // 4) + tl.arange(0, BLOCK // 4)
+            e = n[:, None] * 4 + tl.arange(0, 4)[None, :]
             mask = e < per_sample
             offs = row.to(tl.int64) * per_sample + e
         else:
@@ -88,8 +93,8 @@ if triton is not None:
         if NOISE:
             # torch multiplies the float32 noise by a 0-dim coefficient in float32, then promotes
             c = tl.load(coef_ptr + 2).to(tl.float32)
-            k = tl.zeros([BLOCK], tl.int64) + tl.load(ids_ptr + row)
-            z = standard_normal(e, k, step, stream, seed_lo, seed_hi)
+            k = tl.zeros([BLOCK // 4], tl.int64) + tl.load(ids_ptr + row)
+            z = normal_tile(n, k, step, stream, seed_lo, seed_hi)
             mean = mean + (c * z).to(mean.dtype)
         tl.store(out_ptr + offs, mean, mask=mask)
 
@@ -128,7 +133,9 @@ def reverse_step_triton(
     # With noise, a program covers part of one sample (grid (B, blocks per sample)).
     per_sample = total // b
     if noise is not None:
-        block = block or (min(next_pow2(per_sample), 1 << 16) if INTERPRETED else min(max(next_pow2(per_sample), 128), 1024))
+        block = block or (min(max(next_pow2(per_sample), 4), 1 << 16) if INTERPRETED else min(max(next_pow2(per_sample), 128), 1024))
+        if block < 4 or block & (block - 1):
+            raise ValueError(f"block must be a power of 2 >= 4 with noise, got {block}")
         grid = (b, triton.cdiv(per_sample, block))
     else:
         block = block or (min(next_pow2(total), 1 << 16) if INTERPRETED else 1024)

@@ -1,8 +1,16 @@
 """Counter-based per-sample noise: sample k's noise at step i depends only on (seed, k, i).
 
 Philox4x32-10 (Salmon et al. 2011) keyed by the 64-bit seed, with the counter
-(element index e, sample index k, step i, stream). Two 32-bit outputs give
-one standard normal by Box-Muller in float64, rounded to float32. Because
+(n, sample index k, step i, stream) for the elements e = 4n .. 4n + 3 of the
+sample: its four 32-bit outputs (r0, r1, r2, r3) give four standard normals
+by Box-Muller in float64, rounded to float32,
+
+    z_4n, z_4n+1 = R(r0) cos(theta(r1)), R(r0) sin(theta(r1))
+    z_4n+2, z_4n+3 = R(r2) cos(theta(r3)), R(r2) sin(theta(r3))
+    R(r) = sqrt(-2 ln((r + 1) 2^-32)),   theta(r) = 2 pi r 2^-32
+
+(one Philox evaluation and two logarithms per four normals, as curand's
+normal4 does). Because
 nothing depends on the batch a sample is drawn in, the same seed gives
 bit-identical samples for any batch size or split into shards. The Triton
 reverse-step kernel generates the same numbers in-kernel (same rounds, same
@@ -74,15 +82,23 @@ def normal(
     seed = _check_seed(seed)
     ids = torch.as_tensor(ids, dtype=torch.int64, device=device).reshape(-1)
     d = math.prod(shape)
-    e = torch.arange(d, dtype=torch.int64, device=device)[None, :].expand(len(ids), d)
-    k = ids[:, None].expand(len(ids), d)
-    c2 = torch.full_like(e, int(step) & MASK32)
-    c3 = torch.full_like(e, int(stream) & MASK32)
-    r0, r1, _, _ = philox4x32(e, k & MASK32, c2, c3, seed)
-    u1 = (r0.to(torch.float64) + 1.0) * INV_2_32  # (0, 1]
-    u2 = r1.to(torch.float64) * INV_2_32  # [0, 1)
-    z = torch.sqrt(-2.0 * torch.log(u1)) * torch.cos(TWO_PI * u2)
+    q = -(-d // 4)  # counters per sample
+    n = torch.arange(q, dtype=torch.int64, device=device)[None, :].expand(len(ids), q)
+    k = ids[:, None].expand(len(ids), q)
+    c2 = torch.full_like(n, int(step) & MASK32)
+    c3 = torch.full_like(n, int(stream) & MASK32)
+    r0, r1, r2, r3 = philox4x32(n, k & MASK32, c2, c3, seed)
+    z = torch.stack(box_muller(r0, r1) + box_muller(r2, r3), dim=-1).reshape(len(ids), 4 * q)[:, :d]
     return z.to(torch.float32).reshape((len(ids),) + tuple(shape))
+
+
+def box_muller(ra: torch.Tensor, rb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two float64 standard normals (R cos theta, R sin theta) from two uint32 words (int64)."""
+    u1 = (ra.to(torch.float64) + 1.0) * INV_2_32  # (0, 1]
+    u2 = rb.to(torch.float64) * INV_2_32  # [0, 1)
+    radius = torch.sqrt(-2.0 * torch.log(u1))
+    theta = TWO_PI * u2
+    return radius * torch.cos(theta), radius * torch.sin(theta)
 
 
 def uniform_int(seed: int, ids: torch.Tensor, high: int, stream: Stream, step: int = 0) -> torch.Tensor:

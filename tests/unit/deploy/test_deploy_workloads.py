@@ -19,6 +19,7 @@ from deploy_helpers import CHART, RELEASE, SCENARIOS, container, env_values, pod
 
 WORKLOAD_KINDS = ("Deployment", "CronJob")
 VALUES = yaml.safe_load((CHART / "values.yaml").read_text())
+APP_VERSION = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
 
 
 def workloads(rendered) -> list[dict[str, Any]]:
@@ -49,7 +50,7 @@ def test_worker_asks_for_one_gpu_by_default_and_tolerates_gpu_nodes(render) -> N
     resources = container(worker)["resources"]
     assert resources["limits"]["nvidia.com/gpu"] == 1 and resources["requests"]["nvidia.com/gpu"] == 1
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod_spec(worker)["tolerations"]
-    assert container(worker)["image"] == f"{VALUES['images']['workerGpu']['repository']}:0.1.0"
+    assert container(worker)["image"] == f"{VALUES['images']['workerGpu']['repository']}:{APP_VERSION}"
     assert env_values(worker)["SCALESPACE_DEVICE"] == "cuda"
 
 
@@ -248,3 +249,17 @@ def test_external_s3_without_a_secret_uses_the_pod_identity(render) -> None:
     account = rendered.of_kind("ServiceAccount")[0]
     assert account["metadata"]["annotations"] == {"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/r"}
     assert pod_spec(rendered.get("Deployment", "worker"))["serviceAccountName"] == account["metadata"]["name"]
+
+
+def test_package_chart_and_compose_versions_agree() -> None:
+    import tomllib
+
+    import shared
+
+    root = CHART.parents[1]
+    package = tomllib.loads((root / "pyproject.toml").read_text())["project"]["version"]
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert package == shared.__version__ == chart["appVersion"] == chart["version"]
+    compose = yaml.safe_load((root / "docker" / "compose.yaml").read_text())
+    tags = {svc["image"].rsplit(":", 1)[1] for svc in compose["services"].values() if svc.get("image", "").startswith("scalespace/")}
+    assert tags == {package}
