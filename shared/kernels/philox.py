@@ -124,13 +124,11 @@ if triton is not None:
         r0, r1, r2, r3 = counter_words(n, k, step, stream, seed_lo, seed_hi)
         ra, ta = _radius_angle(r0, r1)
         rb, tb = _radius_angle(r2, r3)
-        j = tl.arange(0, 4)[None, :]
-        z = tl.where(
-            j < 2,
-            tl.where(j == 0, (ra * tl.cos(ta))[:, None], (ra * tl.sin(ta))[:, None]),
-            tl.where(j == 2, (rb * tl.cos(tb))[:, None], (rb * tl.sin(tb))[:, None]),
-        )
-        return z.to(tl.float32)
+        # join puts the new axes in each thread's registers, so a counter's four normals stay with the
+        # thread that computed its Philox words. join stacks along a new last axis, so this is
+        # (N, 2, 2) = [counter, pair, cos/sin] -> (N, 4) in the order (A cos, A sin, B cos, B sin)
+        z = tl.join(tl.join(ra * tl.cos(ta), rb * tl.cos(tb)), tl.join(ra * tl.sin(ta), rb * tl.sin(tb)))
+        return tl.reshape(z.to(tl.float32), [n.shape[0], 4])
 
     @triton.jit
     def standard_normal(e, k, step, stream, seed_lo, seed_hi):
