@@ -40,9 +40,6 @@ import torch
 from shared.kernels._triton import alloc, next_pow2, tl, triton
 from shared.sampling.noise import MASK32, Stream, normal, philox4x32
 
-INV_2_32 = 2.0**-32
-TWO_PI = 2 * math.pi
-
 
 @dataclass(frozen=True)
 class StepNoise:
@@ -119,16 +116,23 @@ if triton is not None:
         return tl.sqrt(-2.0 * tl.log(u1)), 6.283185307179586 * u2
 
     @triton.jit
+    def _quad(a, b, c, d):
+        """(N, 4) rows (a, b, c, d) from four (N,) tensors. join stacks along a new last axis and keeps
+        it in each thread's registers, so a counter's four values stay with the thread that made them."""
+        return tl.reshape(tl.join(tl.join(a, c), tl.join(b, d)), [a.shape[0], 4])
+
+    @triton.jit
+    def normals_of_words(r0, r1, r2, r3):
+        """(N, 4) float32: Box-Muller on the pairs (r0, r1) and (r2, r3): (A cos, A sin, B cos, B sin)."""
+        ra, ta = _radius_angle(r0, r1)
+        rb, tb = _radius_angle(r2, r3)
+        return _quad(ra * tl.cos(ta), ra * tl.sin(ta), rb * tl.cos(tb), rb * tl.sin(tb)).to(tl.float32)
+
+    @triton.jit
     def normal_tile(n, k, step, stream, seed_lo, seed_hi):
         """(N, 4) float32: the normals of elements 4 n + (0, 1, 2, 3) for counters n (N,) and ids k (N,)."""
         r0, r1, r2, r3 = counter_words(n, k, step, stream, seed_lo, seed_hi)
-        ra, ta = _radius_angle(r0, r1)
-        rb, tb = _radius_angle(r2, r3)
-        # join puts the new axes in each thread's registers, so a counter's four normals stay with the
-        # thread that computed its Philox words. join stacks along a new last axis, so this is
-        # (N, 2, 2) = [counter, pair, cos/sin] -> (N, 4) in the order (A cos, A sin, B cos, B sin)
-        z = tl.join(tl.join(ra * tl.cos(ta), rb * tl.cos(tb)), tl.join(ra * tl.sin(ta), rb * tl.sin(tb)))
-        return tl.reshape(z.to(tl.float32), [n.shape[0], 4])
+        return normals_of_words(r0, r1, r2, r3)
 
     @triton.jit
     def standard_normal(e, k, step, stream, seed_lo, seed_hi):
@@ -151,12 +155,12 @@ if triton is not None:
         e = n[:, None] * 4 + tl.arange(0, 4)[None, :]
         mask = e < per_sample
         k = tl.zeros([BLOCK // 4], tl.int64) + tl.load(ids_ptr + row)
+        r0, r1, r2, r3 = counter_words(n, k, step, stream, seed_lo, seed_hi)
         if WRITE_WORDS:
-            r0, r1, r2, r3 = counter_words(n, k, step, stream, seed_lo, seed_hi)
-            j = tl.arange(0, 4)[None, :]
-            w = tl.where(j < 2, tl.where(j == 0, r0[:, None], r1[:, None]), tl.where(j == 2, r2[:, None], r3[:, None]))
-            tl.store(words_ptr + (row.to(tl.int64) * counters + n[:, None]) * 4 + j, w.to(tl.int64), mask=n[:, None] < counters)
-        z = normal_tile(n, k, step, stream, seed_lo, seed_hi)
+            w = _quad(r0.to(tl.int64), r1.to(tl.int64), r2.to(tl.int64), r3.to(tl.int64))
+            at = (row.to(tl.int64) * counters + n[:, None]) * 4 + tl.arange(0, 4)[None, :]
+            tl.store(words_ptr + at, w, mask=n[:, None] < counters)
+        z = normals_of_words(r0, r1, r2, r3)
         tl.store(z_ptr + row.to(tl.int64) * per_sample + e, z, mask=mask)
 
     @triton.jit(do_not_specialize=["step", "seed_lo", "seed_hi"])
