@@ -9,10 +9,11 @@ constant, so no row's arithmetic depends on the batch); per chunk:
    its row maximum m_tile, p = e^{s - m_tile} (written in the values' dtype to a
    (B, CHUNK) scratch: memory O(B CHUNK), never B x n), l_tile = sum p and
    t_tile = sum p (s - m_tile).
-2. `_pv_kernel`, grid (B / BLOCK_B, Dv / BLOCK_DV, CHUNK / SPLIT): each program
-   takes SPLIT training images, first finds their maximum m_r over the tiles'
-   maxima, then accumulates sum_tile e^{m_tile - m_r} (p_tile @ v_tile): the
-   rescaling is exact in float32 and no running accumulator is ever rescaled.
+2. `_pv_kernel`, grid (B / PV_BLOCK_B, Dv / BLOCK_DV, CHUNK / SPLIT): each
+   program takes SPLIT training images, first finds their maximum m_r over the
+   tiles' maxima, then accumulates sum_tile e^{m_tile - m_r} (p_tile @ v_tile),
+   each tile's product in steps of PV_BLOCK_K images: the rescaling is exact
+   in float32 and no running accumulator is ever rescaled.
    With P32 = 1 the scratch holds p in float32 and each tile is scaled before
    it is rounded to the values' dtype (one rounding, as before), so the
    product accumulates in place (twice the scratch bytes).
@@ -24,6 +25,13 @@ scores are never recomputed per Dv block; the price is the (B, CHUNK) scratch
 and read once per Dv block. p is rounded once to the values' dtype, as in the
 streaming kernel (relative to the tile's maximum instead of the running one:
 the same relative rounding), so the streaming kernel's error bound holds.
+
+The two kernels may be tiled differently: PV_BLOCK_B, PV_BLOCK_K (a divisor of
+BLOCK_N), PV_WARPS and PV_STAGES default to BLOCK_B, BLOCK_N, num_warps and
+num_stages. Bigger tiles read the keys and values from L2 fewer times (a
+BLOCK_B x BLOCK_N score tile reads 2 (BLOCK_B + BLOCK_N) bytes per 2 BLOCK_B
+BLOCK_N FLOPs and step of D), and a 128 x 256 score tile's weighted sum only
+fits the shared memory of a pipeline in steps of 64 images.
 
 FLOPs: 2 B n D + 2 B n Dv (each product once; Dv padded to BLOCK_DV).
 """
@@ -79,8 +87,8 @@ if triton is not None:
     def _pv_kernel(
         p_ptr, mt_ptr, lt_ptr, tt_ptr, v_ptr, m_ptr, l_ptr, t_ptr, acc_ptr,
         B, c0, c1, DV, stride_p, stride_v, stride_t, n_tiles, tiles_per_split, split0,
-        BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_DV: tl.constexpr, DOT_F32: tl.constexpr,
-        P32: tl.constexpr,
+        BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_DV: tl.constexpr,
+        DOT_F32: tl.constexpr, P32: tl.constexpr,
     ):
         pid_b = tl.program_id(0)
         pid_v = tl.program_id(1)
@@ -105,23 +113,29 @@ if triton is not None:
             w = tl.exp(mt - m_r)
             l_r += w * lt
             t_r += w * (tt + (mt - m_r) * lt)
-            local = j * BLOCK_N + tl.arange(0, BLOCK_N)
-            cols = c0 + local
-            cmask = cols < c1
-            p = tl.load(p_ptr + rows[:, None].to(tl.int64) * stride_p + local[None, :], mask=rmask[:, None], other=0.0)
-            v = tl.load(v_ptr + cols[:, None].to(tl.int64) * stride_v + vcols[None, :],
-                        mask=cmask[:, None] & vmask[None, :], other=0.0)
-            if P32:  # float32 scratch: scale, then round once to the values' dtype; acc stays the dot's accumulator
-                p = (p * w[:, None]).to(v_ptr.dtype.element_ty)
-                if DOT_F32:
-                    p = p.to(tl.float32)
-                    v = v.to(tl.float32)
-                acc = tl.dot(p, v, acc=acc, input_precision="ieee")
-            else:
-                if DOT_F32:
-                    p = p.to(tl.float32)
-                    v = v.to(tl.float32)
-                acc += tl.dot(p, v, input_precision="ieee") * w[:, None]
+            # the tile's BLOCK_N training images in steps of BLOCK_K (smaller operand tiles: the
+            # score tile's width need not fit the pipeline's shared memory)
+            tacc = tl.zeros([BLOCK_B, BLOCK_DV], tl.float32)
+            for kk in tl.static_range(0, BLOCK_N, BLOCK_K):
+                local = j * BLOCK_N + kk + tl.arange(0, BLOCK_K)
+                cols = c0 + local
+                cmask = cols < c1
+                p = tl.load(p_ptr + rows[:, None].to(tl.int64) * stride_p + local[None, :], mask=rmask[:, None], other=0.0)
+                v = tl.load(v_ptr + cols[:, None].to(tl.int64) * stride_v + vcols[None, :],
+                            mask=cmask[:, None] & vmask[None, :], other=0.0)
+                if P32:  # float32 scratch: scale, then round once to the values' dtype; acc stays the dot's accumulator
+                    p = (p * w[:, None]).to(v_ptr.dtype.element_ty)
+                    if DOT_F32:
+                        p = p.to(tl.float32)
+                        v = v.to(tl.float32)
+                    acc = tl.dot(p, v, acc=acc, input_precision="ieee")
+                else:
+                    if DOT_F32:
+                        p = p.to(tl.float32)
+                        v = v.to(tl.float32)
+                    tacc = tl.dot(p, v, acc=tacc, input_precision="ieee")
+            if not P32:
+                acc += tacc * w[:, None]
         prow = split0 + pid_s
         prow = prow.to(tl.int64) * B + rows
         if pid_v == 0:
@@ -150,8 +164,15 @@ def partials_chunked(
     p32 = bool(cfg.get("P32", 0))
     p = alloc((b, chunk), torch.float32 if p32 else values.dtype, dev)
     mt, lt, tt = (alloc((b, tiles_chunk), torch.float32, dev) for _ in range(3))
+    # the weighted-sum kernel may take its own tiles (PV_*; by default the score kernel's)
+    pv_b = cfg.get("PV_BLOCK_B", cfg["BLOCK_B"])
+    pv_k = cfg.get("PV_BLOCK_K", bn)
+    if pv_k > bn or bn % pv_k:
+        raise ValueError(f"oracle chunked variant: PV_BLOCK_K ({pv_k}) must divide BLOCK_N ({bn})")
     dot_f32 = INTERPRETED or query.dtype == torch.float32
     opts = dict(num_warps=cfg["num_warps"], num_stages=cfg["num_stages"], **launch_options(deterministic))
+    pv_opts = dict(num_warps=cfg.get("PV_WARPS", cfg["num_warps"]), num_stages=cfg.get("PV_STAGES", cfg["num_stages"]),
+                   **launch_options(deterministic))
     for c0 in range(0, n, chunk):
         c1 = min(c0 + chunk, n)
         n_tiles = math.ceil((c1 - c0) / bn)
@@ -160,8 +181,8 @@ def partials_chunked(
             query.stride(0), keys.stride(0), chunk, tiles_chunk,
             BLOCK_B=cfg["BLOCK_B"], BLOCK_N=bn, BLOCK_D=cfg["BLOCK_D"], DOT_F32=dot_f32, **opts,
         )
-        _pv_kernel[(triton.cdiv(b, cfg["BLOCK_B"]), triton.cdiv(dv, cfg["BLOCK_DV"]), math.ceil(n_tiles / tiles_split))](
+        _pv_kernel[(triton.cdiv(b, pv_b), triton.cdiv(dv, cfg["BLOCK_DV"]), math.ceil(n_tiles / tiles_split))](
             p, mt, lt, tt, values, m, l, t, acc, b, c0, c1, dv, chunk, values.stride(0), tiles_chunk, n_tiles, tiles_split,
-            c0 // split, BLOCK_B=cfg["BLOCK_B"], BLOCK_N=bn, BLOCK_DV=cfg["BLOCK_DV"], DOT_F32=dot_f32, P32=p32, **opts,
+            c0 // split, BLOCK_B=pv_b, BLOCK_N=bn, BLOCK_K=pv_k, BLOCK_DV=cfg["BLOCK_DV"], DOT_F32=dot_f32, P32=p32, **pv_opts,
         )
     return m, l, t, acc

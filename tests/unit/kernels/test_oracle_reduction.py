@@ -41,8 +41,11 @@ def test_oracle_kernel_within_bound(rand, gen, b, n, d, dtype, spread):
     ref = oracle_reduction_reference(q, k, ksq, v, inv_var, chunk=64)
     bound = error_bound(q, k, ksq, v, inv_var, ref[2])
     # one split, and several (the merge of partial sums across splits); the chunked two-product
-    # variant with several chunks, splits per chunk and column blocks
-    for config in (None, {"SPLIT": 32, "BLOCK_N": 16}, CHUNKED, dict(CHUNKED, P32=1)):
+    # variant with several chunks, splits per chunk and column blocks; its weighted sum on other tiles
+    # (row blocks and steps through each score tile of their own)
+    pv_tiles = {"PV_BLOCK_B": 8, "PV_BLOCK_K": 8}
+    for config in (None, {"SPLIT": 32, "BLOCK_N": 16}, CHUNKED, dict(CHUNKED, P32=1), dict(CHUNKED, **pv_tiles),
+                   dict(CHUNKED, P32=1, **pv_tiles)):
         got = oracle_reduction_triton(q, k, ksq, v, inv_var, config=config)
         assert all(t.dtype == torch.float64 and torch.isfinite(t).all() for t in got)
         assert ((got[0] - ref[0]).abs().amax(dim=1) <= bound["mean"]).all()
@@ -87,3 +90,17 @@ def test_oracle_values_of_another_width(rand, gen):
     bound = error_bound(q, k, ksq, v, inv_var, ref[2])
     assert got[0].shape == (3, 17)
     assert ((got[0] - ref[0]).abs().amax(dim=1) <= bound["mean"]).all()
+
+
+def test_chunked_weighted_sum_tiles_are_checked(rand, gen):
+    q, k, ksq, v, inv_var = problem(rand, gen, 3, 50, 64, torch.float32, 3.0)
+    with pytest.raises(ValueError, match="PV_BLOCK_K"):
+        oracle_reduction_triton(q, k, ksq, v, inv_var, config=dict(CHUNKED, PV_BLOCK_K=32))  # wider than BLOCK_N 16
+
+
+def test_chunked_default_sum_tiles_change_nothing(rand, gen):
+    """PV_* equal to the score kernel's tiles is the default configuration, bit for bit."""
+    q, k, ksq, v, inv_var = problem(rand, gen, 5, 301, 49, torch.float32, 0.3)
+    base = oracle_reduction_triton(q, k, ksq, v, inv_var, config=CHUNKED)
+    same = oracle_reduction_triton(q, k, ksq, v, inv_var, config=dict(CHUNKED, PV_BLOCK_B=4, PV_BLOCK_K=16))
+    assert all(torch.equal(a, b) for a, b in zip(base, same))
