@@ -167,13 +167,13 @@ class Preset:
 
 
 PRESETS: dict[str, Preset] = {
-    # 8x8 digits on a CPU: 160k parameters, 45-55 ms per step on one core. Narrower nets train
-    # faster but lose too much: channels=8 (40k parameters, 2,000 steps in about a minute)
-    # still beats both baselines for vp, ve, blurring and heat, not for osmosis (bench/README.md).
+    # 8x8 digits on a CPU: 160k parameters, 15-17 ms per step on an idle core (up to 90 on a busy
+    # machine). Narrower nets train faster but lose too much: channels=8 (40k parameters) still
+    # beats both baselines for vp, ve, blurring and heat, not for osmosis (bench/README.md).
     "tiny": Preset(
         network=UNetConfig(channels=16, channel_mults=(1, 2), num_res_blocks=1, groups=4),
         steps=3000, batch_size=64, lr=2e-3, ema_decay=0.995,
-        time="about 3 minutes on one CPU core (8x8 digits, 3,000 steps of 64)",
+        time="about 1 minute on one idle CPU core, up to 4 on a busy machine (8x8 digits, 3,000 steps of 64)",
     ),
     # 16x16 to 28x28 on a CPU, or anything small on a GPU.
     "small": Preset(
