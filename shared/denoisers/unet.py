@@ -173,7 +173,7 @@ PRESETS: dict[str, Preset] = {
     "tiny": Preset(
         network=UNetConfig(channels=16, channel_mults=(1, 2), num_res_blocks=1, groups=4),
         steps=3000, batch_size=64, lr=2e-3, ema_decay=0.995,
-        time="about 1 minute on one idle CPU core, up to 4 on a busy machine (8x8 digits, 3,000 steps of 64)",
+        time="about 1 minute on one idle CPU core, up to 5 on a busy machine (8x8 digits, 3,000 steps of 64)",
     ),
     # 16x16 to 28x28 on a CPU, or anything small on a GPU.
     "small": Preset(
