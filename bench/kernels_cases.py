@@ -194,7 +194,9 @@ def build_cases(quick: bool, train: torch.Tensor, shrink: int = 1) -> list[Case]
         target=">= 80% of copy (effective)", note="effective bytes: 8 per pixel per step, as an unfused loop moves",
         first=True,
     ))
-    variants = [({"l1": True}, "scratch reads through L1"), ({"gather": True}, "neighbours gathered from registers, no scratch")]
+    variants = [({"l1": True}, "scratch reads through L1"),
+                ({"lanes": 2048, "num_warps": 4}, "the tiling before 0.2.0: 255 registers a thread on sm_90"),
+                ({"l1": True, "lanes": 2048, "num_warps": 4}, "the tiling before 0.2.0, scratch reads through L1")]
     for opt, what in variants:  # bench the variants beside the default; all must be bit-equal
         cases.append(Case(
             f"osmosis stencil ({steps} steps per launch) {opt}", f"{b3}x1x28x28 fp32", "bytes",

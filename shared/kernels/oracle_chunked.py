@@ -102,9 +102,9 @@ if triton is not None:
         m_r = tl.full([BLOCK_B], float("-inf"), tl.float32)
         for j in range(j_lo, j_hi):
             m_r = tl.maximum(m_r, tl.load(mt_ptr + rows.to(tl.int64) * stride_t + j, mask=rmask, other=0.0))
+        # the tiles' sums, each weighted by e^{m_tile - m_r}: a pass over the (B, tiles) statistics
         l_r = tl.zeros([BLOCK_B], tl.float32)
         t_r = tl.zeros([BLOCK_B], tl.float32)
-        acc = tl.zeros([BLOCK_B, BLOCK_DV], tl.float32)
         for j in range(j_lo, j_hi):
             at = rows.to(tl.int64) * stride_t + j
             mt = tl.load(mt_ptr + at, mask=rmask, other=0.0)
@@ -113,29 +113,29 @@ if triton is not None:
             w = tl.exp(mt - m_r)
             l_r += w * lt
             t_r += w * (tt + (mt - m_r) * lt)
-            # the tile's BLOCK_N training images in steps of BLOCK_K (smaller operand tiles: the
-            # score tile's width need not fit the pipeline's shared memory)
-            tacc = tl.zeros([BLOCK_B, BLOCK_DV], tl.float32)
-            for kk in tl.static_range(0, BLOCK_N, BLOCK_K):
-                local = j * BLOCK_N + kk + tl.arange(0, BLOCK_K)
-                cols = c0 + local
-                cmask = cols < c1
-                p = tl.load(p_ptr + rows[:, None].to(tl.int64) * stride_p + local[None, :], mask=rmask[:, None], other=0.0)
-                v = tl.load(v_ptr + cols[:, None].to(tl.int64) * stride_v + vcols[None, :],
-                            mask=cmask[:, None] & vmask[None, :], other=0.0)
-                if P32:  # float32 scratch: scale, then round once to the values' dtype; acc stays the dot's accumulator
-                    p = (p * w[:, None]).to(v_ptr.dtype.element_ty)
-                    if DOT_F32:
-                        p = p.to(tl.float32)
-                        v = v.to(tl.float32)
-                    acc = tl.dot(p, v, acc=acc, input_precision="ieee")
-                else:
-                    if DOT_F32:
-                        p = p.to(tl.float32)
-                        v = v.to(tl.float32)
-                    tacc = tl.dot(p, v, acc=tacc, input_precision="ieee")
-            if not P32:
-                acc += tacc * w[:, None]
+        # the weighted sum, BLOCK_K training images a step (BLOCK_N // BLOCK_K steps a score tile): one
+        # pipelined loop, so the operand buffers are those of one step whatever the score tile's width
+        SUB: tl.constexpr = BLOCK_N // BLOCK_K
+        acc = tl.zeros([BLOCK_B, BLOCK_DV], tl.float32)
+        for st in range(j_lo * SUB, j_hi * SUB):
+            w = tl.exp(tl.load(mt_ptr + rows.to(tl.int64) * stride_t + st // SUB, mask=rmask, other=0.0) - m_r)
+            local = st * BLOCK_K + tl.arange(0, BLOCK_K)
+            cols = c0 + local
+            cmask = cols < c1
+            p = tl.load(p_ptr + rows[:, None].to(tl.int64) * stride_p + local[None, :], mask=rmask[:, None], other=0.0)
+            v = tl.load(v_ptr + cols[:, None].to(tl.int64) * stride_v + vcols[None, :],
+                        mask=cmask[:, None] & vmask[None, :], other=0.0)
+            if P32:  # float32 scratch: scale, then round once to the values' dtype; acc stays the dot's accumulator
+                p = (p * w[:, None]).to(v_ptr.dtype.element_ty)
+                if DOT_F32:
+                    p = p.to(tl.float32)
+                    v = v.to(tl.float32)
+                acc = tl.dot(p, v, acc=acc, input_precision="ieee")
+            else:
+                if DOT_F32:
+                    p = p.to(tl.float32)
+                    v = v.to(tl.float32)
+                acc += tl.dot(p, v, input_precision="ieee") * w[:, None]
         prow = split0 + pid_s
         prow = prow.to(tl.int64) * B + rows
         if pid_v == 0:

@@ -135,7 +135,7 @@ CHUNKED_CONFIG = {"CHUNKED": 1, "BLOCK_B": 128, "BLOCK_N": 128, "BLOCK_D": 64, "
 CHUNKED_BEST_CONFIG = {**CHUNKED_CONFIG, "BLOCK_B": 64, "num_warps": 4}
 #: a candidate not yet measured: 128 x 256 score tiles (fewer reads of the keys and queries from L2),
 #: the weighted sum in 128-row blocks stepping 64 images at a time (oracle_chunked.py, PV_*)
-CHUNKED_BIG_CONFIG = {**CHUNKED_CONFIG, "BLOCK_N": 256, "PV_BLOCK_B": 128, "PV_BLOCK_K": 64}
+CHUNKED_BIG_CONFIG = {**CHUNKED_CONFIG, "BLOCK_N": 256, "num_warps": 16, "PV_BLOCK_B": 128, "PV_BLOCK_K": 64, "PV_WARPS": 8}
 
 
 def supported(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> bool:

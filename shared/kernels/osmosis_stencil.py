@@ -14,8 +14,7 @@ same order as osmosis_scheme.explicit_step. A program owns whole images
 (H, W <= 64, so an image is one tile and its halo is the no-flux boundary):
 the drift stays in registers for all steps, each pixel's value too, and the
 neighbours' new values are exchanged through a ping-pong scratch buffer in
-L2 (loads bypass L1) with one barrier per step (or, as a variant, gathered
-from the program's registers with tl.gather). When h is a power of 2 (the
+L2 (loads bypass L1) with one barrier per step. When h is a power of 2 (the
 default h = 1) the divisions by h^2 and 2 h become multiplications by their
 exact reciprocals: the same correctly rounded results, bit for bit.
 
@@ -34,6 +33,8 @@ import torch
 from shared.kernels._triton import INTERPRETED, alloc, launch_options, next_pow2, tl, triton
 
 MAX_SIDE = 64
+#: pixel lanes per program on a GPU (see osmosis_explicit_triton)
+LANES = 1024
 
 
 def osmosis_explicit_reference(u: torch.Tensor, d, tau: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
@@ -61,7 +62,7 @@ if triton is not None:
     def _osmosis_kernel(
         u_ptr, out_ptr, scratch_ptr, dx_ptr, dy_ptr, tau_ptr, steps_ptr, consts_ptr,
         n_img, total, C, H, W, dx_b_stride, dy_b_stride, tau_b_stride, max_steps,
-        IMGS: tl.constexpr, BLOCK_P: tl.constexpr, CACHE: tl.constexpr, POW2_H: tl.constexpr, GATHER: tl.constexpr,
+        IMGS: tl.constexpr, BLOCK_P: tl.constexpr, CACHE: tl.constexpr, POW2_H: tl.constexpr,
     ):
         img = tl.program_id(0) * IMGS + tl.arange(0, IMGS)[:, None]
         p = tl.arange(0, BLOCK_P)[None, :]
@@ -90,29 +91,14 @@ if triton is not None:
         two_h = tl.load(consts_ptr + 1)
         inv_h2 = tl.load(consts_ptr + 2)
         inv_two_h = tl.load(consts_ptr + 3)
-        if GATHER:
-            # neighbours from the program's own registers (tl.gather along the pixel axis; the
-            # compiler exchanges through shared memory or warp shuffles): no scratch, no barrier.
-            # Indices are clamped into the tile; the flux of a missing neighbour is dropped below.
-            idx_s = tl.broadcast_to(tl.minimum(p + W, BLOCK_P - 1), [IMGS, BLOCK_P])
-            idx_n = tl.broadcast_to(tl.maximum(p - W, 0), [IMGS, BLOCK_P])
-            idx_e = tl.broadcast_to(tl.minimum(p + 1, BLOCK_P - 1), [IMGS, BLOCK_P])
-            idx_w = tl.broadcast_to(tl.maximum(p - 1, 0), [IMGS, BLOCK_P])
-        else:
-            tl.store(scratch_ptr + base, uc, mask=valid)
-            tl.debug_barrier()
+        tl.store(scratch_ptr + base, uc, mask=valid)
+        tl.debug_barrier()
         for k in range(0, max_steps):
-            if GATHER:
-                us = tl.gather(uc, idx_s, 1)
-                un = tl.gather(uc, idx_n, 1)
-                ue = tl.gather(uc, idx_e, 1)
-                uw = tl.gather(uc, idx_w, 1)
-            else:
-                src = scratch_ptr + (k % 2) * total + base
-                us = tl.load(src + W, mask=has_s, other=0.0, cache_modifier=CACHE)
-                un = tl.load(src - W, mask=has_n, other=0.0, cache_modifier=CACHE)
-                ue = tl.load(src + 1, mask=has_e, other=0.0, cache_modifier=CACHE)
-                uw = tl.load(src - 1, mask=has_w, other=0.0, cache_modifier=CACHE)
+            src = scratch_ptr + (k % 2) * total + base
+            us = tl.load(src + W, mask=has_s, other=0.0, cache_modifier=CACHE)
+            un = tl.load(src - W, mask=has_n, other=0.0, cache_modifier=CACHE)
+            ue = tl.load(src + 1, mask=has_e, other=0.0, cache_modifier=CACHE)
+            uw = tl.load(src - 1, mask=has_w, other=0.0, cache_modifier=CACHE)
             if POW2_H:
                 # h a power of 2: 1 / h^2 and 1 / (2 h) are exact, so x * (1 / y) is the correctly
                 # rounded x / y, bit for bit, without 8 IEEE divisions per pixel and step
@@ -131,9 +117,8 @@ if triton is not None:
             a = a + tl.where(has_e, fyp, 0.0)
             a = a - tl.where(has_w, fym, 0.0)
             uc = tl.where(k < nsteps, uc + tau * a, uc)
-            if not GATHER:
-                tl.store(scratch_ptr + ((k + 1) % 2) * total + base, uc, mask=valid)
-                tl.debug_barrier()
+            tl.store(scratch_ptr + ((k + 1) % 2) * total + base, uc, mask=valid)
+            tl.debug_barrier()
         tl.store(out_ptr + base, uc, mask=valid)
 
 
@@ -156,17 +141,22 @@ def _per_image(x: torch.Tensor, lead: int, what: str) -> tuple[torch.Tensor, int
 
 def osmosis_explicit_triton(
     u: torch.Tensor, d, tau: torch.Tensor, steps: torch.Tensor, deterministic: bool = False, l1: bool = False,
-    gather: bool = False,
+    lanes: int | None = None, num_warps: int | None = None,
 ) -> torch.Tensor:
     """The kernel; same arguments and result as `osmosis_explicit_reference`.
 
     l1: read the neighbours' values through L1 (default caching) instead of
     bypassing it; the barrier after each step's stores makes them visible to the
     block's threads either way (CUDA: __syncthreads orders global memory within
-    a block). gather: take the neighbours from the program's registers with
-    tl.gather (no scratch buffer, no barrier; per step four gathers instead of
-    four loads and a store through L2). Both are benchmark variants until a GPU
-    run shows one faster; all three give the same bits.
+    a block). A benchmark variant until a GPU run shows it faster.
+
+    lanes (pixels per program, a power of 2; whole images, at least one) and
+    num_warps set the tiling; any choice gives the same bits. The GPU default,
+    1,024 lanes in 8 warps (4 pixels a thread), compiles for sm_90 to 79
+    registers a thread, so 3 programs (24 warps) fit an SM; the earlier 2,048
+    lanes in 4 warps took 255 registers, 2 programs, 8 warps
+    (`python -m shared.kernels.aot`), too few to hide the latency of the
+    per-step exchange.
     """
     if not supported(u):
         raise ValueError(f"osmosis kernel handles float32/float64 (..., C, H, W) up to {MAX_SIDE} x {MAX_SIDE}")
@@ -195,13 +185,16 @@ def osmosis_explicit_triton(
         return out.copy_(x)
     pow2_h = _power_of_two(d.h, dt)
     consts = torch.tensor([d.h**2, 2 * d.h, 1 / d.h**2, 1 / (2 * d.h)], dtype=torch.float64).to(dtype=dt, device=dev)
-    scratch = alloc(1 if gather else 2 * x.numel(), dt, dev)
+    scratch = alloc(2 * x.numel(), dt, dev)
     block_p = next_pow2(h * w)
-    budget = (1 << 16) if INTERPRETED else 2048
+    budget = lanes or ((1 << 16) if INTERPRETED else LANES)
+    if budget & (budget - 1):
+        raise ValueError(f"lanes must be a power of 2, got {budget}")
     imgs = max(1, min(budget // block_p, next_pow2(n_img)))
+    warps = num_warps or (16 if imgs * block_p >= 4096 else 8 if imgs * block_p >= 1024 else 4)
     _osmosis_kernel[(triton.cdiv(n_img, imgs),)](
         x, out, scratch, dx, dy, tau_flat, steps_flat, consts, n_img, x.numel(), c, h, w,
         c * (h - 1) * w if dlead > 1 else 0, c * h * (w - 1) if dlead > 1 else 0, t_stride, max_steps,
-        IMGS=imgs, BLOCK_P=block_p, CACHE="" if l1 else ".cg", POW2_H=pow2_h, GATHER=bool(gather), num_warps=8 if imgs * block_p >= 4096 else 4, **launch_options(deterministic),
+        IMGS=imgs, BLOCK_P=block_p, CACHE="" if l1 else ".cg", POW2_H=pow2_h, num_warps=warps, **launch_options(deterministic),
     )
     return out

@@ -1,0 +1,66 @@
+"""Every kernel compiles for the GPUs the service runs on, without a GPU (shared.kernels.aot).
+
+The interpreter tests check what the kernels compute; this checks that what a
+GPU would run compiles (Triton front end, LLVM, ptxas) and keeps the
+properties the tuning relies on: shared memory within the architecture's
+limit, no register spills on the hot path, the osmosis stencil's occupancy,
+Hopper tensor cores for the oracle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+
+KERNELS = {
+    "_normal_kernel", "_reverse_step_kernel", "_spectral_step_kernel", "_dct_scale_kernel", "_osmosis_kernel",
+    "_moments_kernel", "_second_moment_kernel", "_histogram_kernel", "_scores_kernel", "_pv_kernel",
+    "_combine_kernel", "_oracle_kernel",
+}
+#: the launches of the reverse loop and the oracle's default: no spills (a small stack holds libdevice's frame)
+HOT = ("fused step with noise", "fused step, last step", "osmosis stencil", "oracle bfloat16, default tiles")
+
+
+@pytest.fixture(scope="module", params=[90, 80], ids=["sm_90", "sm_80"])
+def report(request):
+    env = {**os.environ, "TRITON_INTERPRET": "0"}
+    out = subprocess.run([sys.executable, "-m", "shared.kernels.aot", "--json", "--arch", str(request.param)],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert out.stdout.strip(), out.stderr[-2000:]
+    rep = json.loads(out.stdout.strip().splitlines()[-1])
+    rep["rc"] = out.returncode
+    return rep
+
+
+def test_every_kernel_compiles_and_fits(report):
+    assert report["failed"] == []
+    assert {c["kernel"] for c in report["compiled"]} == KERNELS
+    assert all(c["fits_shared"] for c in report["compiled"]), [c["case"] for c in report["compiled"] if not c["fits_shared"]]
+    assert report["rc"] == 0
+
+
+def test_hot_path_does_not_spill(report):
+    for c in report["compiled"]:
+        if c["case"] in HOT:
+            assert c["local_bytes"] == 0 and c["stack_bytes"] <= 64, c
+
+
+def test_osmosis_stencil_keeps_24_warps_resident(report):
+    """The default tiling leaves room for 3 programs of 8 warps an SM (65,536 registers, allocated by 8)."""
+    (c,) = [c for c in report["compiled"] if c["case"] == "osmosis stencil"]
+    regs = -(-c["registers"] // 8) * 8
+    assert c["num_warps"] * (65536 // (regs * 32 * c["num_warps"])) >= 24, c
+
+
+def test_oracle_uses_the_tensor_cores(report):
+    want = "HGMMA" if report["arch"] == 90 else "HMMA"
+    for c in report["compiled"]:
+        if c["case"].startswith("oracle bfloat16") and c["kernel"] in ("_scores_kernel", "_pv_kernel", "_oracle_kernel"):
+            assert want in c["mma"], c
