@@ -31,7 +31,7 @@ from __future__ import annotations
 import torch
 
 from shared.kernels._triton import INTERPRETED, alloc, launch_options, next_pow2, tl, triton
-from shared.kernels.philox import StepNoise
+from shared.kernels.philox import StepNoise, noise_tiling
 
 if triton is not None:
     from shared.kernels.philox import normal_tile
@@ -129,11 +129,15 @@ def reverse_step_triton(
     if noise is not None and ids.numel() != b:
         raise ValueError(f"noise ids ({ids.numel()}) must match the batch ({b})")
     step, stream, lo, hi = noise.words() if noise is not None else (0, 0, 0, 0)
-    # interpreter: big blocks (numpy is fast per element, slow per program); GPU: 1024 per program.
-    # With noise, a program covers part of one sample (grid (B, blocks per sample)).
+    # interpreter: big blocks (numpy is fast per element, slow per program). GPU without noise: 1024
+    # values in 4 warps; with noise a program covers part of one sample (grid (B, blocks per sample)),
+    # one noise counter a thread (philox.noise_tiling).
     per_sample = total // b
+    warps = 4 if block is None else min(max(block // 128, 1), 4)
     if noise is not None:
-        block = block or (min(max(next_pow2(per_sample), 4), 1 << 16) if INTERPRETED else min(max(next_pow2(per_sample), 128), 1024))
+        if block is None and not INTERPRETED:
+            block, warps = noise_tiling(per_sample)
+        block = block or min(max(next_pow2(per_sample), 4), 1 << 16)
         if block < 4 or block & (block - 1):
             raise ValueError(f"block must be a power of 2 >= 4 with noise, got {block}")
         grid = (b, triton.cdiv(per_sample, block))
@@ -143,6 +147,6 @@ def reverse_step_triton(
     _reverse_step_kernel[grid](
         out, u_t, y, coefs, ids, total, per_sample, step, stream, lo, hi,
         HAS_U0=u0_hat is not None, CLIP=bool(clip), NOISE=noise is not None, BLOCK=block,
-        num_warps=4, **launch_options(deterministic),
+        num_warps=warps, **launch_options(deterministic),
     )
     return out

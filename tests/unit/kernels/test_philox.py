@@ -77,3 +77,13 @@ def test_step_noise_reference_matches_noise_module():
     sn = StepNoise(77, ids, 12)
     assert torch.equal(sn.reference((1, 4, 4)), normal_reference(77, ids, 12, (1, 4, 4)))
     assert sn.words() == (12, int(Stream.STEP), 77, 0)
+
+
+@pytest.mark.parametrize("per_sample,block", [(784, 128), (4096, 512), (3072, 512), (2352, 128), (64, 128), (640, 128), (1536, 512)])
+def test_noise_tiling_pads_least_with_one_counter_a_thread(per_sample, block):
+    from shared.kernels.philox import noise_tiling
+
+    got, warps = noise_tiling(per_sample)
+    assert (got, warps) == (block, block // 128)  # 128 values = 32 counters = one warp
+    padded = -(-per_sample // got) * got
+    assert all(padded <= -(-per_sample // b) * b for b in (128, 256, 512))
