@@ -25,7 +25,8 @@ KERNELS = {
     "_combine_kernel", "_oracle_kernel",
 }
 #: the launches of the reverse loop and the oracle's default: no spills (a small stack holds libdevice's frame)
-HOT = ("fused step with noise", "fused step, last step", "osmosis stencil", "oracle bfloat16, default tiles")
+HOT = ("fused step with noise", "fused step, last step", "osmosis stencil", "oracle bfloat16, default tiles", "spectral step 28x28",
+       "DCT operator 28x28")
 
 
 @pytest.fixture(scope="module", params=[90, 80], ids=["sm_90", "sm_80"])
