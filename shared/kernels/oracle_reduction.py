@@ -122,8 +122,9 @@ def default_config(n: int, d: int, dv: int, b: int, dtype: torch.dtype) -> dict[
                 "CHUNKED": 0, "CHUNK": 8192}
     if dtype in (torch.bfloat16, torch.float16) and dv > 128:
         # 16-bit wide values: the chunked variant (scores once), the fastest measured on an H200
-        # (1.18 ms, 163 TFLOP/s useful at B = 1024, n = 60,000, D = 784; bench/README.md)
-        return dict(CHUNKED_BEST_CONFIG)
+        # (1.18 ms, 163 TFLOP/s useful at B = 1024, n = 60,000, D = 784; bench/README.md), with
+        # its weighted sum in steps of 64 images (CHUNKED_DEFAULT_CONFIG)
+        return dict(CHUNKED_DEFAULT_CONFIG)
     return {"BLOCK_B": 64, "BLOCK_N": 64, "BLOCK_D": 64, "BLOCK_DV": min(max(next_pow2(dv), 16), 512),
             "SPLIT": SPLIT_SIZE, "num_warps": 8 if dv > 128 else 4, "num_stages": 2, "CHUNKED": 0, "CHUNK": 8192}
 
@@ -133,6 +134,11 @@ CHUNKED_CONFIG = {"CHUNKED": 1, "BLOCK_B": 128, "BLOCK_N": 128, "BLOCK_D": 64, "
                   "SPLIT": 1024, "num_warps": 8, "num_stages": 3}
 #: the best of the chunked rows measured on an H200 (BLOCK_B 64, 4 warps)
 CHUNKED_BEST_CONFIG = {**CHUNKED_CONFIG, "BLOCK_B": 64, "num_warps": 4}
+#: the default for 16-bit inputs: CHUNKED_BEST_CONFIG with the weighted sum 64 training images a step.
+#: Compiled for sm_90 (python -m shared.kernels.aot) its weighted-sum kernel needs 74 KB of shared
+#: memory and 168 registers a thread, so 3 programs fit an SM; in steps of 128 it needed 148 KB and
+#: 210 registers: one program (4 warps) an SM. Not yet measured on a GPU.
+CHUNKED_DEFAULT_CONFIG = {**CHUNKED_BEST_CONFIG, "PV_BLOCK_K": 64}
 #: a candidate not yet measured: 128 x 256 score tiles (fewer reads of the keys and queries from L2),
 #: the weighted sum in 128-row blocks stepping 64 images at a time (oracle_chunked.py, PV_*)
 CHUNKED_BIG_CONFIG = {**CHUNKED_CONFIG, "BLOCK_N": 256, "num_warps": 16, "PV_BLOCK_B": 128, "PV_BLOCK_K": 64, "PV_WARPS": 8}

@@ -65,3 +65,12 @@ def test_oracle_uses_the_tensor_cores(report):
     for c in report["compiled"]:
         if c["case"].startswith("oracle bfloat16") and c["kernel"] in ("_scores_kernel", "_pv_kernel", "_oracle_kernel"):
             assert want in c["mma"], c
+
+
+def test_oracle_default_weighted_sum_fits_three_programs_an_sm(report):
+    """sm_90: 228 KB of shared memory and 65,536 registers an SM; the default tiles leave room for 3 programs."""
+    if report["arch"] != 90:
+        pytest.skip("the occupancy figures are sm_90's")
+    (c,) = [c for c in report["compiled"] if c["case"] == "oracle bfloat16, default tiles" and c["kernel"] == "_pv_kernel"]
+    regs = -(-c["registers"] // 8) * 8
+    assert 3 * c["shared_bytes"] <= 228 * 1024 and 3 * regs * 32 * c["num_warps"] <= 65536, c
