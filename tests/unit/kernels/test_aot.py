@@ -67,10 +67,10 @@ def test_oracle_uses_the_tensor_cores(report):
             assert want in c["mma"], c
 
 
-def test_oracle_default_weighted_sum_fits_three_programs_an_sm(report):
-    """sm_90: 228 KB of shared memory and 65,536 registers an SM; the default tiles leave room for 3 programs."""
-    if report["arch"] != 90:
-        pytest.skip("the occupancy figures are sm_90's")
+def test_oracle_default_weighted_sum_keeps_several_programs_an_sm(report):
+    """Programs an SM by shared memory (228 KB on sm_90, 164 KB on sm_80) and registers (65,536):
+    the default tiles fit 3 on sm_90 (one, before the weighted sum stepped by 64 images), 2 on sm_80."""
+    smem, want = {90: (228 * 1024, 3), 80: (164 * 1024, 2)}[report["arch"]]
     (c,) = [c for c in report["compiled"] if c["case"] == "oracle bfloat16, default tiles" and c["kernel"] == "_pv_kernel"]
     regs = -(-c["registers"] // 8) * 8
-    assert 3 * c["shared_bytes"] <= 228 * 1024 and 3 * regs * 32 * c["num_warps"] <= 65536, c
+    assert min(smem // c["shared_bytes"], 65536 // (regs * 32 * c["num_warps"])) >= want, c
