@@ -167,8 +167,8 @@ def partials_chunked(
     # the weighted-sum kernel may take its own tiles (PV_*; by default the score kernel's)
     pv_b = cfg.get("PV_BLOCK_B", cfg["BLOCK_B"])
     pv_k = cfg.get("PV_BLOCK_K", bn)
-    if pv_k > bn or bn % pv_k:
-        raise ValueError(f"oracle chunked variant: PV_BLOCK_K ({pv_k}) must divide BLOCK_N ({bn})")
+    if pv_k > bn or bn % pv_k or pv_k < 16:
+        raise ValueError(f"oracle chunked variant: PV_BLOCK_K ({pv_k}) must divide BLOCK_N ({bn}) and be at least 16")
     dot_f32 = INTERPRETED or query.dtype == torch.float32
     opts = dict(num_warps=cfg["num_warps"], num_stages=cfg["num_stages"], **launch_options(deterministic))
     pv_opts = dict(num_warps=cfg.get("PV_WARPS", cfg["num_warps"]), num_stages=cfg.get("PV_STAGES", cfg["num_stages"]),

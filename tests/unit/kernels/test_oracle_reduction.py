@@ -43,7 +43,7 @@ def test_oracle_kernel_within_bound(rand, gen, b, n, d, dtype, spread):
     # one split, and several (the merge of partial sums across splits); the chunked two-product
     # variant with several chunks, splits per chunk and column blocks; its weighted sum on other tiles
     # (row blocks and steps through each score tile of their own)
-    pv_tiles = {"PV_BLOCK_B": 8, "PV_BLOCK_K": 8}
+    pv_tiles = {"BLOCK_N": 32, "PV_BLOCK_B": 8, "PV_BLOCK_K": 16}
     for config in (None, {"SPLIT": 32, "BLOCK_N": 16}, CHUNKED, dict(CHUNKED, P32=1), dict(CHUNKED, **pv_tiles),
                    dict(CHUNKED, P32=1, **pv_tiles)):
         got = oracle_reduction_triton(q, k, ksq, v, inv_var, config=config)
@@ -96,6 +96,8 @@ def test_chunked_weighted_sum_tiles_are_checked(rand, gen):
     q, k, ksq, v, inv_var = problem(rand, gen, 3, 50, 64, torch.float32, 3.0)
     with pytest.raises(ValueError, match="PV_BLOCK_K"):
         oracle_reduction_triton(q, k, ksq, v, inv_var, config=dict(CHUNKED, PV_BLOCK_K=32))  # wider than BLOCK_N 16
+    with pytest.raises(ValueError, match="at least 16"):
+        oracle_reduction_triton(q, k, ksq, v, inv_var, config=dict(CHUNKED, PV_BLOCK_K=8))  # a product needs K >= 16
 
 
 def test_chunked_default_sum_tiles_change_nothing(rand, gen):
