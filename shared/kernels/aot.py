@@ -180,7 +180,10 @@ def compile_all(arch: int = 90) -> Report:
     """Compile every case for compute capability `arch` (e.g. 90); failures are reported, not raised."""
     if os.environ.get("TRITON_INTERPRET", "0") == "1":
         raise RuntimeError("shared.kernels.aot compiles for a GPU: run it with TRITON_INTERPRET unset or 0")
-    import triton
+    try:
+        import triton
+    except ImportError as e:
+        raise RuntimeError("shared.kernels.aot needs triton: pip install 'scalespace[gpu]'") from e
     from triton.runtime.jit import JITFunction
 
     report = Report(arch=arch, triton=triton.__version__)
@@ -217,7 +220,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--arch", type=int, default=90, help="CUDA compute capability as an integer: 80, 86, 89, 90 (default 90)")
     ap.add_argument("--json", action="store_true", help="print the report as JSON")
     args = ap.parse_args(argv)
-    report = compile_all(args.arch)
+    if args.arch not in SHARED_LIMIT:
+        ap.error(f"--arch {args.arch}: use one of {', '.join(map(str, SHARED_LIMIT))}")
+    try:
+        report = compile_all(args.arch)
+    except RuntimeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     print(json.dumps(asdict(report)) if args.json else _table(report))
     return 1 if report.failed or not all(c.fits_shared for c in report.compiled) else 0
 

@@ -74,3 +74,10 @@ def test_oracle_default_weighted_sum_keeps_several_programs_an_sm(report):
     (c,) = [c for c in report["compiled"] if c["case"] == "oracle bfloat16, default tiles" and c["kernel"] == "_pv_kernel"]
     regs = -(-c["registers"] // 8) * 8
     assert min(smem // c["shared_bytes"], 65536 // (regs * 32 * c["num_warps"])) >= want, c
+
+
+@pytest.mark.parametrize("interpret,arch,message", [("1", "90", "TRITON_INTERPRET unset or 0"), ("0", "75", "--arch 75: use one of")])
+def test_bad_settings_are_refused_with_the_fix(interpret, arch, message):
+    out = subprocess.run([sys.executable, "-m", "shared.kernels.aot", "--arch", arch], cwd=ROOT, capture_output=True,
+                         text=True, timeout=300, env={**os.environ, "TRITON_INTERPRET": interpret})
+    assert out.returncode == 2 and message in out.stderr
