@@ -7,7 +7,8 @@ spread). Returns sum_b (x_b - c) and sum_b (x_b - c)^2, both (D,) float64:
 what mergeable per-pixel mean/variance statistics need.
 
 Each program owns BLOCK_D values and a split of ROWS_PER_SPLIT rows (a
-function of B only), converts to float64 on load and accumulates in float64.
+function of B only), converts to float64 on load and accumulates in float64,
+each of its BLOCK_B row slots apart, reducing the slots once at the end.
 The splits are merged by float64 atomic adds by default, or, in
 deterministic mode, written as partials and summed in split order.
 
@@ -62,16 +63,20 @@ if triton is not None:
             c = tl.load(c_ptr + cols, mask=cmask, other=0.0)
         lo = pid_s * rows_per_split
         hi = tl.minimum(lo + rows_per_split, B)
-        s = tl.zeros([BLOCK_D], tl.float64)
-        q = tl.zeros([BLOCK_D], tl.float64)
+        # (BLOCK_B, BLOCK_D) float64 accumulators, reduced across rows once after the loop: no
+        # cross-thread reduction per tile of rows
+        s2 = tl.zeros([BLOCK_B, BLOCK_D], tl.float64)
+        q2 = tl.zeros([BLOCK_B, BLOCK_D], tl.float64)
         for r0 in range(lo, hi, BLOCK_B):
             rows = r0 + tl.arange(0, BLOCK_B)
             m = (rows < hi)[:, None] & cmask[None, :]
             v = tl.load(x_ptr + rows[:, None].to(tl.int64) * D + cols[None, :], mask=m, other=0.0).to(tl.float64)
             if HAS_C:
                 v = tl.where(m, v - c[None, :], 0.0)
-            s += tl.sum(v, axis=0)
-            q += tl.sum(v * v, axis=0)
+            s2 += v
+            q2 += v * v
+        s = tl.sum(s2, axis=0)
+        q = tl.sum(q2, axis=0)
         if ATOMIC:
             tl.atomic_add(s_ptr + cols, s, mask=cmask)
             tl.atomic_add(q_ptr + cols, q, mask=cmask)
