@@ -131,3 +131,15 @@ def test_celery_config_is_json_late_ack_solo(settings):
     assert conf.task_acks_late and conf.task_reject_on_worker_lost and conf.worker_prefetch_multiplier == 1
     assert conf.worker_pool == "solo" and conf.broker_transport_options["visibility_timeout"] >= 3600
     assert [q.name for q in conf.task_queues] == ["scalespace.interactive", "scalespace.batch", "scalespace.nightly"]
+
+
+def test_the_published_openapi_document_is_current():
+    """docs/openapi.json is what `scalespace api --openapi docs/openapi.json` writes today."""
+    import json
+    from pathlib import Path
+
+    from scheduler.api import openapi_document
+
+    published = Path(__file__).resolve().parents[3] / "docs" / "openapi.json"
+    current = json.dumps(openapi_document(), indent=2, sort_keys=True) + "\n"
+    assert published.read_text() == current, "regenerate it: scalespace api --openapi docs/openapi.json"
