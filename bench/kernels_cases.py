@@ -161,7 +161,7 @@ def build_cases(quick: bool, train: torch.Tensor, shrink: int = 1) -> list[Case]
     # bigger score tiles read the keys and queries from L2 fewer times; the weighted sum then steps
     # through each 256-wide score tile 64 images at a time (PV_*: its own tiles)
     big = k["oracle_reduction"].CHUNKED_BIG_CONFIG
-    streaming = {"CHUNKED": 0, "BLOCK_N": 64, "BLOCK_DV": 512, "SPLIT": 4096, "num_warps": 8, "num_stages": 2}
+    streaming = k["oracle_reduction"].STREAMING_CONFIG
     alternatives = [streaming] if quick else [
         best, streaming, big, dict(big, PV_BLOCK_B=64, PV_WARPS=4), dict(best, PV_BLOCK_K=64, num_warps=8, PV_WARPS=4),
         chunked, dict(best, PV_BLOCK_K=64, PV_STAGES=4),

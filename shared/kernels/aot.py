@@ -170,7 +170,7 @@ def cases() -> list[tuple[str, Callable[[], Any]]]:
         out.append((f"oracle {str(dtype)[6:]}, default tiles",
                     lambda args=args: oracle_reduction.oracle_reduction_triton(*args)))
     bf = (q.bfloat16(), flat.bfloat16(), ksq.bfloat16(), flat.bfloat16(), 0.01)
-    for name, cfg in (("streaming", {"CHUNKED": 0, "BLOCK_N": 64, "BLOCK_DV": 512, "SPLIT": 4096, "num_warps": 8, "num_stages": 2}),
+    for name, cfg in (("streaming", oracle_reduction.STREAMING_CONFIG),
                       ("chunked", oracle_reduction.CHUNKED_CONFIG), ("chunked, big tiles", oracle_reduction.CHUNKED_BIG_CONFIG)):
         out.append((f"oracle bfloat16, {name}", lambda cfg=cfg: oracle_reduction.oracle_reduction_triton(*bf, config=cfg)))
     return out

@@ -129,6 +129,8 @@ def default_config(n: int, d: int, dv: int, b: int, dtype: torch.dtype) -> dict[
             "SPLIT": SPLIT_SIZE, "num_warps": 8 if dv > 128 else 4, "num_stages": 2, "CHUNKED": 0, "CHUNK": 8192}
 
 
+#: the streaming kernel's tiles for wide 16-bit values, as before the chunked variant became the default
+STREAMING_CONFIG = {"CHUNKED": 0, "BLOCK_N": 64, "BLOCK_DV": 512, "SPLIT": SPLIT_SIZE, "num_warps": 8, "num_stages": 2}
 #: the chunked variant's tiles on a GPU (bench/kernels_cases.py runs it beside the default)
 CHUNKED_CONFIG = {"CHUNKED": 1, "BLOCK_B": 128, "BLOCK_N": 128, "BLOCK_D": 64, "BLOCK_DV": 128, "CHUNK": 8192,
                   "SPLIT": 1024, "num_warps": 8, "num_stages": 3}
