@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 import torch
 
-from shared.kernels._triton import alloc, next_pow2, tl, triton
+from shared.kernels._triton import alloc, tl, triton
 from shared.sampling.noise import MASK32, Stream, normal, philox4x32
 
 
@@ -72,7 +72,12 @@ def noise_tiling(per_sample: int) -> tuple[int, int]:
     """
     best = min((-(-per_sample // b) * b, -b) for b in (512, 256, 128))
     block = -best[1]
-    return block, block // 128
+    return block, warps_for_block(block)
+
+
+def warps_for_block(block: int) -> int:
+    """One noise counter (four values) a thread: block // 128 warps, 1 to 4."""
+    return min(max(block // 128, 1), 4)
 
 
 def seed_words(seed: int) -> tuple[int, int]:
@@ -212,13 +217,12 @@ def normal_triton(
         blk = block or 1024
         _normal_any_layout_kernel[(triton.cdiv(total, blk),)](z, ids, d, total, int(step) & MASK32, int(stream) & MASK32, lo, hi, BLOCK=blk)
         return z
-    default_block, warps = noise_tiling(d)
-    block = block or default_block
+    block = block or noise_tiling(d)[0]
     if block < 4 or block & (block - 1):
         raise ValueError(f"block must be a power of 2 >= 4, got {block}")
     grid = (ids.numel(), triton.cdiv(d, block))
     _normal_kernel[grid](
         z, w, ids, d, counters, int(step) & MASK32, int(stream) & MASK32, lo, hi,
-        WRITE_WORDS=words, BLOCK=block, num_warps=warps if block == default_block else 4,
+        WRITE_WORDS=words, BLOCK=block, num_warps=warps_for_block(block),
     )
     return (z, w) if words else z

@@ -31,7 +31,7 @@ from __future__ import annotations
 import torch
 
 from shared.kernels._triton import INTERPRETED, alloc, launch_options, next_pow2, tl, triton
-from shared.kernels.philox import StepNoise, noise_tiling
+from shared.kernels.philox import StepNoise, noise_tiling, warps_for_block
 
 if triton is not None:
     from shared.kernels.philox import normal_tile
@@ -133,7 +133,7 @@ def reverse_step_triton(
     # values in 4 warps; with noise a program covers part of one sample (grid (B, blocks per sample)),
     # one noise counter a thread (philox.noise_tiling).
     per_sample = total // b
-    warps = 4 if block is None else min(max(block // 128, 1), 4)
+    warps = 4 if block is None else warps_for_block(block)
     if noise is not None:
         if block is None and not INTERPRETED:
             block, warps = noise_tiling(per_sample)
