@@ -20,8 +20,8 @@ import time
 
 import torch
 
-from shared.jobs import run_job
-from shared.storage import LocalStore
+from scalespace.jobs import run_job
+from scalespace.storage import LocalStore
 
 
 def main() -> None:

@@ -21,10 +21,10 @@ import time
 
 import torch
 
-from shared.data import load_dataset
-from shared.stats import frechet_from_moments, get_extractor
-from shared.stats.moments import Moments
-from shared.stats.quality import fid_from_features
+from scalespace.data import load_dataset
+from scalespace.stats import frechet_from_moments, get_extractor
+from scalespace.stats.moments import Moments
+from scalespace.stats.quality import fid_from_features
 
 
 def pixel_fd(a: torch.Tensor, b: torch.Tensor) -> float:

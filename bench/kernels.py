@@ -99,7 +99,7 @@ def load_fashion(npz: str | None):
         except Exception as e:  # a wrong path must not end the run
             print(f"# could not read {npz}: {e}", flush=True)
     try:
-        from shared.data import load_dataset
+        from scalespace.data import load_dataset
 
         return load_dataset("fashion-mnist").images, "fashion-mnist (installed data set)"
     except Exception:

@@ -49,13 +49,13 @@ def _within(err: float, bound: float) -> str:
 
 def build_cases(quick: bool, train: torch.Tensor, shrink: int = 1) -> list[Case]:
     """The cases; `shrink` divides every batch size (the dry run uses toy sizes)."""
-    from shared.kernels import dispatch
+    from scalespace.kernels import dispatch
 
     k = {name: dispatch.kernel(name) for name in dispatch.KERNEL_MODULES}
     det = dispatch.deterministic()
-    from shared.kernels.philox import StepNoise
-    from shared.processes import osmosis_scheme as scheme
-    from shared.sampling.noise import normal
+    from scalespace.kernels.philox import StepNoise
+    from scalespace.processes import osmosis_scheme as scheme
+    from scalespace.sampling.noise import normal
 
     s = (8 if quick else 1) * shrink
     cases: list[Case] = []
@@ -113,7 +113,7 @@ def build_cases(quick: bool, train: torch.Tensor, shrink: int = 1) -> list[Case]
         return torch.randn((b2, 1) + hw, device=DEV, generator=g), torch.randn((b2, 1) + hw, device=DEV, generator=g)
 
     def spectral_ref(u, u0):
-        from shared.processes.dct import dct2, idct2
+        from scalespace.processes.dct import dct2, idct2
 
         mean = cut.float() * dct2(u) + cu0.float() * dct2(u0) + std.float() * normal(3, ids2, 40, (1,) + hw, device=DEV)
         return idct2(mean)
@@ -249,7 +249,7 @@ def build_cases(quick: bool, train: torch.Tensor, shrink: int = 1) -> list[Case]
 
 
 def _oracle_case(mod, u, flat, a, inv_var, dtype, cfg, useful, det, first: bool = False) -> Case:
-    from shared.denoisers.oracle import streaming_posterior_torch
+    from scalespace.denoisers.oracle import streaming_posterior_torch
 
     def make():
         keys = flat.to(dtype)
@@ -287,10 +287,10 @@ def _oracle_case(mod, u, flat, a, inv_var, dtype, cfg, useful, det, first: bool 
 
 def end_to_end(train: torch.Tensor, quick: bool, deadline: float, shrink: int = 1) -> list[dict]:
     """100-step vp oracle sample of 1,024 images over all training images: kernels (bf16, fp32) and torch."""
-    from shared.denoisers.oracle import OracleDenoiser
-    from shared.kernels import dispatch
-    from shared.processes import make_process
-    from shared.sampling.pipeline import generate
+    from scalespace.denoisers.oracle import OracleDenoiser
+    from scalespace.kernels import dispatch
+    from scalespace.processes import make_process
+    from scalespace.sampling.pipeline import generate
 
     steps = 20 if quick else 100
     n_samples = 1024 // shrink

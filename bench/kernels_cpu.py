@@ -27,9 +27,9 @@ import torch
 
 
 def _cases():
-    from shared.kernels import dispatch
-    from shared.kernels.philox import StepNoise
-    from shared.processes import osmosis_scheme as scheme
+    from scalespace.kernels import dispatch
+    from scalespace.kernels.philox import StepNoise
+    from scalespace.processes import osmosis_scheme as scheme
 
     k = {name: dispatch.kernel(name) for name in dispatch.KERNEL_MODULES}
     g = torch.Generator().manual_seed(5)
@@ -73,7 +73,7 @@ def _cases():
 def _one_normal_per_counter(seed: int, ids: torch.Tensor, step: int, shape: tuple[int, ...]) -> torch.Tensor:
     """The noise scheme before four normals per counter: one Philox evaluation and one
     Box-Muller cosine per element (kept here only to time the two side by side)."""
-    from shared.sampling.noise import INV_2_32, MASK32, TWO_PI, philox4x32
+    from scalespace.sampling.noise import INV_2_32, MASK32, TWO_PI, philox4x32
 
     d = math.prod(shape)
     e = torch.arange(d, dtype=torch.int64)[None, :].expand(len(ids), d)
@@ -85,7 +85,7 @@ def _one_normal_per_counter(seed: int, ids: torch.Tensor, step: int, shape: tupl
 
 def noise_side_by_side(rep, timer: Callable[..., float]) -> None:
     """CPU time of the reference noise, four normals per counter against one, in the same run."""
-    from shared.sampling.noise import normal
+    from scalespace.sampling.noise import normal
 
     ids = torch.arange(256)
     for shape in [(1, 28, 28), (3, 32, 32)]:
@@ -131,9 +131,9 @@ def _reset_peak() -> bool:
 
 def oracle_peak_mb(train: torch.Tensor, n: int, batch: int, chunk: int) -> tuple[float, float]:
     """(peak MB above the baseline during one oracle posterior, seconds) for vp at t = 500."""
-    from shared.denoisers.oracle import OracleDenoiser
-    from shared.kernels import dispatch
-    from shared.processes import make_process
+    from scalespace.denoisers.oracle import OracleDenoiser
+    from scalespace.kernels import dispatch
+    from scalespace.processes import make_process
 
     proc = make_process("vp", (1, 28, 28))
     with dispatch.override(kernels="reference"):

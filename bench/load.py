@@ -64,7 +64,7 @@ def main() -> int:
         weed.client().create_bucket(Bucket="scalespace-bench")
         env.update(SCALESPACE_S3_ENDPOINT=weed.endpoint, SCALESPACE_S3_BUCKET="scalespace-bench",
                    AWS_ACCESS_KEY_ID=weed.ACCESS, AWS_SECRET_ACCESS_KEY=weed.SECRET)
-    cli = [sys.executable, "-m", "scheduler.cli"]
+    cli = [sys.executable, "-m", "scalespace.scheduler.cli"]
     try:
         procs.append(subprocess.Popen(cli + ["api"], env=env, stdout=open(tmp / "api.log", "wb"), stderr=subprocess.STDOUT))
         for k in range(args.workers):
@@ -102,8 +102,8 @@ def main() -> int:
         wall = t_done - t_start
 
         # the same jobs embedded: one process, run_job in a loop (warm), local folder
-        from shared.jobs import run_job
-        from shared.storage import LocalStore
+        from scalespace.jobs import run_job
+        from scalespace.storage import LocalStore
 
         store = LocalStore(tmp / "embedded")
         run_job(spec(10_000, args.steps), store, job_id="warm")

@@ -21,10 +21,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from shared.data import load_dataset  # noqa: E402
-from shared.jobs import run_job  # noqa: E402
-from shared.jobs.images import from_npz  # noqa: E402
-from shared.storage import LocalStore  # noqa: E402
+from scalespace.data import load_dataset  # noqa: E402
+from scalespace.jobs import run_job  # noqa: E402
+from scalespace.jobs.images import from_npz  # noqa: E402
+from scalespace.storage import LocalStore  # noqa: E402
 
 
 def main() -> None:

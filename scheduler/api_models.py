@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.jobs.specs import JobSpec
+from scalespace.jobs.specs import JobSpec
 
 Lane = Literal["interactive", "batch", "nightly"]
 State = Literal["queued", "running", "succeeded", "failed", "cancelled", "expired"]

@@ -11,14 +11,14 @@ import argparse
 import importlib
 import sys
 
-from shared import ScalespaceError
+from scalespace import ScalespaceError
 
 #: command groups, in the order `scalespace --help` lists them
 COMMAND_MODULES = (
-    "scheduler.commands.embedded",
-    "scheduler.commands.evaluate",
-    "scheduler.commands.train",
-    "scheduler.commands.service",
+    "scalespace.scheduler.commands.embedded",
+    "scalespace.scheduler.commands.evaluate",
+    "scalespace.scheduler.commands.train",
+    "scalespace.scheduler.commands.service",
 )
 
 

@@ -1,6 +1,6 @@
 """A Python client for the scheduler API.
 
-    from scheduler.client import Client
+    from scalespace.scheduler.client import Client
     c = Client("http://scheduler:8000", token="...")
     job = c.submit({"kind": "sample", "process": "vp", "data": "digits", "n": 16}, idempotency_key="run-42")
     job = c.wait(job["id"], on_progress=print)
@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import httpx
 
-from shared import ScalespaceError
+from scalespace import ScalespaceError
 
 TERMINAL = ("succeeded", "failed", "cancelled", "expired")
 
@@ -34,7 +34,7 @@ class LaneFullError(ScalespaceError):
 class Client:
     def __init__(self, base_url: str | None = None, token: str | None = None, *, timeout_s: float = 30.0,
                  transport: httpx.BaseTransport | None = None):
-        from shared.config import get_settings
+        from scalespace.config import get_settings
 
         s = get_settings()
         self.base_url = (base_url or s.api_url).rstrip("/")

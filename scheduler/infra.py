@@ -7,7 +7,7 @@ import time
 from typing import Any, Callable
 from urllib.parse import urlsplit, urlunsplit
 
-from shared import ScalespaceError
+from scalespace import ScalespaceError
 
 log = logging.getLogger("scalespace.infra")
 
@@ -85,7 +85,7 @@ def wait_until(check: Callable[[], Any], wait_s: float, describe: Callable[[Exce
 
 
 def _is_unavailable(e: Exception) -> bool:
-    from shared.storage import StoreUnavailable
+    from scalespace.storage import StoreUnavailable
 
     return isinstance(e, StoreUnavailable)
 
@@ -100,7 +100,7 @@ def wait_for_redis(settings: Any, client: Any, wait_s: float | None = None) -> N
 
 def wait_for_store(settings: Any, store: Any, wait_s: float | None = None) -> None:
     """The store is writable (S3: reachable, bucket present or created, credentials accepted)."""
-    from shared.storage import S3Store
+    from scalespace.storage import S3Store
 
     if isinstance(store, S3Store) and settings.s3_create_bucket:
         wait_until(store.create_bucket, settings.startup_wait_s if wait_s is None else wait_s, _short)

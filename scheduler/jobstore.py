@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from scheduler import jobstore_lua as lua
+from scalespace.scheduler import jobstore_lua as lua
 
 STATES = ("queued", "running", "succeeded", "failed", "cancelled", "expired")
 TERMINAL = frozenset(("succeeded", "failed", "cancelled", "expired"))
@@ -100,7 +100,7 @@ class JobStore:
     @classmethod
     def from_settings(cls, settings: Any, client: Any = None) -> "JobStore":
         if client is None:
-            from scheduler.infra import redis_client
+            from scalespace.scheduler.infra import redis_client
 
             client = redis_client(settings)
         live = settings.result_ttl_s + 2 * settings.visibility_timeout_s  # queued + running, then result_ttl_s

@@ -12,7 +12,7 @@ from typing import Any, Iterable
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
-from scheduler.jobstore import DURATION_BUCKETS, LANES
+from scalespace.scheduler.jobstore import DURATION_BUCKETS, LANES
 
 
 class JobStoreCollector:

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Callable
 
-from shared import ScalespaceError
-from shared.jobs.spec_base import Spec
+from scalespace import ScalespaceError
+from scalespace.jobs.spec_base import Spec
 
 
 class LaneFull(Exception):
@@ -46,11 +46,11 @@ def field_and_reason(message: str) -> tuple[str | None, str]:
 
 def check_spec(data: Any, settings: Any, store: Any) -> Spec:
     """The parsed spec, or ScalespaceError("field: reason") naming what to fix."""
-    from shared.jobs.specs import parse_spec
+    from scalespace.jobs.specs import parse_spec
 
     spec = data if isinstance(data, Spec) else parse_spec(data)
     if spec.kind == "sweep":
-        from shared.jobs.sweep import plan_sweep
+        from scalespace.jobs.sweep import plan_sweep
 
         for child in plan_sweep(spec):
             try:
@@ -82,8 +82,8 @@ def _check_one(spec: Spec, settings: Any) -> None:
 @lru_cache(maxsize=128)
 def _process(name: str, params: str, data: str, size: int | None, seed: int | None) -> Any:
     """Build (and so validate) a process once per configuration: a schedule check can take a while."""
-    from shared.data import dataset_shape
-    from shared.processes import make_process
+    from scalespace.data import dataset_shape
+    from scalespace.processes import make_process
 
     if data not in _datasets():
         raise ScalespaceError(f"data: unknown data set {data!r}; choose one of {', '.join(_datasets())}")
@@ -98,14 +98,14 @@ def _process(name: str, params: str, data: str, size: int | None, seed: int | No
 
 
 def _datasets() -> tuple[str, ...]:
-    from shared.data import DATASETS
+    from scalespace.data import DATASETS
 
     return tuple(DATASETS)
 
 
 def _check_sampler(spec: Any, process: Any) -> None:
-    """The checks of shared.jobs.sample.check_sample_spec, on the cached process."""
-    from shared.sampling import respace, sampler_for
+    """The checks of scalespace.jobs.sample.check_sample_spec, on the cached process."""
+    from scalespace.sampling import respace, sampler_for
 
     try:
         respace(process.T, spec.steps)
@@ -126,7 +126,7 @@ def _check_sampler(spec: Any, process: Any) -> None:
 def _check_model(model: str, store: Any, field: str) -> None:
     if model == "oracle":
         return
-    from shared.ids import check_id
+    from scalespace.ids import check_id
 
     check_id(model, "model id")
     if not store.exists("models", model, "card.json"):
@@ -138,7 +138,7 @@ def submit_spec(spec: Spec, *, settings: Any, jobstore: Any, enqueue: Callable[[
                 deadline_s: float | None = None, idempotency_key: str | None = None,
                 job_id: str | None = None) -> Submitted:
     """Create the record and put the job on its lane's queue (atomic admission, then the message)."""
-    from shared.jobs.run import new_job_id
+    from scalespace.jobs.run import new_job_id
 
     job_id = job_id or new_job_id(spec)
     limit = settings.lanes().get(lane, -1)

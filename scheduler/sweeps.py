@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from shared import ScalespaceError
+from scalespace import ScalespaceError
 
 
 def load_sweeps(path: str | None) -> dict[str, dict[str, Any]]:
@@ -55,7 +55,7 @@ def nightly_key(name: str, when: datetime | None = None) -> str:
 def submit_named_sweep(name: str, settings: Any, jobstore: Any, store: Any, enqueue: Callable[[str, str], None],
                        *, path: str | None = None, lane: str = "nightly", key: str | None = None) -> str:
     """Queue tonight's run of a named sweep (once per UTC day); returns its job id."""
-    from scheduler.submit import check_spec, submit_spec
+    from scalespace.scheduler.submit import check_spec, submit_spec
 
     spec = check_spec(named_sweep(name, path or settings.sweeps_file), settings, store)
     out = submit_spec(spec, settings=settings, jobstore=jobstore, enqueue=enqueue, lane=lane,
@@ -71,8 +71,8 @@ def fan_out(parent: str, owner: str, spec: dict[str, Any], lane: str, jobstore: 
     them and only re-sends the ones still queued (a duplicate message is dropped
     by the worker that gets it second).
     """
-    from shared.jobs.specs import parse_spec
-    from shared.jobs.sweep import child_job_id, plan_sweep
+    from scalespace.jobs.specs import parse_spec
+    from scalespace.jobs.sweep import child_job_id, plan_sweep
 
     children = plan_sweep(parse_spec(spec))
     ids = []
@@ -90,7 +90,7 @@ def fan_out(parent: str, owner: str, spec: dict[str, Any], lane: str, jobstore: 
 
 def mark_failed_children(rec: dict[str, Any], jobstore: Any, store: Any) -> None:
     """Before aggregating: write failure.json for each child that ended without results."""
-    from shared.jobs.sweep import FAILURE, record_failure
+    from scalespace.jobs.sweep import FAILURE, record_failure
 
     for cid in rec.get("children") or []:
         child = jobstore.get(cid)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from shared import ScalespaceError
+from scalespace import ScalespaceError
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 

@@ -1,6 +1,6 @@
 """The Celery app: JSON messages only, late acks, one job at a time per worker process.
 
-A message carries only a job id; the job record in Redis (scheduler.jobstore)
+A message carries only a job id; the job record in Redis (scalespace.scheduler.jobstore)
 is the truth. Settings that matter for delivery:
 - acks_late + reject_on_worker_lost: a message is acknowledged after the task
   returns, so a worker that dies mid-job leaves it to be delivered again;
@@ -8,7 +8,7 @@ is the truth. Settings that matter for delivery:
   own main thread (no fork, so CUDA is initialised in the process that uses it);
 - visibility_timeout above the longest job: the broker redelivers an
   unacknowledged message only after it; a lost worker's job comes back much
-  sooner through the lease reaper (worker.pulse);
+  sooner through the lease reaper (scalespace.worker.pulse);
 - queue order 'priority': a worker takes from its lanes in the order given
   (interactive before batch before nightly).
 """
@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from scheduler.infra import broker_url, require_redis_url
-from scheduler.queues import TASK_NIGHTLY, TASK_RUN, queue_name
-from shared.config import Settings, get_settings
+from scalespace.scheduler.infra import broker_url, require_redis_url
+from scalespace.scheduler.queues import TASK_NIGHTLY, TASK_RUN, queue_name
+from scalespace.config import Settings, get_settings
 
 
 def make_celery(settings: Settings | None = None, *, with_tasks: bool = False) -> Any:
@@ -65,8 +65,8 @@ def make_celery(settings: Settings | None = None, *, with_tasks: bool = False) -
     )
     app.scalespace_settings = settings
     if with_tasks:
-        from worker.pulse import PulseStep
-        from worker.tasks import register
+        from scalespace.worker.pulse import PulseStep
+        from scalespace.worker.tasks import register
 
         register(app)
         app.steps["worker"].add(PulseStep)
@@ -82,7 +82,7 @@ def _beat_schedule(settings: Settings) -> dict[str, Any]:
 
     fields = settings.nightly_cron.split()
     if len(fields) != 5:
-        from shared import ScalespaceError
+        from scalespace import ScalespaceError
 
         raise ScalespaceError(f"SCALESPACE_NIGHTLY_CRON={settings.nightly_cron!r} must have 5 fields (minute hour day month weekday)")
     minute, hour, dom, month, dow = fields

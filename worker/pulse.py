@@ -21,7 +21,7 @@ from typing import Any
 
 from celery import bootsteps
 
-from worker.runtime import runtime_for
+from scalespace.worker.runtime import runtime_for
 
 log = logging.getLogger("scalespace.worker")
 

@@ -35,10 +35,10 @@ class Runtime:
     def jobstore(self) -> Any:
         with self._lock:
             if self._jobstore is None:
-                from scheduler.jobstore import JobStore
+                from scalespace.scheduler.jobstore import JobStore
 
                 # a worker outlives short Redis outages: its client retries longer than the API's
-                from scheduler.infra import redis_client
+                from scalespace.scheduler.infra import redis_client
 
                 self._jobstore = JobStore.from_settings(self.settings, redis_client(self.settings, retries=8))
             return self._jobstore
@@ -47,7 +47,7 @@ class Runtime:
     def store(self) -> Any:
         with self._lock:
             if self._store is None:
-                from shared.storage import store_from_settings
+                from scalespace.storage import store_from_settings
 
                 self._store = store_from_settings(self.settings)
             return self._store
@@ -55,7 +55,7 @@ class Runtime:
     def enqueue(self, job_id: str, lane: str) -> None:
         with self._lock:
             if self._enqueue is None:
-                from scheduler.queues import Enqueuer
+                from scalespace.scheduler.queues import Enqueuer
 
                 self._enqueue = Enqueuer(self.app)
         self._enqueue(job_id, lane)

@@ -1,4 +1,4 @@
-"""The worker's tasks: thin shells around shared.jobs.run_job.
+"""The worker's tasks: thin shells around scalespace.jobs.run_job.
 
 `scalespace.run(job_id)`:
   1. take the lease (Redis, atomic): drop the message if the job is finished,
@@ -14,7 +14,7 @@
 A sweep fans out its children as jobs of their own, then comes back to
 aggregate them once the last one has ended.
 
-shared.jobs (and so torch) is imported inside the task, never at import time:
+scalespace.jobs (and so torch) is imported inside the task, never at import time:
 CUDA starts in the process that runs the job.
 """
 
@@ -25,14 +25,14 @@ import time
 import uuid
 from typing import Any
 
-from worker.lease import Lease, StepReporter
-from worker.runtime import Runtime, runtime_for
+from scalespace.worker.lease import Lease, StepReporter
+from scalespace.worker.runtime import Runtime, runtime_for
 
 log = logging.getLogger("scalespace.worker")
 
 
 def register(app: Any) -> None:
-    from scheduler.queues import TASK_NIGHTLY, TASK_RUN
+    from scalespace.scheduler.queues import TASK_NIGHTLY, TASK_RUN
 
     @app.task(name=TASK_RUN, bind=True, shared=False, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
     def run(task: Any, job_id: str) -> str:
@@ -40,7 +40,7 @@ def register(app: Any) -> None:
 
     @app.task(name=TASK_NIGHTLY, bind=True, shared=False, acks_late=True, ignore_result=True)
     def nightly_sweep(task: Any, name: str) -> str:
-        from scheduler.sweeps import submit_named_sweep
+        from scalespace.scheduler.sweeps import submit_named_sweep
 
         rt = runtime_for(task.app)
         job_id = submit_named_sweep(name, rt.settings, rt.jobstore, rt.store, rt.enqueue)
@@ -50,7 +50,7 @@ def register(app: Any) -> None:
 
 def _transient(e: BaseException) -> bool:
     """Errors that may pass: the store or Redis unreachable."""
-    from shared.storage import StoreUnavailable
+    from scalespace.storage import StoreUnavailable
 
     if isinstance(e, StoreUnavailable):
         return True
@@ -88,8 +88,8 @@ def _one_line(e: BaseException) -> str:
 
 
 def run_task(rt: Runtime, job_id: str) -> str:
-    from shared import ScalespaceError
-    from shared.ids import check_id
+    from scalespace import ScalespaceError
+    from scalespace.ids import check_id
 
     try:
         check_id(job_id, "job id")
@@ -114,23 +114,23 @@ def run_task(rt: Runtime, job_id: str) -> str:
 
 
 def _execute(rt: Runtime, job_id: str, owner: str, rec: dict[str, Any], reporter: StepReporter, attempts: int) -> str:
-    from shared import ScalespaceError
+    from scalespace import ScalespaceError
 
     js, spec = rt.jobstore, rec.get("spec") or {}
     t0 = time.monotonic()
     try:
         if spec.get("kind") == "sweep" and not rec.get("children_total"):
-            from scheduler.sweeps import fan_out
+            from scalespace.scheduler.sweeps import fan_out
 
             pending = fan_out(job_id, owner, spec, rec.get("lane") or rt.settings.default_lane, rt.jobstore, rt.enqueue)
             if pending == 0:
                 rt.enqueue(job_id, rec.get("lane") or rt.settings.default_lane)
             return "fanned-out"
         if spec.get("kind") == "sweep":
-            from scheduler.sweeps import mark_failed_children
+            from scalespace.scheduler.sweeps import mark_failed_children
 
             mark_failed_children(rec, js, rt.store)
-        from shared.jobs import JobStopped, run_job  # torch and CUDA start here, in the worker process
+        from scalespace.jobs import JobStopped, run_job  # torch and CUDA start here, in the worker process
 
         try:
             manifest = run_job(spec, rt.store, reporter.progress, job_id=job_id, should_stop=reporter.should_stop)

@@ -9,8 +9,8 @@ from typing import Any
 
 import yaml
 
-from shared import ScalespaceError
-from shared.jobs.context import Progress
+from scalespace import ScalespaceError
+from scalespace.jobs.context import Progress
 
 
 def read_spec_file(path: str) -> dict[str, Any]:

@@ -6,17 +6,17 @@ import argparse
 import json
 from typing import Any
 
-from scheduler.commands.common import ProgressBar, print_json, read_spec_file
+from scalespace.scheduler.commands.common import ProgressBar, print_json, read_spec_file
 
 
 def _store(out: str):
-    from shared.storage import LocalStore
+    from scalespace.storage import LocalStore
 
     return LocalStore(out)
 
 
 def run_and_report(spec: dict[str, Any], out: str, quiet: bool = False) -> int:
-    from shared.jobs import parse_spec, run_job
+    from scalespace.jobs import parse_spec, run_job
 
     parsed = parse_spec(spec)
     bar = ProgressBar(enabled=None if not quiet else False)
@@ -52,7 +52,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 def _params(items: list[str]) -> dict[str, Any]:
     import yaml
 
-    from shared import ScalespaceError
+    from scalespace import ScalespaceError
 
     out: dict[str, Any] = {}
     for item in items:
@@ -68,8 +68,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_processes(args: argparse.Namespace) -> int:
-    from shared.processes import PROCESSES
-    from shared.sampling import DEFAULT_SAMPLER
+    from scalespace.processes import PROCESSES
+    from scalespace.sampling import DEFAULT_SAMPLER
 
     rows = []
     for name, cls in PROCESSES.items():

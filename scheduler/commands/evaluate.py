@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from scheduler.commands.embedded import _params, run_and_report
+from scalespace.scheduler.commands.embedded import _params, run_and_report
 
 
 def build_spec(args: argparse.Namespace) -> dict[str, Any]:
@@ -36,8 +36,8 @@ def build_spec(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     code = run_and_report(build_spec(args), args.out, args.quiet)
     if args.table:
-        from shared.jobs.evaluate import load_report, markdown_table
-        from shared.storage import LocalStore
+        from scalespace.jobs.evaluate import load_report, markdown_table
+        from scalespace.storage import LocalStore
 
         store = LocalStore(args.out)
         # job ids start with kind and UTC time, so the newest evaluate job here is the one just run

@@ -10,8 +10,8 @@ import socket
 import sys
 from typing import Any
 
-from scheduler.commands.common import print_json, read_spec_file
-from shared import ScalespaceError
+from scalespace.scheduler.commands.common import print_json, read_spec_file
+from scalespace import ScalespaceError
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -19,7 +19,7 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 def _settings() -> Any:
     from pydantic import ValidationError
 
-    from shared.config import get_settings
+    from scalespace.config import get_settings
 
     try:
         return get_settings()
@@ -37,8 +37,8 @@ def _loopback(host: str) -> bool:
 
 def _check_backends(settings: Any) -> None:
     """Redis and the store, waiting up to SCALESPACE_STARTUP_WAIT_S; else a one-line error naming the variable."""
-    from scheduler.infra import redis_client, wait_for_redis, wait_for_store
-    from shared.storage import store_from_settings
+    from scalespace.scheduler.infra import redis_client, wait_for_redis, wait_for_store
+    from scalespace.storage import store_from_settings
 
     wait_for_redis(settings, redis_client(settings))
     wait_for_store(settings, store_from_settings(settings))
@@ -48,7 +48,7 @@ def _check_backends(settings: Any) -> None:
 def cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from scheduler.api import create_app, openapi_document
+    from scalespace.scheduler.api import create_app, openapi_document
 
     if args.openapi:
         text = json.dumps(openapi_document(), indent=2, sort_keys=True) + "\n"
@@ -72,10 +72,10 @@ def cmd_api(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from scheduler.infra import redact, redis_client, wait_for_redis, wait_for_store
-    from shared.storage import store_from_settings
-    from worker.celery_app import make_celery
-    from scheduler.queues import queue_name
+    from scalespace.scheduler.infra import redact, redis_client, wait_for_redis, wait_for_store
+    from scalespace.storage import store_from_settings
+    from scalespace.worker.celery_app import make_celery
+    from scalespace.scheduler.queues import queue_name
 
     settings = _settings()
     if args.lanes:
@@ -98,7 +98,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_beat(args: argparse.Namespace) -> int:
-    from worker.celery_app import make_celery
+    from scalespace.worker.celery_app import make_celery
 
     settings = _settings()
     if not settings.nightly_sweep_names():
@@ -110,7 +110,7 @@ def cmd_beat(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from scheduler.serve import serve
+    from scalespace.scheduler.serve import serve
 
     settings = _settings()
     if not settings.api_tokens() and not _loopback(args.host):
@@ -121,7 +121,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 # --- clients --------------------------------------------------------------------------------
 def _client(args: argparse.Namespace) -> Any:
-    from scheduler.client import Client
+    from scalespace.scheduler.client import Client
 
     return Client(getattr(args, "api", None))
 
@@ -185,19 +185,19 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 def cmd_sweep_run(args: argparse.Namespace) -> int:
     """Submit tonight's run of a named sweep straight to Redis (a CronJob needs no API), or run it here."""
-    from scheduler.sweeps import named_sweep, nightly_key
+    from scalespace.scheduler.sweeps import named_sweep, nightly_key
 
     settings = _settings()
     path = args.file or settings.sweeps_file
     if args.embedded:
-        from scheduler.commands.embedded import run_and_report
+        from scalespace.scheduler.commands.embedded import run_and_report
 
         return run_and_report(named_sweep(args.name, path), args.out, quiet=False)
-    from scheduler.jobstore import JobStore
-    from scheduler.queues import Enqueuer
-    from scheduler.sweeps import submit_named_sweep
-    from shared.storage import store_from_settings
-    from worker.celery_app import make_celery
+    from scalespace.scheduler.jobstore import JobStore
+    from scalespace.scheduler.queues import Enqueuer
+    from scalespace.scheduler.sweeps import submit_named_sweep
+    from scalespace.storage import store_from_settings
+    from scalespace.worker.celery_app import make_celery
 
     _check_backends(settings)
     jobstore, store = JobStore.from_settings(settings), store_from_settings(settings)

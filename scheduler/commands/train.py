@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from scheduler.commands.common import ProgressBar, print_json
+from scalespace.scheduler.commands.common import ProgressBar, print_json
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from scheduler.commands.embedded import _params
-    from shared.jobs import parse_spec, run_job
-    from shared.storage import LocalStore
+    from scalespace.scheduler.commands.embedded import _params
+    from scalespace.jobs import parse_spec, run_job
+    from scalespace.storage import LocalStore
 
     spec: dict[str, Any] = {"kind": "train", "process": args.process, "data": args.data, "preset": args.preset,
                             "seed": args.seed}
@@ -41,8 +41,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from shared.denoisers.checkpoints import list_models
-    from shared.storage import LocalStore
+    from scalespace.denoisers.checkpoints import list_models
+    from scalespace.storage import LocalStore
 
     cards = list_models(LocalStore(args.out))
     if args.json:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from shared import ScalespaceError
+from scalespace import ScalespaceError
 
 FASHION_DIR_ENV = "SCALESPACE_FASHION_MNIST_DIR"
 FASHION_DEFAULT_DIR = "/usr/share/datasets/fashion-mnist"

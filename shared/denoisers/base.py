@@ -11,7 +11,7 @@ from abc import ABC, abstractmethod
 
 import torch
 
-from shared.processes.base import Process
+from scalespace.processes.base import Process
 
 
 class Denoiser(ABC):

@@ -28,13 +28,13 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from shared import ScalespaceError
-from shared.denoisers.learned import LearnedDenoiser
-from shared.denoisers.objectives import OBJECTIVES, network_channels
-from shared.denoisers.unet import UNet, UNetConfig
-from shared.ids import check_id
-from shared.processes.base import Process
-from shared.storage.base import ArtifactStore
+from scalespace import ScalespaceError
+from scalespace.denoisers.learned import LearnedDenoiser
+from scalespace.denoisers.objectives import OBJECTIVES, network_channels
+from scalespace.denoisers.unet import UNet, UNetConfig
+from scalespace.ids import check_id
+from scalespace.processes.base import Process
+from scalespace.storage.base import ArtifactStore
 
 WEIGHTS = "model.safetensors"
 CARD = "card.json"

@@ -21,9 +21,9 @@ import hashlib
 import torch
 from torch import nn
 
-from shared.denoisers.base import Denoiser
-from shared.denoisers.objectives import OneStepObjective, SpectralObjective, time_input
-from shared.processes.base import Process
+from scalespace.denoisers.base import Denoiser
+from scalespace.denoisers.objectives import OneStepObjective, SpectralObjective, time_input
+from scalespace.processes.base import Process
 
 
 class LearnedDenoiser(Denoiser):

@@ -35,8 +35,8 @@ from typing import Callable, Literal
 
 import torch
 
-from shared import ScalespaceError
-from shared.processes.base import Process
+from scalespace import ScalespaceError
+from scalespace.processes.base import Process
 
 Objective = Literal["eps", "v", "one_step"]
 OBJECTIVES: tuple[str, ...] = ("eps", "v", "one_step")

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 
 import torch
 
-from shared import ScalespaceError
-from shared.denoisers.base import Denoiser
-from shared.processes.base import Process
+from scalespace import ScalespaceError
+from scalespace.denoisers.base import Denoiser
+from scalespace.processes.base import Process
 
 
 @dataclass
@@ -48,7 +48,7 @@ def streaming_posterior(
 
     Arguments and results as `streaming_posterior_torch`.
     """
-    from shared.kernels import dispatch
+    from scalespace.kernels import dispatch
 
     if dispatch.use_triton(query.device):
         return dispatch.oracle_reduction(query, keys, key_sq, values, inv_var, chunk)

@@ -2,12 +2,12 @@
 
 One `Trainer.train_step` draws a batch (training images, process indices i
 uniform in 1..T, Gaussian noise), builds the objective's input and target
-(shared.denoisers.objectives), takes an Adam step with gradient clipping
+(scalespace.denoisers.objectives), takes an Adam step with gradient clipping
 (bf16 autocast on a GPU) and updates an exponential moving average of the
 weights, which is what gets sampled and saved.
 
 Determinism: step k draws its batch from a torch.Generator seeded by
-Philox(seed, k) (shared.sampling.noise, Stream.TRAIN), the network is
+Philox(seed, k) (scalespace.sampling.noise, Stream.TRAIN), the network is
 initialised from the seed, and the learning rate is a function of k. So a
 run resumed from the state saved after step k (weights, EMA, Adam moments,
 loss curve) takes exactly the steps an uninterrupted run would.
@@ -23,9 +23,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from shared import ScalespaceError
-from shared.denoisers.learned import LearnedDenoiser
-from shared.denoisers.objectives import (
+from scalespace import ScalespaceError
+from scalespace.denoisers.learned import LearnedDenoiser
+from scalespace.denoisers.objectives import (
     Coefficients,
     OneStepObjective,
     SpectralObjective,
@@ -33,9 +33,9 @@ from shared.denoisers.objectives import (
     one_step_scale,
     time_input,
 )
-from shared.denoisers.unet import UNet, UNetConfig
-from shared.processes.base import Process
-from shared.sampling.noise import Stream, uniform_int
+from scalespace.denoisers.unet import UNet, UNetConfig
+from scalespace.processes.base import Process
+from scalespace.sampling.noise import Stream, uniform_int
 
 #: forward means of osmosis are precomputed for the whole training set below this many floats
 OSMOSIS_TABLE_MAX = 2**28

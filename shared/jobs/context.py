@@ -8,8 +8,8 @@ from typing import Any, Callable
 
 import torch
 
-from shared import ScalespaceError
-from shared.storage.base import ArtifactRef, ArtifactStore
+from scalespace import ScalespaceError
+from scalespace.storage.base import ArtifactRef, ArtifactStore
 
 
 class JobStopped(Exception):

@@ -17,24 +17,24 @@ from typing import Any
 
 import torch
 
-from shared import ScalespaceError
-from shared.data import dataset_shape, load_dataset
-from shared.jobs.context import JobContext
-from shared.jobs.evaluate_report import render_html
-from shared.jobs.evaluate_spec import EvaluateSpec
-from shared.jobs.sample import load_denoiser, process_for
-from shared.processes.base import Process
-from shared.sampling.pipeline import generate
-from shared.stats import density as dens
-from shared.stats import robustness as rob
-from shared.stats.invariances import check_invariances
-from shared.stats.lyapunov import GreyHistogram, eval_indices, forward_trajectory
-from shared.stats.marginals import OracleMarginal
-from shared.stats.plots import render_plots
-from shared.stats.properties import forward_checks
-from shared.stats.property_check import Check, finite_or_none
-from shared.stats.reference_cache import QualityReference, reference_features
-from shared.stats.reverse_checks import check_r1, check_r2, check_r3, check_r4, run_reverse
+from scalespace import ScalespaceError
+from scalespace.data import dataset_shape, load_dataset
+from scalespace.jobs.context import JobContext
+from scalespace.jobs.evaluate_report import render_html
+from scalespace.jobs.evaluate_spec import EvaluateSpec
+from scalespace.jobs.sample import load_denoiser, process_for
+from scalespace.processes.base import Process
+from scalespace.sampling.pipeline import generate
+from scalespace.stats import density as dens
+from scalespace.stats import robustness as rob
+from scalespace.stats.invariances import check_invariances
+from scalespace.stats.lyapunov import GreyHistogram, eval_indices, forward_trajectory
+from scalespace.stats.marginals import OracleMarginal
+from scalespace.stats.plots import render_plots
+from scalespace.stats.properties import forward_checks
+from scalespace.stats.property_check import Check, finite_or_none
+from scalespace.stats.reference_cache import QualityReference, reference_features
+from scalespace.stats.reverse_checks import check_r1, check_r2, check_r3, check_r4, run_reverse
 
 #: the osmosis oracle keeps K + 1 evolved float64 copies of its training set; refuse more than this
 OSMOSIS_ORACLE_MAX_BYTES = 4 * 2**30

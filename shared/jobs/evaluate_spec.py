@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from shared.jobs.spec_base import MAX_N, Spec, DataName, ModelName, ProcessName
+from scalespace.jobs.spec_base import MAX_N, Spec, DataName, ModelName, ProcessName
 
 CHECK_GROUPS = ("forward", "invariances", "reverse", "robustness", "density")
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-import shared
+import scalespace
 
 PACKAGES = ("torch", "numpy", "pydantic", "triton", "safetensors", "scikit-learn", "celery", "boto3")
 
@@ -26,7 +26,7 @@ def package_versions() -> dict[str, str]:
 
 def code_version() -> str:
     """The package version, plus the git commit when running from a checkout."""
-    v = shared.__version__
+    v = scalespace.__version__
     root = Path(__file__).resolve().parents[2]
     if (root / ".git").exists():
         try:

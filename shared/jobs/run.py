@@ -14,20 +14,20 @@ import time
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from shared import ScalespaceError
-from shared.jobs.context import JobContext, JobStopped, ProgressFn, StopFn, resolve_device
-from shared.jobs.manifest import code_version, device_info, package_versions
-from shared.jobs.specs import Spec, parse_spec
-from shared.kernels.dispatch import describe as kernel_info
-from shared.ids import check_id
-from shared.storage.base import MANIFEST, ArtifactStore
+from scalespace import ScalespaceError
+from scalespace.jobs.context import JobContext, JobStopped, ProgressFn, StopFn, resolve_device
+from scalespace.jobs.manifest import code_version, device_info, package_versions
+from scalespace.jobs.specs import Spec, parse_spec
+from scalespace.kernels.dispatch import describe as kernel_info
+from scalespace.ids import check_id
+from scalespace.storage.base import MANIFEST, ArtifactStore
 
 #: kind -> "module:function"; imported on first use so a worker loads only what it runs
 RUNNERS: dict[str, str] = {
-    "sample": "shared.jobs.sample:run_sample",
-    "evaluate": "shared.jobs.evaluate:run_evaluate",
-    "train": "shared.jobs.train:run_train",
-    "sweep": "shared.jobs.sweep:run_sweep",
+    "sample": "scalespace.jobs.sample:run_sample",
+    "evaluate": "scalespace.jobs.evaluate:run_evaluate",
+    "train": "scalespace.jobs.train:run_train",
+    "sweep": "scalespace.jobs.sweep:run_sweep",
 }
 #: kinds that resume from their own artifacts (a checkpoint), so a failed run keeps them
 RESUMABLE: frozenset[str] = frozenset({"train"})

@@ -8,20 +8,20 @@ from typing import Any
 
 import torch
 
-from shared import ScalespaceError
-from shared.data import dataset_shape, load_dataset
-from shared.denoisers.base import Denoiser
-from shared.denoisers.oracle import OracleDenoiser
-from shared.jobs.context import JobContext
-from shared.jobs.images import grid_png, to_npz
-from shared.jobs.specs import SampleSpec
-from shared.processes import Process, make_process
-from shared.processes.base import Process as _P  # noqa: F401  (re-export for type checkers)
-from shared.sampling.pipeline import TrajectoryMoments, generate  # noqa: F401  (TrajectoryMoments: re-export)
-from shared.stats.property_check import finite_or_none
-from shared.stats.trajectory import TrajectoryStats, moment_steps, reference_moments, sample_quality
-from shared.sampling.schedule import respace
-from shared.storage.base import ArtifactStore
+from scalespace import ScalespaceError
+from scalespace.data import dataset_shape, load_dataset
+from scalespace.denoisers.base import Denoiser
+from scalespace.denoisers.oracle import OracleDenoiser
+from scalespace.jobs.context import JobContext
+from scalespace.jobs.images import grid_png, to_npz
+from scalespace.jobs.specs import SampleSpec
+from scalespace.processes import Process, make_process
+from scalespace.processes.base import Process as _P  # noqa: F401  (re-export for type checkers)
+from scalespace.sampling.pipeline import TrajectoryMoments, generate  # noqa: F401  (TrajectoryMoments: re-export)
+from scalespace.stats.property_check import finite_or_none
+from scalespace.stats.trajectory import TrajectoryStats, moment_steps, reference_moments, sample_quality
+from scalespace.sampling.schedule import respace
+from scalespace.storage.base import ArtifactStore
 
 
 def process_for(spec: Any, shape: tuple[int, int, int]) -> Process:
@@ -40,7 +40,7 @@ def load_denoiser(
     if model == "oracle":
         return OracleDenoiser(process, train.to(device), chunk=chunk, dtype=dtype)
     try:
-        from shared.denoisers.checkpoints import load_model  # the learned denoisers
+        from scalespace.denoisers.checkpoints import load_model  # the learned denoisers
     except ImportError:
         raise ScalespaceError(f"unknown model id {model!r}: no checkpoints are registered; use model 'oracle'") from None
     return load_model(model, process, store, device)
@@ -54,7 +54,7 @@ def check_sample_spec(spec: SampleSpec) -> Process:
         respace(process.T, spec.steps)
     except ScalespaceError as e:
         raise ScalespaceError(f"steps: {e}") from None
-    from shared.sampling import sampler_for
+    from scalespace.sampling import sampler_for
 
     sampler_for(spec.sampler, process)
     if spec.sampler == "ddim" and not process.isotropic:

@@ -38,7 +38,7 @@ def format_validation_error(e: ValidationError) -> str:
 
 
 def _known_process(v: str) -> str:
-    from shared.processes import PROCESSES
+    from scalespace.processes import PROCESSES
 
     if v not in PROCESSES:
         raise ValueError(f"unknown process {v!r}; choose one of {', '.join(PROCESSES)}")
@@ -46,7 +46,7 @@ def _known_process(v: str) -> str:
 
 
 def _known_data(v: str) -> str:
-    from shared.data import DATASETS
+    from scalespace.data import DATASETS
 
     if v not in DATASETS:
         raise ValueError(f"unknown data set {v!r}; choose one of {', '.join(DATASETS)}")
@@ -55,7 +55,7 @@ def _known_data(v: str) -> str:
 
 def _model_id(v: str) -> str:
     if v != "oracle":
-        from shared.ids import check_id
+        from scalespace.ids import check_id
 
         check_id(v, "model id")
     return v

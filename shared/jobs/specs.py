@@ -11,8 +11,8 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, TypeAdapter, ValidationError, field_validator
 
-from shared import ScalespaceError
-from shared.jobs.spec_base import MAX_N, Spec, format_validation_error, DataName, ModelName, ProcessName
+from scalespace import ScalespaceError
+from scalespace.jobs.spec_base import MAX_N, Spec, format_validation_error, DataName, ModelName, ProcessName
 
 
 TRAJECTORY_STATS = ("mean", "variance", "conditional_entropy")
@@ -54,7 +54,7 @@ class SampleSpec(Spec):
     @field_validator("sampler")
     @classmethod
     def _known_sampler(cls, v: str | None) -> str | None:
-        from shared.sampling import SAMPLERS
+        from scalespace.sampling import SAMPLERS
 
         if v is not None and v not in SAMPLERS:
             raise ValueError(f"unknown sampler {v!r}; choose one of {', '.join(SAMPLERS)}")
@@ -62,9 +62,9 @@ class SampleSpec(Spec):
 
 
 
-from shared.jobs.evaluate_spec import EvaluateSpec  # noqa: E402  (each kind owns its spec module)
-from shared.jobs.sweep_spec import SweepSpec  # noqa: E402
-from shared.jobs.train_spec import TrainSpec  # noqa: E402
+from scalespace.jobs.evaluate_spec import EvaluateSpec  # noqa: E402  (each kind owns its spec module)
+from scalespace.jobs.sweep_spec import SweepSpec  # noqa: E402
+from scalespace.jobs.train_spec import TrainSpec  # noqa: E402
 
 JOB_SPECS: list[type[Spec]] = [SampleSpec, EvaluateSpec, TrainSpec, SweepSpec]
 JobSpec = Annotated[Union[SampleSpec, EvaluateSpec, TrainSpec, SweepSpec], Field(discriminator="kind")]

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from shared import ScalespaceError
-from shared.jobs.context import JobContext, JobStopped
-from shared.jobs.sweep_report import build_report, render_html
-from shared.jobs.sweep_spec import SweepSpec
-from shared.storage.base import ArtifactStore
+from scalespace import ScalespaceError
+from scalespace.jobs.context import JobContext, JobStopped
+from scalespace.jobs.sweep_report import build_report, render_html
+from scalespace.jobs.sweep_spec import SweepSpec
+from scalespace.storage.base import ArtifactStore
 
 FAILURE = "failure.json"
 REPORT_JSON = "sweep-report.json"
@@ -39,7 +39,7 @@ class SweepChild:
 
 def plan_sweep(spec: SweepSpec) -> list[SweepChild]:
     """The children in grid order (processes, then data sets, then models), each a validated spec."""
-    from shared.jobs.specs import parse_spec
+    from scalespace.jobs.specs import parse_spec
 
     kind = spec.template["kind"]
     models = spec.models if kind != "train" else ["-"]
@@ -79,8 +79,8 @@ def _outcome(store: ArtifactStore, job_id: str) -> tuple[dict[str, Any] | None, 
 
 
 def run_sweep(spec: SweepSpec, ctx: JobContext) -> dict[str, Any]:
-    from shared.jobs.run import run_job
-    from shared.storage import StoreUnavailable
+    from scalespace.jobs.run import run_job
+    from scalespace.storage import StoreUnavailable
 
     children = plan_sweep(spec)
     results: list[dict[str, Any]] = []
@@ -123,7 +123,7 @@ def _history_id(name: str) -> str:
 
 
 def _history(store: ArtifactStore, name: str) -> list[dict[str, Any]]:
-    from shared.storage import StoreUnavailable
+    from scalespace.storage import StoreUnavailable
 
     try:
         return list(store.get_json("cache", _history_id(name), HISTORY).get("runs", []))
@@ -135,7 +135,7 @@ def _history(store: ArtifactStore, name: str) -> list[dict[str, Any]]:
 
 def previous_report(store: ArtifactStore, name: str, exclude: str | None = None) -> tuple[str | None, dict | None]:
     """The report of the latest committed sweep of this name (one with a manifest), if any."""
-    from shared.storage import StoreUnavailable
+    from scalespace.storage import StoreUnavailable
 
     runs = _history(store, name)
     for entry in reversed(runs):

@@ -16,8 +16,8 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from shared.ids import check_id
-from shared.jobs.spec_base import Spec
+from scalespace.ids import check_id
+from scalespace.jobs.spec_base import Spec
 
 #: fields each child gets from the grid, never from the template
 GRID_FIELDS = {"process": "processes", "data": "data", "model": "models"}

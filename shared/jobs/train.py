@@ -4,11 +4,11 @@ Progress goes out as ("train", step, steps, loss, steps_per_second) and
 ("evaluate", ...) with the Fréchet distance of a small sample against the
 held-out split. Every `checkpoint_every` steps the whole training state is
 written to the job's own artifact `checkpoint.safetensors`; run_job keeps a
-failed train job's artifacts (shared.jobs.run.RESUMABLE), so running the
+failed train job's artifacts (scalespace.jobs.run.RESUMABLE), so running the
 same job id again resumes from the last checkpoint and, since every step's
 batch depends only on (seed, step), ends with the weights an uninterrupted
 run would have. At the end the EMA weights are registered in the store's
-`models` namespace (shared.denoisers.checkpoints) and the model id goes into
+`models` namespace (scalespace.denoisers.checkpoints) and the model id goes into
 the manifest.
 """
 
@@ -21,20 +21,20 @@ from typing import Any
 import torch
 from pydantic import ValidationError
 
-from shared import ScalespaceError
-from shared.data import dataset_shape, load_dataset
-from shared.denoisers.checkpoints import register_model, tensors_from_bytes, tensors_to_bytes
-from shared.denoisers.objectives import objective_for
-from shared.denoisers.training import TrainConfig, Trainer
-from shared.denoisers.unet import PRESETS, UNetConfig, count_parameters
-from shared.jobs.context import JobContext
-from shared.jobs.images import grid_png
-from shared.jobs.manifest import code_version
-from shared.jobs.sample import process_for
-from shared.jobs.train_spec import TrainSpec
-from shared.processes import Process
-from shared.sampling.pipeline import generate
-from shared.sampling.schedule import respace
+from scalespace import ScalespaceError
+from scalespace.data import dataset_shape, load_dataset
+from scalespace.denoisers.checkpoints import register_model, tensors_from_bytes, tensors_to_bytes
+from scalespace.denoisers.objectives import objective_for
+from scalespace.denoisers.training import TrainConfig, Trainer
+from scalespace.denoisers.unet import PRESETS, UNetConfig, count_parameters
+from scalespace.jobs.context import JobContext
+from scalespace.jobs.images import grid_png
+from scalespace.jobs.manifest import code_version
+from scalespace.jobs.sample import process_for
+from scalespace.jobs.train_spec import TrainSpec
+from scalespace.processes import Process
+from scalespace.sampling.pipeline import generate
+from scalespace.sampling.schedule import respace
 
 CHECKPOINT = "checkpoint.safetensors"
 
@@ -79,7 +79,7 @@ def check_train_spec(spec: TrainSpec) -> tuple[Process, str]:
     objective = objective_for(process, spec.objective)
     network_config(spec)
     eval_steps(spec, process)
-    from shared.stats import available_extractors
+    from scalespace.stats import available_extractors
 
     if spec.eval_extractor not in available_extractors():
         raise ScalespaceError(
@@ -92,7 +92,7 @@ def evaluate(
     spec: TrainSpec, trainer: Trainer, heldout: torch.Tensor, ctx: JobContext
 ) -> tuple[dict[str, Any], torch.Tensor]:
     """Fréchet distance of `eval_samples` EMA samples against the held-out split: (figures, samples)."""
-    from shared.stats import fid
+    from scalespace.stats import fid
 
     process = trainer.process
     samples = generate(

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from shared.jobs.spec_base import Spec, DataName, ProcessName
+from scalespace.jobs.spec_base import Spec, DataName, ProcessName
 
 
 class TrainSpec(Spec):
@@ -46,7 +46,7 @@ class TrainSpec(Spec):
     @field_validator("network")
     @classmethod
     def _network_fields(cls, v: dict[str, Any]) -> dict[str, Any]:
-        from shared.denoisers.unet import UNetConfig
+        from scalespace.denoisers.unet import UNetConfig
 
         unknown = sorted(set(v) - set(UNetConfig.model_fields))
         if unknown:

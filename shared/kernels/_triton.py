@@ -4,7 +4,7 @@ Triton is an optional dependency (the `gpu` and `test` extras): without it
 `triton` and `tl` are None, no kernel is defined and the dispatch always picks
 the torch references. Whether a kernel runs compiled or in the interpreter is
 fixed when its module is imported (TRITON_INTERPRET is read by @triton.jit),
-so kernel modules are imported only by shared.kernels.dispatch, lazily.
+so kernel modules are imported only by scalespace.kernels.dispatch, lazily.
 """
 
 from __future__ import annotations

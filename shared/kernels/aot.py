@@ -1,7 +1,7 @@
 """Compile the kernels for a GPU on any machine: what a GPU would run, without one.
 
-    python -m shared.kernels.aot                 # sm_90 (H100/H200), a table
-    python -m shared.kernels.aot --arch 80 --json
+    python -m scalespace.kernels.aot                 # sm_90 (H100/H200), a table
+    python -m scalespace.kernels.aot --arch 80 --json
 
 Each kernel wrapper of shared/kernels runs once on small CPU tensors with
 `JITFunction.run` replaced: instead of launching, every launch is compiled
@@ -130,10 +130,10 @@ def _plain(v: Any) -> Any:
 
 def cases() -> list[tuple[str, Callable[[], Any]]]:
     """(name, call): each wrapper at the shapes and variants the service and the benchmark use."""
-    from shared.kernels import dct_operator, histogram, moments, oracle_reduction, osmosis_stencil, philox, reverse_step
-    from shared.kernels import second_moment, spectral_step
-    from shared.kernels.philox import StepNoise
-    from shared.processes import osmosis_scheme as scheme
+    from scalespace.kernels import dct_operator, histogram, moments, oracle_reduction, osmosis_stencil, philox, reverse_step
+    from scalespace.kernels import second_moment, spectral_step
+    from scalespace.kernels.philox import StepNoise
+    from scalespace.processes import osmosis_scheme as scheme
 
     g = torch.Generator().manual_seed(0)
     u = torch.randn(8, 1, 28, 28, generator=g)
@@ -179,11 +179,11 @@ def cases() -> list[tuple[str, Callable[[], Any]]]:
 def compile_all(arch: int = 90) -> Report:
     """Compile every case for compute capability `arch` (e.g. 90); failures are reported, not raised."""
     if os.environ.get("TRITON_INTERPRET", "0") == "1":
-        raise RuntimeError("shared.kernels.aot compiles for a GPU: run it with TRITON_INTERPRET unset or 0")
+        raise RuntimeError("scalespace.kernels.aot compiles for a GPU: run it with TRITON_INTERPRET unset or 0")
     try:
         import triton
     except ImportError as e:
-        raise RuntimeError("shared.kernels.aot needs triton: pip install 'scalespace[gpu]'") from e
+        raise RuntimeError("scalespace.kernels.aot needs triton: pip install 'scalespace[gpu]'") from e
     from triton.runtime.jit import JITFunction
 
     report = Report(arch=arch, triton=triton.__version__)

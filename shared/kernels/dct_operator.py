@@ -30,8 +30,8 @@ import math
 
 import torch
 
-from shared.kernels._triton import INTERPRETED, alloc, launch_options, next_pow2, tl, triton
-from shared.processes.dct import dct2, dct_matrix, idct2
+from scalespace.kernels._triton import INTERPRETED, alloc, launch_options, next_pow2, tl, triton
+from scalespace.processes.dct import dct2, dct_matrix, idct2
 
 MAX_SIDE = 64
 
@@ -43,7 +43,7 @@ def rel_error_bound(n: int, dtype: torch.dtype) -> float:
 
 
 def dct_scale_reference(x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """idct2(scale * dct2(x)) in x's dtype (shared.processes.dct)."""
+    """idct2(scale * dct2(x)) in x's dtype (scalespace.processes.dct)."""
     return idct2(scale.to(dtype=x.dtype, device=x.device) * dct2(x))
 
 
@@ -67,7 +67,7 @@ def tile_config(n_img: int, h: int, w: int) -> tuple[int, int, int]:
 def warps_for(elements: int) -> int:
     """Warps for a program of `elements` padded pixels: 16 from 2,048 up.
 
-    Compiled for sm_90 (python -m shared.kernels.aot), the 28x28 spectral step
+    Compiled for sm_90 (python -m scalespace.kernels.aot), the 28x28 spectral step
     (2 images, 2,048 elements) takes 102 registers a thread in 16 warps and
     spills nothing; in 8 warps it took all 255 and spilled; at 64x64 16 warps
     spill 1.3 KB a thread against 1.8 KB in 8.

@@ -43,7 +43,7 @@ from typing import Any, Iterator
 
 import torch
 
-from shared import ScalespaceError
+from scalespace import ScalespaceError
 
 MODE_ENV = "SCALESPACE_KERNELS"
 DETERMINISTIC_ENV = "SCALESPACE_DETERMINISTIC"
@@ -98,7 +98,7 @@ def use_triton(device: torch.device | str) -> bool:
     if dev.type not in ("cuda", "cpu"):
         raise ScalespaceError(f"{MODE_ENV}=triton: no kernels for device {dev.type!r}; use auto")
     if dev.type == "cpu" and not interpreter():
-        loaded = [name for name in ("_triton",) + KERNEL_MODULES if f"shared.kernels.{name}" in sys.modules]
+        loaded = [name for name in ("_triton",) + KERNEL_MODULES if f"scalespace.kernels.{name}" in sys.modules]
         if loaded:
             raise ScalespaceError(
                 f"{MODE_ENV}=triton on the CPU needs TRITON_INTERPRET=1 before the kernels load; set it at start"
@@ -108,12 +108,12 @@ def use_triton(device: torch.device | str) -> bool:
 
 
 def kernel(name: str):
-    """The kernel module `shared.kernels.<name>`, imported on first use (deterministic setup first)."""
+    """The kernel module `scalespace.kernels.<name>`, imported on first use (deterministic setup first)."""
     if name not in KERNEL_MODULES:
         raise KeyError(name)
     if deterministic() and "TRITON_CACHE_DIR" not in os.environ:
         os.environ["TRITON_CACHE_DIR"] = cache_dir()
-    return importlib.import_module(f"shared.kernels.{name}")
+    return importlib.import_module(f"scalespace.kernels.{name}")
 
 
 def describe(device: torch.device | str) -> dict[str, Any]:
@@ -162,7 +162,7 @@ def override(kernels: str | None = None, deterministic: bool | None = None) -> I
 
 
 def reverse_step(u_t, u0_hat, coef_ut, coef_u0, std, noise, clip: bool = False) -> torch.Tensor:
-    """shared.kernels.reverse_step: coef_ut u_t + coef_u0 clip(u0_hat) + std z (isotropic step)."""
+    """scalespace.kernels.reverse_step: coef_ut u_t + coef_u0 clip(u0_hat) + std z (isotropic step)."""
     k = kernel("reverse_step") if use_triton(u_t.device) and u_t.dtype in (torch.float32, torch.float64) else None
     if k is None:
         return _ref("reverse_step").reverse_step_reference(u_t, u0_hat, coef_ut, coef_u0, std, noise, clip)
@@ -170,7 +170,7 @@ def reverse_step(u_t, u0_hat, coef_ut, coef_u0, std, noise, clip: bool = False) 
 
 
 def spectral_step(u_t, u0_hat, coef_ut, coef_u0, std, noise, clip: bool = False, noise_in_basis: bool = True) -> torch.Tensor:
-    """shared.kernels.spectral_step: the posterior step in the DCT basis."""
+    """scalespace.kernels.spectral_step: the posterior step in the DCT basis."""
     if use_triton(u_t.device) and _ref("dct_operator").supported(u_t):
         return kernel("spectral_step").spectral_step_triton(
             u_t, u0_hat, coef_ut, coef_u0, std, noise, clip, noise_in_basis, deterministic=deterministic()
@@ -179,7 +179,7 @@ def spectral_step(u_t, u0_hat, coef_ut, coef_u0, std, noise, clip: bool = False,
 
 
 def dct_scale(x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """shared.kernels.dct_operator: idct2(scale * dct2(x))."""
+    """scalespace.kernels.dct_operator: idct2(scale * dct2(x))."""
     if use_triton(x.device) and _ref("dct_operator").supported(x):
         return kernel("dct_operator").dct_scale_triton(x, scale, deterministic=deterministic())
     return _ref("dct_operator").dct_scale_reference(x, scale)
@@ -200,7 +200,7 @@ def oracle_uses_triton(device: torch.device | str, dtype: torch.dtype) -> bool:
 
 
 def oracle_reduction(query, keys, key_sq, values, inv_var: float, chunk: int = 4096):
-    """shared.kernels.oracle_reduction: (mean (B, Dv), lse (B,), entropy (B,)), float64.
+    """scalespace.kernels.oracle_reduction: (mean (B, Dv), lse (B,), entropy (B,)), float64.
 
     The kernel for bfloat16/float16 inputs on a GPU; float32 inputs use the reference
     there unless forced (see oracle_uses_triton)."""
@@ -211,7 +211,7 @@ def oracle_reduction(query, keys, key_sq, values, inv_var: float, chunk: int = 4
 
 
 def osmosis_explicit(u: torch.Tensor, drift: Any, tau: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
-    """shared.kernels.osmosis_stencil: per-image `steps` explicit osmosis steps of size `tau`."""
+    """scalespace.kernels.osmosis_stencil: per-image `steps` explicit osmosis steps of size `tau`."""
     mod = _ref("osmosis_stencil")
     if use_triton(u.device) and mod.supported(u):
         return kernel("osmosis_stencil").osmosis_explicit_triton(u, drift, tau, steps, deterministic=deterministic())
@@ -219,21 +219,21 @@ def osmosis_explicit(u: torch.Tensor, drift: Any, tau: torch.Tensor, steps: torc
 
 
 def pixel_moments(x: torch.Tensor, center: torch.Tensor | None = None):
-    """shared.kernels.moments: per-value sum and sum of squares over the batch, float64."""
+    """scalespace.kernels.moments: per-value sum and sum of squares over the batch, float64."""
     if use_triton(x.device):
         return kernel("moments").pixel_moments_triton(x, center, deterministic=deterministic())
     return _ref("moments").pixel_moments_reference(x, center)
 
 
 def second_moment(x: torch.Tensor, center: torch.Tensor | None = None) -> torch.Tensor:
-    """shared.kernels.second_moment: sum_b (x_b - c)(x_b - c)^T, (D, D) float64."""
+    """scalespace.kernels.second_moment: sum_b (x_b - c)(x_b - c)^T, (D, D) float64."""
     if use_triton(x.device):
         return kernel("second_moment").second_moment_triton(x, center, deterministic=deterministic())
     return _ref("second_moment").second_moment_reference(x, center)
 
 
 def histogram(x: torch.Tensor, bins: int = 64, lo: float = -1.0, hi: float = 1.0) -> torch.Tensor:
-    """shared.kernels.histogram: per-image grey-value counts (B, bins) int64."""
+    """scalespace.kernels.histogram: per-image grey-value counts (B, bins) int64."""
     if use_triton(x.device):
         return kernel("histogram").histogram_triton(x, bins, lo, hi, deterministic=deterministic())
     return _ref("histogram").histogram_reference(x, bins, lo, hi)

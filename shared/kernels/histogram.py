@@ -2,7 +2,7 @@
 
 x (B, ...) float32/float64, each image's values (all channels and pixels)
 form one histogram of `bins` equal bins over [lo, hi); values outside fall in
-the edge bins, exactly as shared.stats.entropy.histogram_entropy bins them
+the edge bins, exactly as scalespace.stats.entropy.histogram_entropy bins them
 (bin = clamp(floor((x - lo) * bins / (hi - lo)), 0, bins - 1), computed in
 float64). Returns counts (B, bins) int64.
 
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-from shared.kernels._triton import INTERPRETED, alloc, launch_options, next_pow2, tl, triton
+from scalespace.kernels._triton import INTERPRETED, alloc, launch_options, next_pow2, tl, triton
 
 
 def histogram_reference(x: torch.Tensor, bins: int = 64, lo: float = -1.0, hi: float = 1.0) -> torch.Tensor:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import torch
 
-from shared.kernels._triton import INTERPRETED, alloc, launch_options, next_pow2, tl, triton
+from scalespace.kernels._triton import INTERPRETED, alloc, launch_options, next_pow2, tl, triton
 
 ROWS_PER_SPLIT = 2048
 U64 = 2.0**-53

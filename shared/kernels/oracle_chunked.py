@@ -1,6 +1,6 @@
 """The oracle reduction as two tiled matrix products per chunk of the training set (a benchmark variant).
 
-Same inputs, outputs and error bound as shared.kernels.oracle_reduction (read
+Same inputs, outputs and error bound as scalespace.kernels.oracle_reduction (read
 its docstring first). The training set is cut into chunks of CHUNK images (a
 constant, so no row's arithmetic depends on the batch); per chunk:
 
@@ -42,7 +42,7 @@ import math
 
 import torch
 
-from shared.kernels._triton import INTERPRETED, alloc, launch_options, tl, triton
+from scalespace.kernels._triton import INTERPRETED, alloc, launch_options, tl, triton
 
 if triton is not None:
 

@@ -6,7 +6,7 @@ the training images, inv_var = 1 / sigma_t^2. Scores
 
     s_bj = (query_b . keys_j - key_sq_j / 2) * inv_var
 
-Outputs (float64, like the reference shared.denoisers.oracle.streaming_posterior_torch):
+Outputs (float64, like the reference scalespace.denoisers.oracle.streaming_posterior_torch):
 the posterior mean sum_j softmax_j(s_b) values_j (B, Dv), lse_b =
 logsumexp_j s_bj (B,) and the posterior entropy -sum_j w_bj ln w_bj (B,).
 
@@ -59,7 +59,7 @@ import math
 
 import torch
 
-from shared.kernels._triton import INTERPRETED, alloc, launch_options, next_pow2, tl, triton
+from scalespace.kernels._triton import INTERPRETED, alloc, launch_options, next_pow2, tl, triton
 
 U32 = 2.0**-24
 SPLIT_SIZE = 4096  # training images per split: S = ceil(n / SPLIT_SIZE), independent of the batch
@@ -69,7 +69,7 @@ def oracle_reduction_reference(
     query: torch.Tensor, keys: torch.Tensor, key_sq: torch.Tensor, values: torch.Tensor, inv_var: float, chunk: int = 4096
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The torch reference: the oracle's own streaming loop (float64 accumulators)."""
-    from shared.denoisers.oracle import streaming_posterior_torch
+    from scalespace.denoisers.oracle import streaming_posterior_torch
 
     return streaming_posterior_torch(query, keys, key_sq, values, inv_var, chunk)
 
@@ -137,7 +137,7 @@ CHUNKED_CONFIG = {"CHUNKED": 1, "BLOCK_B": 128, "BLOCK_N": 128, "BLOCK_D": 64, "
 #: the best of the chunked rows measured on an H200 (BLOCK_B 64, 4 warps)
 CHUNKED_BEST_CONFIG = {**CHUNKED_CONFIG, "BLOCK_B": 64, "num_warps": 4}
 #: the default for 16-bit inputs: CHUNKED_BEST_CONFIG with the weighted sum 64 training images a step.
-#: Compiled for sm_90 (python -m shared.kernels.aot) its weighted-sum kernel needs 74 KB of shared
+#: Compiled for sm_90 (python -m scalespace.kernels.aot) its weighted-sum kernel needs 74 KB of shared
 #: memory and 168 registers a thread, so 3 programs fit an SM; in steps of 128 it needed 148 KB and
 #: 210 registers: one program (4 warps) an SM. Not yet measured on a GPU.
 CHUNKED_DEFAULT_CONFIG = {**CHUNKED_BEST_CONFIG, "PV_BLOCK_K": 64}
@@ -281,7 +281,7 @@ def oracle_reduction_triton(
     key_sq = key_sq.contiguous()
     cfg = dict(default_config(n, d, dv, b, query.dtype), **(config or {}))
     if cfg["CHUNKED"]:
-        from shared.kernels.oracle_chunked import partials_chunked
+        from scalespace.kernels.oracle_chunked import partials_chunked
 
         return combine_splits(*partials_chunked(query, keys, key_sq, values, inv_var, cfg, deterministic), deterministic)
     splits = max(1, math.ceil(n / cfg["SPLIT"]))

@@ -1,7 +1,7 @@
 """Several explicit osmosis steps per launch (SPEC section 2).
 
 u (..., C, H, W) float32/float64 positive, the staggered drift of
-shared.processes.osmosis_scheme.Drift (dx (..., C, H-1, W), dy (..., C, H,
+scalespace.processes.osmosis_scheme.Drift (dx (..., C, H-1, W), dy (..., C, H,
 W-1), computed once per guidance image and shared by a batch when its
 leading size is 1), a step size tau and a step count per image (leading
 index): the kernel runs every image's steps in one launch,
@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import torch
 
-from shared.kernels._triton import INTERPRETED, alloc, launch_options, next_pow2, tl, triton
+from scalespace.kernels._triton import INTERPRETED, alloc, launch_options, next_pow2, tl, triton
 
 MAX_SIDE = 64
 #: pixel lanes per program on a GPU (see osmosis_explicit_triton)
@@ -39,7 +39,7 @@ LANES = 1024
 
 def osmosis_explicit_reference(u: torch.Tensor, d, tau: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
     """osmosis_scheme.evolve_explicit's loop: `steps` (leading shape) steps of `tau` (leading + (1, 1, 1))."""
-    from shared.processes.osmosis_scheme import explicit_step
+    from scalespace.processes.osmosis_scheme import explicit_step
 
     n_max = int(steps.max()) if steps.numel() else 0
     if steps.numel() == 1 or bool((steps == n_max).all()):
@@ -155,7 +155,7 @@ def osmosis_explicit_triton(
     1,024 lanes in 8 warps (4 pixels a thread), compiles for sm_90 to 79
     registers a thread, so 3 programs (24 warps) fit an SM; the earlier 2,048
     lanes in 4 warps took 255 registers, 2 programs, 8 warps
-    (`python -m shared.kernels.aot`), too few to hide the latency of the
+    (`python -m scalespace.kernels.aot`), too few to hide the latency of the
     per-step exchange.
     """
     if not supported(u):

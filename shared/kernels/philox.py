@@ -8,7 +8,7 @@ elements 4n .. 4n + 3 of sample k at step i (stream s) are
     z_4n + 2a + b = float32( R cos(theta) if b = 0 else R sin(theta) )   (Box-Muller in float64)
     with R = sqrt(-2 ln((r_2a + 1) 2^-32)), theta = 2 pi r_2a+1 2^-32,
 
-exactly as `shared.sampling.noise.normal` computes it with int64-emulated
+exactly as `scalespace.sampling.noise.normal` computes it with int64-emulated
 uint32 arithmetic. The integer words are bit-identical by construction
 (uint32 wrap-around, tl.umulhi for the high word). The float64 log, cos, sin
 and sqrt come from libdevice on the GPU and numpy in the interpreter; both are
@@ -37,8 +37,8 @@ from dataclasses import dataclass
 
 import torch
 
-from shared.kernels._triton import alloc, tl, triton
-from shared.sampling.noise import MASK32, Stream, normal, philox4x32
+from scalespace.kernels._triton import alloc, tl, triton
+from scalespace.sampling.noise import MASK32, Stream, normal, philox4x32
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ class StepNoise:
         return int(self.step) & MASK32, int(self.stream) & MASK32, lo, hi
 
     def reference(self, shape: tuple[int, ...], device: torch.device | str = "cpu") -> torch.Tensor:
-        """The noise as shared.sampling.noise.normal draws it, (B, *shape) float32 on `device`."""
+        """The noise as scalespace.sampling.noise.normal draws it, (B, *shape) float32 on `device`."""
         return normal(self.seed, self.ids.cpu(), self.step, tuple(shape), Stream(self.stream)).to(device)
 
 
@@ -91,7 +91,7 @@ def philox_reference(e: torch.Tensor, k: torch.Tensor, step: int, stream: int, s
 
 
 def normal_reference(seed: int, ids: torch.Tensor, step: int, shape: tuple[int, ...], stream: int = Stream.STEP) -> torch.Tensor:
-    """The reference noise (shared.sampling.noise.normal), float32 (B, *shape), on ids' device."""
+    """The reference noise (scalespace.sampling.noise.normal), float32 (B, *shape), on ids' device."""
     return normal(seed, ids.cpu(), step, shape, Stream(stream)).to(ids.device)
 
 

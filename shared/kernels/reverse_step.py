@@ -7,7 +7,7 @@ One pass over memory computes
 for a batch u_t, u0_hat (B, C, H, W) float32 or float64, scalar coefficients
 (the posterior of SPEC section 1 for vp/ve; coef_ut = 1, no u0_hat and std =
 delta for the heat/osmosis samplers' "mean + delta z"), with the noise z of
-shared.sampling.noise generated in the kernel (shared/kernels/philox.py), so
+scalespace.sampling.noise generated in the kernel (shared/kernels/philox.py), so
 no noise tensor is ever written or read and sample k's noise depends only on
 (seed, k, step): the kernel is independent of the batch a sample is in.
 
@@ -30,11 +30,11 @@ from __future__ import annotations
 
 import torch
 
-from shared.kernels._triton import INTERPRETED, alloc, launch_options, next_pow2, tl, triton
-from shared.kernels.philox import StepNoise, noise_tiling, warps_for_block
+from scalespace.kernels._triton import INTERPRETED, alloc, launch_options, next_pow2, tl, triton
+from scalespace.kernels.philox import StepNoise, noise_tiling, warps_for_block
 
 if triton is not None:
-    from shared.kernels.philox import normal_tile
+    from scalespace.kernels.philox import normal_tile
 
 #: relative error bound against the reference (float32 results), see the docstring
 REL_ERROR_BOUND = 2.4e-7

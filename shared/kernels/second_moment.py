@@ -2,7 +2,7 @@
 
 x (B, D) float32/float64 (features or flattened images), center c (D,)
 float64 (the batch mean or a running mean; default 0). Returns (D, D)
-float64, symmetric: the comoment that shared.stats.moments.Moments merges.
+float64, symmetric: the comoment that scalespace.stats.moments.Moments merges.
 
 The kernel computes only the blocks on and above the diagonal (a program
 per (row block, column block) pair with row block <= column block, and per
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from shared.kernels._triton import INTERPRETED, alloc, launch_options, next_pow2, tl, triton
+from scalespace.kernels._triton import INTERPRETED, alloc, launch_options, next_pow2, tl, triton
 
 ROWS_PER_SPLIT = 4096
 U64 = 2.0**-53

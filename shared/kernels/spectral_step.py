@@ -28,14 +28,14 @@ from __future__ import annotations
 
 import torch
 
-from shared.kernels._triton import alloc, launch_options, tl, triton
-from shared.kernels.dct_operator import dot_precision, padded_dct_matrices, supported, tile_config, warps_for
-from shared.kernels.philox import StepNoise
-from shared.processes.dct import dct2, idct2
+from scalespace.kernels._triton import alloc, launch_options, tl, triton
+from scalespace.kernels.dct_operator import dot_precision, padded_dct_matrices, supported, tile_config, warps_for
+from scalespace.kernels.philox import StepNoise
+from scalespace.processes.dct import dct2, idct2
 
 if triton is not None:
-    from shared.kernels.dct_operator import dct_fwd, dct_inv, image_offsets, load_matrix
-    from shared.kernels.philox import standard_normal
+    from scalespace.kernels.dct_operator import dct_fwd, dct_inv, image_offsets, load_matrix
+    from scalespace.kernels.philox import standard_normal
 
 
 def spectral_step_reference(

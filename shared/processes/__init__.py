@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared import ScalespaceError
-from shared.processes.base import Posterior, Process, ProcessParams
-from shared.processes.blurring import Blurring
-from shared.processes.heat import Heat
-from shared.processes.osmosis import Osmosis
-from shared.processes.ve import VE
-from shared.processes.vp import VP
+from scalespace import ScalespaceError
+from scalespace.processes.base import Posterior, Process, ProcessParams
+from scalespace.processes.blurring import Blurring
+from scalespace.processes.heat import Heat
+from scalespace.processes.osmosis import Osmosis
+from scalespace.processes.ve import VE
+from scalespace.processes.vp import VP
 
 PROCESSES: dict[str, type[Process]] = {p.name: p for p in (VP, VE, Blurring, Heat, Osmosis)}
 

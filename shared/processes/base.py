@@ -19,8 +19,8 @@ from typing import Any, ClassVar
 import torch
 from pydantic import BaseModel, ConfigDict
 
-from shared import ScalespaceError
-from shared.processes.dct import dct2, idct2, laplacian_eigenvalues
+from scalespace import ScalespaceError
+from scalespace.processes.dct import dct2, idct2, laplacian_eigenvalues
 
 
 class ProcessParams(BaseModel):

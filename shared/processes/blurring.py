@@ -16,7 +16,7 @@ import math
 import torch
 from pydantic import Field
 
-from shared.processes.base import Process, ProcessParams
+from scalespace.processes.base import Process, ProcessParams
 
 
 class BlurringParams(ProcessParams):
@@ -34,7 +34,7 @@ class Blurring(Process):
     def _setup(self) -> None:
         p = self.params
         if p.logsnr_max <= p.logsnr_min:
-            from shared import ScalespaceError
+            from scalespace import ScalespaceError
 
             raise ScalespaceError("process 'blurring': process_params.logsnr_max must exceed logsnr_min")
         t = torch.arange(p.T + 1, dtype=torch.float64) / p.T

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from shared.processes.base import Process, ProcessParams
+from scalespace.processes.base import Process, ProcessParams
 
 
 class HeatParams(ProcessParams):
@@ -31,7 +31,7 @@ class Heat(Process):
     def _setup(self) -> None:
         p = self.params
         if p.sigma_blur_max < p.sigma_blur_min:
-            from shared import ScalespaceError
+            from scalespace import ScalespaceError
 
             raise ScalespaceError("process 'heat': process_params.sigma_blur_max must be >= sigma_blur_min")
         if p.K == 1:
@@ -64,7 +64,7 @@ class Heat(Process):
 
     def heat_semigroup(self, u: torch.Tensor, tau: float) -> torch.Tensor:
         """F(tau) u: homogeneous diffusion for time tau (exact, in the DCT basis)."""
-        from shared.processes.dct import dct2, idct2
+        from scalespace.processes.dct import dct2, idct2
 
         lam = self.lam().to(u.dtype).to(u.device)
         return idct2(torch.exp(-lam * tau) * dct2(u))

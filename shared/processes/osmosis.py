@@ -17,10 +17,10 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from shared import ScalespaceError
-from shared.processes import osmosis_scheme as scheme
-from shared.processes.base import Process, ProcessParams
-from shared.sampling.noise import Stream, normal
+from scalespace import ScalespaceError
+from scalespace.processes import osmosis_scheme as scheme
+from scalespace.processes.base import Process, ProcessParams
+from scalespace.sampling.noise import Stream, normal
 
 
 class OsmosisParams(ProcessParams):

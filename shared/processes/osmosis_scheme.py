@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from shared import ScalespaceError
+from scalespace import ScalespaceError
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ def evolve_explicit(u: torch.Tensor, d: Drift, t: float, safety: float = 1.0) ->
     bound = d.stable_tau() * safety  # (...leading,)
     n = torch.ceil(t / bound).to(torch.int64).clamp_min(1)
     tau = (t / n.to(u.dtype)).reshape(n.shape + (1, 1, 1))
-    from shared.kernels import dispatch
+    from scalespace.kernels import dispatch
 
     if dispatch.use_triton(u.device):  # every step in one launch (shared/kernels/osmosis_stencil.py)
         return dispatch.osmosis_explicit(u, d, tau, n)

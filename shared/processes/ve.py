@@ -12,7 +12,7 @@ import math
 import torch
 from pydantic import Field
 
-from shared.processes.base import Process, ProcessParams
+from scalespace.processes.base import Process, ProcessParams
 
 
 class VEParams(ProcessParams):
@@ -36,7 +36,7 @@ class VE(Process):
             self.sigma_max = float(self.sigmas[-1])
             return
         if self.sigma_max <= p.sigma_min:
-            from shared import ScalespaceError
+            from scalespace import ScalespaceError
 
             raise ScalespaceError(
                 f"process 've': process_params.sigma_max ({self.sigma_max:g}) must exceed sigma_min ({p.sigma_min:g})"

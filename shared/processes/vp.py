@@ -13,7 +13,7 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from shared.processes.base import Process, ProcessParams
+from scalespace.processes.base import Process, ProcessParams
 
 
 class VPParams(ProcessParams):
@@ -43,7 +43,7 @@ class VP(Process):
 
     def _setup(self) -> None:
         p = self.params
-        from shared import ScalespaceError
+        from scalespace import ScalespaceError
 
         if p.schedule == "linear":
             betas = betas_linear(p.T, p.beta_start, p.beta_end)

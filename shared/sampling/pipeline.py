@@ -12,16 +12,16 @@ from typing import Callable
 
 import torch
 
-from shared import ScalespaceError
+from scalespace import ScalespaceError
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # imported for annotations only: processes import the noise module
-    from shared.denoisers.base import Denoiser
-    from shared.processes.base import Process
-from shared.kernels import dispatch
-from shared.sampling.noise import NoiseSource, Stream, uniform_int
-from shared.sampling.samplers import StepInfo, sampler_for
-from shared.sampling.schedule import respace
+    from scalespace.denoisers.base import Denoiser
+    from scalespace.processes.base import Process
+from scalespace.kernels import dispatch
+from scalespace.sampling.noise import NoiseSource, Stream, uniform_int
+from scalespace.sampling.samplers import StepInfo, sampler_for
+from scalespace.sampling.schedule import respace
 
 
 #: Batches are padded to a multiple of this many rows. Matrix-product kernels

@@ -4,7 +4,7 @@
 
 `schedule` is a descending list of process indices (schedule.respace),
 `noise(step)` gives this batch's standard normal noise for a process index
-(shared.sampling.noise.NoiseSource, so sample k's noise depends only on
+(scalespace.sampling.noise.NoiseSource, so sample k's noise depends only on
 (seed, k, step)), and `callback(StepInfo)` carries progress out; nothing is
 printed. The last step returns a mean, without noise.
 """
@@ -16,14 +16,14 @@ from typing import Callable
 
 import torch
 
-from shared import ScalespaceError
+from scalespace import ScalespaceError
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # imported for annotations only: processes import the noise module
-    from shared.denoisers.base import Denoiser
-    from shared.processes.base import Process
-from shared.sampling.noise import NoiseSource
-from shared.kernels import dispatch
+    from scalespace.denoisers.base import Denoiser
+    from scalespace.processes.base import Process
+from scalespace.sampling.noise import NoiseSource
+from scalespace.kernels import dispatch
 
 
 @dataclass
@@ -52,7 +52,7 @@ def _step_noise(noise: NoiseSource, step: int | None):
     """The kernels' description of noise(step) (None: no noise), or False when `noise` is not a NoiseSource."""
     if not isinstance(noise, NoiseSource):
         return False
-    from shared.kernels.philox import StepNoise
+    from scalespace.kernels.philox import StepNoise
 
     return None if step is None else StepNoise(noise.seed, noise.ids, step)
 
@@ -123,7 +123,7 @@ def sample_ddim(
 
     u_s = alpha_s u0_hat + g eps_hat + c z with eps_hat = (u_t - alpha_t u0_hat) / sigma_t,
     g = sqrt(sigma_s^2 - c^2) and c = eta sqrt(posterior var). It is linear in
-    (u_t, u0_hat), so it runs as the fused reverse step (shared.kernels.reverse_step)
+    (u_t, u0_hat), so it runs as the fused reverse step (scalespace.kernels.reverse_step)
     with coef_ut = g / sigma_t and coef_u0 = alpha_s - g alpha_t / sigma_t
     (coefficients in float64), on the GPU as one kernel with in-kernel noise.
     """
@@ -197,8 +197,8 @@ def sample_degraded(
 
 def _default_reverse_mean(process: Process, denoiser: Denoiser) -> bool:
     """True when reverse_mean is the posterior mean at predict_u0 (so the fused spectral step applies)."""
-    from shared.denoisers.base import Denoiser
-    from shared.processes.base import Process
+    from scalespace.denoisers.base import Denoiser
+    from scalespace.processes.base import Process
 
     return (
         process.spectral

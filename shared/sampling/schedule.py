@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared import ScalespaceError
+from scalespace import ScalespaceError
 
 
 def respace(T: int, steps: int | None) -> list[int]:

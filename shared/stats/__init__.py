@@ -5,14 +5,14 @@ Pure torch (float64 where it matters); no Celery or HTTP. Accumulators
 round-trip through JSON via to_dict/from_dict.
 """
 
-from shared.stats.entropy import (
+from scalespace.stats.entropy import (
     MeanAccumulator,
     conditional_entropy_gaussian,
     histogram_entropy,
     information_loss_mc,
     marginal_entropy_mc,
 )
-from shared.stats.features import (
+from scalespace.stats.features import (
     FeatureExtractor,
     InceptionExtractor,
     PixelExtractor,
@@ -22,15 +22,15 @@ from shared.stats.features import (
     inception_weights_path,
     register_extractor,
 )
-from shared.stats.frechet import (
+from scalespace.stats.frechet import (
     frechet_distance,
     frechet_from_moments,
     gaussian_entropy,
     kl_to_standard_normal,
     trace_sqrt_product,
 )
-from shared.stats.moments import BatchStats, Moments, batch_stats, merge_all
-from shared.stats.quality import (
+from scalespace.stats.moments import BatchStats, Moments, batch_stats, merge_all
+from scalespace.stats.quality import (
     bootstrap_ci,
     fid,
     fid_from_features,

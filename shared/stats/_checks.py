@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from shared import ScalespaceError
+from scalespace import ScalespaceError
 
 
 def as_f64(x: Any, name: str) -> torch.Tensor:

@@ -28,9 +28,9 @@ from typing import Any
 
 import torch
 
-from shared import ScalespaceError
-from shared.processes import osmosis_scheme as scheme
-from shared.processes.base import Process
+from scalespace import ScalespaceError
+from scalespace.processes import osmosis_scheme as scheme
+from scalespace.processes.base import Process
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 import torch
 
-from shared.processes import osmosis_scheme as scheme
-from shared.processes.base import Process
-from shared.stats.lyapunov import ForwardTrajectory, fd_moments, second_moment, steady_scale
-from shared.stats.property_check import Check
+from scalespace.processes import osmosis_scheme as scheme
+from scalespace.processes.base import Process
+from scalespace.stats.lyapunov import ForwardTrajectory, fd_moments, second_moment, steady_scale
+from scalespace.stats.property_check import Check
 
 #: standard errors a Monte Carlo step may go the wrong way before it counts
 Z_SCORE = 4.0

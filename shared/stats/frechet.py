@@ -17,9 +17,9 @@ from typing import Any
 
 import torch
 
-from shared import ScalespaceError
-from shared.stats._checks import as_f64, check_finite
-from shared.stats.moments import Moments
+from scalespace import ScalespaceError
+from scalespace.stats._checks import as_f64, check_finite
+from scalespace.stats.moments import Moments
 
 
 def _mean_cov(mu: Any, cov: Any, name: str) -> tuple[torch.Tensor, torch.Tensor]:

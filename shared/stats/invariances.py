@@ -21,11 +21,11 @@ from typing import Callable
 
 import torch
 
-from shared.processes.base import Process
-from shared.sampling.noise import Stream, normal
-from shared.stats.forward_checks import Z_SCORE
-from shared.stats.lyapunov import marginal_path
-from shared.stats.property_check import Check, not_applicable
+from scalespace.processes.base import Process
+from scalespace.sampling.noise import Stream, normal
+from scalespace.stats.forward_checks import Z_SCORE
+from scalespace.stats.lyapunov import marginal_path
+from scalespace.stats.property_check import Check, not_applicable
 
 F5_TOL = 1e-6
 GREY_SHIFT = 0.1

@@ -24,12 +24,12 @@ from typing import Any, Callable
 
 import torch
 
-from shared import ScalespaceError
-from shared.processes.base import Process
-from shared.sampling.noise import Stream, normal
-from shared.stats.entropy import MeanAccumulator, histogram_entropy
-from shared.stats.marginals import MarginalDensity, log_standard_normal
-from shared.stats.moments import Moments
+from scalespace import ScalespaceError
+from scalespace.processes.base import Process
+from scalespace.sampling.noise import Stream, normal
+from scalespace.stats.entropy import MeanAccumulator, histogram_entropy
+from scalespace.stats.marginals import MarginalDensity, log_standard_normal
+from scalespace.stats.moments import Moments
 
 FORMAT = "scalespace.forward_trajectory/1"
 #: per-sample measures accumulated at each index
@@ -80,7 +80,7 @@ class FrechetReference:
 
     FD = |mu - mu_r|^2 + tr S + tr S_r - 2 tr sqrt(S_r^1/2 S S_r^1/2), the
     trace term from the eigenvalues of the symmetric S_r^1/2 S S_r^1/2 clamped
-    at 0 (as shared.stats.frechet), so each distance costs one symmetric
+    at 0 (as scalespace.stats.frechet), so each distance costs one symmetric
     eigenvalue solve instead of two full eigendecompositions. Moments without a
     full covariance (or a diagonal reference) use the diagonal-Gaussian form
     sum (mu - mu_r)^2 + sum (sqrt v - sqrt v_r)^2.
@@ -343,7 +343,7 @@ def forward_trajectory(
     on_batch: Callable[[int, int], None] | None = None,
 ) -> ForwardTrajectory:
     """The trajectory of samples first_id .. first_id + n - 1; sample k starts from a training image picked by (seed, k)."""
-    from shared.sampling.noise import uniform_int
+    from scalespace.sampling.noise import uniform_int
 
     traj = ForwardTrajectory(indices, math.prod(process.shape), grey)
     n_batches = -(-n // batch_size)

@@ -23,9 +23,9 @@ from typing import Protocol
 
 import torch
 
-from shared import ScalespaceError
-from shared.denoisers.oracle import OracleDenoiser
-from shared.processes.base import Process
+from scalespace import ScalespaceError
+from scalespace.denoisers.oracle import OracleDenoiser
+from scalespace.processes.base import Process
 
 
 class MarginalDensity(Protocol):

@@ -17,8 +17,8 @@ from typing import Any, Iterable, NamedTuple
 
 import torch
 
-from shared import ScalespaceError
-from shared.stats._checks import as_f64, batch_2d, device_batch_2d
+from scalespace import ScalespaceError
+from scalespace.stats._checks import as_f64, batch_2d, device_batch_2d
 
 FORMAT = "scalespace.moments/1"
 
@@ -66,7 +66,7 @@ class Moments:
         """Add a batch x (B, ...) of samples, each flattened to D values; returns self.
 
         A tensor on a device where the kernels run (a GPU, see
-        shared.kernels.dispatch) is reduced there by the statistics kernels
+        scalespace.kernels.dispatch) is reduced there by the statistics kernels
         (float64 accumulation); only the (D,) and (D, D) results move to the
         CPU. Anything else is reduced in float64 on the CPU.
         """
@@ -199,12 +199,12 @@ class Moments:
 def batch_moments(t: torch.Tensor, full: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """(mean (D,), centred sum of squares (D,), centred comoment (D, D) or None) of t (B, D), float64 on the CPU.
 
-    Reduced where t lives: by the statistics kernels (shared.kernels.moments,
-    shared.kernels.second_moment) where shared.kernels.dispatch runs them,
+    Reduced where t lives: by the statistics kernels (scalespace.kernels.moments,
+    scalespace.kernels.second_moment) where scalespace.kernels.dispatch runs them,
     otherwise by the float64 torch references. Two passes: the batch mean,
     then the sums of the centred values (no cancellation in the squares).
     """
-    from shared.kernels import dispatch
+    from scalespace.kernels import dispatch
 
     s, _ = dispatch.pixel_moments(t)
     c = s / t.shape[0]

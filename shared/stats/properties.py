@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import torch
 
-from shared.processes import osmosis_scheme as scheme
-from shared.processes.base import Process
-from shared.stats.forward_checks import (
+from scalespace.processes import osmosis_scheme as scheme
+from scalespace.processes.base import Process
+from scalespace.stats.forward_checks import (
     check_f1,
     check_f2,
     check_f3a,
@@ -28,8 +28,8 @@ from shared.stats.forward_checks import (
     check_f3d,
     check_f4,
 )
-from shared.stats.lyapunov import ForwardTrajectory, marginal_path
-from shared.stats.property_check import Check
+from scalespace.stats.lyapunov import ForwardTrajectory, marginal_path
+from scalespace.stats.property_check import Check
 
 #: rounding slack, relative to the values, for the exact (float64) osmosis laws
 OSMOSIS_TOL = 1e-12

@@ -12,11 +12,11 @@ from typing import Any, Callable, Iterable
 
 import torch
 
-from shared import ScalespaceError
-from shared.stats._checks import batch_2d
-from shared.stats.features import FeatureExtractor, get_extractor
-from shared.stats.frechet import frechet_from_moments
-from shared.stats.moments import Moments
+from scalespace import ScalespaceError
+from scalespace.stats._checks import batch_2d
+from scalespace.stats.features import FeatureExtractor, get_extractor
+from scalespace.stats.frechet import frechet_from_moments
+from scalespace.stats.moments import Moments
 
 FID_MIN_SAMPLES = 2048
 

@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from shared.data import load_dataset
-from shared.stats.features import FeatureExtractor, get_extractor
-from shared.stats.moments import Moments
-from shared.stats.quality import FID_MIN_SAMPLES, kid
-from shared.storage.base import ArtifactStore
+from scalespace.data import load_dataset
+from scalespace.stats.features import FeatureExtractor, get_extractor
+from scalespace.stats.moments import Moments
+from scalespace.stats.quality import FID_MIN_SAMPLES, kid
+from scalespace.storage.base import ArtifactStore
 
 FEATURES = "features.npz"
 #: full covariances of reference features up to this dimension (Inception's 2,048 included)
@@ -69,13 +69,13 @@ class QualityReference:
     """Reference features with their Moments and square-root covariance, built once for many quality figures.
 
     Calling it on samples (B, C, H, W) gives {fid, n_samples, n_reference,
-    extractor, kid_mean, kid_std[, warning]} as shared.stats.quality.fid does:
+    extractor, kid_mean, kid_std[, warning]} as scalespace.stats.quality.fid does:
     the Fréchet distance in the extractor's feature space and, below 2,048
     samples, a warning and KID (mean and spread over subsets) beside it.
     """
 
     def __init__(self, features: torch.Tensor, extractor: FeatureExtractor):
-        from shared.stats.lyapunov import FrechetReference
+        from scalespace.stats.lyapunov import FrechetReference
 
         self.features = features
         self.extractor = extractor

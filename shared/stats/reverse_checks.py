@@ -15,16 +15,16 @@ from dataclasses import dataclass
 
 import torch
 
-from shared.denoisers.base import Denoiser
-from shared.processes.base import Process
-from shared.sampling.noise import NoiseSource, Stream, uniform_int
-from shared.sampling.pipeline import start_state
-from shared.sampling.samplers import DEFAULT_SAMPLER, StepInfo, sampler_for
-from shared.sampling.schedule import respace
-from shared.stats.forward_checks import F4_TOL, monotone
-from shared.stats.lyapunov import FrechetReference, fd_moments, second_moment
-from shared.stats.moments import Moments
-from shared.stats.property_check import Check
+from scalespace.denoisers.base import Denoiser
+from scalespace.processes.base import Process
+from scalespace.sampling.noise import NoiseSource, Stream, uniform_int
+from scalespace.sampling.pipeline import start_state
+from scalespace.sampling.samplers import DEFAULT_SAMPLER, StepInfo, sampler_for
+from scalespace.sampling.schedule import respace
+from scalespace.stats.forward_checks import F4_TOL, monotone
+from scalespace.stats.lyapunov import FrechetReference, fd_moments, second_moment
+from scalespace.stats.moments import Moments
+from scalespace.stats.property_check import Check
 
 R1_TOL = F4_TOL
 R2_TOL = 1e-6

@@ -17,14 +17,14 @@ from typing import Any, Callable
 
 import torch
 
-from shared.denoisers.base import Denoiser
-from shared.processes.base import Process
-from shared.sampling.noise import NoiseSource, Stream
-from shared.sampling.pipeline import generate, start_state
-from shared.sampling.samplers import sampler_for
-from shared.sampling.schedule import respace
-from shared.stats.quality import bootstrap_ci, memorisation_ratio
-from shared.stats.reference_cache import QualityReference
+from scalespace.denoisers.base import Denoiser
+from scalespace.processes.base import Process
+from scalespace.sampling.noise import NoiseSource, Stream
+from scalespace.sampling.pipeline import generate, start_state
+from scalespace.sampling.samplers import sampler_for
+from scalespace.sampling.schedule import respace
+from scalespace.stats.quality import bootstrap_ci, memorisation_ratio
+from scalespace.stats.reference_cache import QualityReference
 
 DEFAULT_EPS = (1e-3, 1e-2, 1e-1, 1.0)
 

@@ -22,12 +22,12 @@ from typing import Any
 
 import torch
 
-from shared import ScalespaceError
-from shared.processes.base import Process
-from shared.sampling.pipeline import TrajectoryMoments
-from shared.stats.entropy import MeanAccumulator, histogram_entropy
-from shared.stats.lyapunov import FULL_COVARIANCE_MAX, HIST_BINS, FrechetReference, fd_moments
-from shared.stats.moments import Moments
+from scalespace import ScalespaceError
+from scalespace.processes.base import Process
+from scalespace.sampling.pipeline import TrajectoryMoments
+from scalespace.stats.entropy import MeanAccumulator, histogram_entropy
+from scalespace.stats.lyapunov import FULL_COVARIANCE_MAX, HIST_BINS, FrechetReference, fd_moments
+from scalespace.stats.moments import Moments
 
 FORMAT = "scalespace.trajectory_stats/1"
 #: steps at which pixel Moments are kept for fd_data
@@ -156,7 +156,7 @@ def final_quality(samples: torch.Tensor, reference: Moments) -> dict[str, Any]:
 
 def reference_moments(data: str, data_size: int | None) -> Moments:
     """Pixel Moments of the held-out split (full covariance up to FULL_COVARIANCE_MAX values per image)."""
-    from shared.data import load_dataset
+    from scalespace.data import load_dataset
 
     heldout = load_dataset(data, "heldout", size=data_size).images
     return Moments.from_samples(heldout.to(torch.float64), full=heldout[0].numel() <= FULL_COVARIANCE_MAX)
@@ -170,7 +170,7 @@ def sample_quality(
 
     Each figure carries its sample counts; FID below 2,048 samples carries a warning and KID.
     """
-    from shared.stats.reference_cache import quality, reference_features
+    from scalespace.stats.reference_cache import quality, reference_features
 
     out: dict[str, Any] = {}
     if "fd" in which:

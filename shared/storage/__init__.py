@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.storage.base import MANIFEST, ArtifactRef, ArtifactStore
-from shared.storage.local import LocalStore
-from shared.storage.s3 import S3Store, StoreUnavailable
+from scalespace.storage.base import MANIFEST, ArtifactRef, ArtifactStore
+from scalespace.storage.local import LocalStore
+from scalespace.storage.s3 import S3Store, StoreUnavailable
 
 
 def store_from_settings(settings: Any) -> ArtifactStore:

@@ -15,8 +15,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
-from shared import ScalespaceError
-from shared.ids import check_id
+from scalespace import ScalespaceError
+from scalespace.ids import check_id
 
 NAMESPACES = ("jobs", "models", "cache")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")

@@ -13,8 +13,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from shared import ScalespaceError
-from shared.storage.base import ArtifactRef, ArtifactStore, check_key
+from scalespace import ScalespaceError
+from scalespace.storage.base import ArtifactRef, ArtifactStore, check_key
 
 
 class LocalStore(ArtifactStore):

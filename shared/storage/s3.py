@@ -19,8 +19,8 @@ import io
 import re
 from typing import Any
 
-from shared import ScalespaceError
-from shared.storage.base import ArtifactRef, ArtifactStore, check_key
+from scalespace import ScalespaceError
+from scalespace.storage.base import ArtifactRef, ArtifactStore, check_key
 
 PREFIX_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}(/[A-Za-z0-9][A-Za-z0-9._-]{0,63}){0,7}$")
 CONTENT_TYPES = {".json": "application/json", ".png": "image/png", ".html": "text/html; charset=utf-8",

@@ -44,7 +44,7 @@ def weed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WeedServer]:
 @pytest.fixture
 def make_settings(redis_server: RedisServer, weed: WeedServer, tmp_path: Path) -> Any:
     """Settings for one test: its own Redis database and S3 prefix; short leases so faults resolve fast."""
-    from shared.config import Settings
+    from scalespace.config import Settings
 
     n = next(_db)
     base = dict(
@@ -71,7 +71,7 @@ def api(settings: Any) -> Any:
     """The API over HTTP (ASGI test transport), authorised."""
     from fastapi.testclient import TestClient
 
-    from scheduler.api import create_app
+    from scalespace.scheduler.api import create_app
 
     with TestClient(create_app(settings), headers={"Authorization": f"Bearer {TOKEN}"}) as client:
         yield client

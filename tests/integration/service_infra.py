@@ -269,7 +269,7 @@ class WorkerProcess:
 
     def __init__(self, env: dict[str, str], log: Path, name: str):
         self.log = log
-        self.proc = subprocess.Popen([sys.executable, "-m", "scheduler.cli", "worker", "--name", name],
+        self.proc = subprocess.Popen([sys.executable, "-m", "scalespace.scheduler.cli", "worker", "--name", name],
                                      env=env, stdout=open(log, "ab"), stderr=subprocess.STDOUT)
 
     def text(self) -> str:
@@ -302,7 +302,7 @@ def inprocess_worker(settings: Any, name: str = "inproc") -> Iterator[Any]:
     """A real Celery worker (solo pool) in a thread of this process: no torch import to wait for."""
     from celery.contrib.testing.worker import start_worker
 
-    from worker.celery_app import make_celery
+    from scalespace.worker.celery_app import make_celery
 
     app = make_celery(settings, with_tasks=True)
     with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=120, loglevel="WARNING",

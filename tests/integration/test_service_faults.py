@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from service_infra import FaultProxy, RedisServer, inprocess_worker, submit, wait_for, wait_progress, wait_state
 
-from shared.jobs import run_job
-from shared.storage import LocalStore, S3Store
+from scalespace.jobs import run_job
+from scalespace.storage import LocalStore, S3Store
 
 pytestmark = pytest.mark.integration
 
@@ -70,7 +70,7 @@ def test_sigterm_requeues_the_running_job_and_it_finishes_elsewhere(api, setting
 def test_redis_restart_with_jobs_queued_and_running(make_settings, tmp_path):
     from fastapi.testclient import TestClient
 
-    from scheduler.api import create_app
+    from scalespace.scheduler.api import create_app
     from service_infra import TOKEN
 
     redis = RedisServer(tmp_path / "own-redis").start()
@@ -92,7 +92,7 @@ def test_redis_restart_with_jobs_queued_and_running(make_settings, tmp_path):
 def test_s3_outage_job_retries_and_succeeds(make_settings, weed, tmp_path):
     from fastapi.testclient import TestClient
 
-    from scheduler.api import create_app
+    from scalespace.scheduler.api import create_app
     from service_infra import TOKEN
 
     proxy = FaultProxy(weed.s3_port)
@@ -122,7 +122,7 @@ def test_s3_outage_job_retries_and_succeeds(make_settings, weed, tmp_path):
 def test_s3_outage_at_commit_fails_after_the_cap_and_leaves_no_results(make_settings, weed):
     from fastapi.testclient import TestClient
 
-    from scheduler.api import create_app
+    from scalespace.scheduler.api import create_app
     from service_infra import TOKEN
 
     proxy = FaultProxy(weed.s3_port)
@@ -150,7 +150,7 @@ def test_s3_outage_at_commit_fails_after_the_cap_and_leaves_no_results(make_sett
 def test_worker_started_before_redis(make_settings, worker_process, tmp_path):
     from fastapi.testclient import TestClient
 
-    from scheduler.api import create_app
+    from scalespace.scheduler.api import create_app
     from service_infra import TOKEN, free_port
 
     redis = RedisServer(tmp_path / "late-redis", port=free_port())

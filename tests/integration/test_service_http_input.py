@@ -67,7 +67,7 @@ def test_ids_in_urls_and_auth(api, settings):
 def test_full_lane_answers_429_with_retry_after(make_settings):
     from fastapi.testclient import TestClient
 
-    from scheduler.api import create_app
+    from scalespace.scheduler.api import create_app
 
     settings = make_settings(lane_limits="interactive=2,batch=10,nightly=10", retry_after_s=17)
     with TestClient(create_app(settings), headers={"Authorization": f"Bearer {TOKEN}"}) as api:
@@ -90,7 +90,7 @@ def test_fuzz_never_5xx(settings):
     from hypothesis import given
     from hypothesis.errors import Unsatisfiable
 
-    from scheduler.api import create_app
+    from scalespace.scheduler.api import create_app
 
     schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(settings))
     seen: dict[str, int] = {}

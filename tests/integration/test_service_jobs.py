@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from service_infra import inprocess_worker, submit, wait_for, wait_state
 
-from shared.jobs import run_job
-from shared.storage import LocalStore
+from scalespace.jobs import run_job
+from scalespace.storage import LocalStore
 
 pytestmark = pytest.mark.integration
 

@@ -21,9 +21,9 @@ import numpy as np
 import pytest
 import torch
 
-from shared.jobs.run import run_job
-from shared.kernels import dispatch
-from shared.storage.local import LocalStore
+from scalespace.jobs.run import run_job
+from scalespace.kernels import dispatch
+from scalespace.storage.local import LocalStore
 
 GOLDEN = Path(__file__).parent / "golden"
 WRITE = os.environ.get("SCALESPACE_WRITE_GOLDEN", "") == "1"

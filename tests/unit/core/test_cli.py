@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scheduler.cli import main
-from shared.data import datasets
+from scalespace.scheduler.cli import main
+from scalespace.data import datasets
 
 
 def _manifests(root: Path) -> list[Path]:
@@ -100,9 +100,9 @@ def test_unwritable_output_folder(tmp_path, capsys):
 
 
 def test_failed_job_leaves_no_half_written_results(tmp_path, monkeypatch):
-    from shared.jobs import run_job
-    from shared.jobs import sample as sample_mod
-    from shared.storage import LocalStore
+    from scalespace.jobs import run_job
+    from scalespace.jobs import sample as sample_mod
+    from scalespace.storage import LocalStore
 
     def boom(*a, **k):
         raise RuntimeError("disk on fire")
@@ -115,7 +115,7 @@ def test_failed_job_leaves_no_half_written_results(tmp_path, monkeypatch):
 
 
 def test_console_script_exit_code():
-    r = subprocess.run([sys.executable, "-m", "scheduler.cli", "sample", "--process", "nope", "--data", "digits"],
+    r = subprocess.run([sys.executable, "-m", "scalespace.scheduler.cli", "sample", "--process", "nope", "--data", "digits"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and r.stderr.strip().startswith("scalespace: error: process")
 

@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from shared.processes import make_process
-from shared.processes.dct import dct2, dct_matrix, idct2, laplacian_eigenvalues
+from scalespace.processes import make_process
+from scalespace.processes.dct import dct2, dct_matrix, idct2, laplacian_eigenvalues
 
 
 @pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-13), (torch.float32, 1e-5)])

@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from shared.denoisers import OracleDenoiser
-from shared.processes import make_process
+from scalespace.denoisers import OracleDenoiser
+from scalespace.processes import make_process
 
 
 def brute_force(process, train, u, i):

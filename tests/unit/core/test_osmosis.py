@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from shared import ScalespaceError
-from shared.processes import make_process
-from shared.processes import osmosis_scheme as os_
+from scalespace import ScalespaceError
+from scalespace.processes import make_process
+from scalespace.processes import osmosis_scheme as os_
 
 
 def _pair(h=16, w=16, seed=0):

@@ -3,12 +3,12 @@
 import pytest
 import torch
 
-from shared.data import load_dataset
-from shared.denoisers import OracleDenoiser
-from shared.processes import make_process
-from shared.sampling import normal, respace
-from shared.sampling.noise import philox4x32
-from shared.sampling.pipeline import generate
+from scalespace.data import load_dataset
+from scalespace.denoisers import OracleDenoiser
+from scalespace.processes import make_process
+from scalespace.sampling import normal, respace
+from scalespace.sampling.noise import philox4x32
+from scalespace.sampling.pipeline import generate
 
 TRAIN = None
 

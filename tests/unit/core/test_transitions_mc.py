@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from shared.processes import make_process
-from shared.processes.dct import dct2
+from scalespace.processes import make_process
+from scalespace.processes.dct import dct2
 
 SHAPE = (1, 4, 4)
 SMALL = {

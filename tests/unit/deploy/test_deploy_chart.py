@@ -92,7 +92,7 @@ def test_notes_tell_how_to_submit_a_first_job(helm: str) -> None:
     notes = out.stdout.split("NOTES:", 1)[1]
     assert "POST" in notes and "/v1/jobs" in notes and "Authorization: Bearer" in notes
     # the body it shows is one the API accepts
-    from scheduler.api_models import JobRequest
+    from scalespace.scheduler.api_models import JobRequest
 
     body = re.search(r"-d '(\{.*\})'", notes).group(1)
     request = JobRequest.model_validate_json(body)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import yaml
 
 from deploy_helpers import CHART, container, env_values
-from scheduler.queues import queue_name
+from scalespace.scheduler.queues import queue_name
 
 VALUES = yaml.safe_load((CHART / "values.yaml").read_text())
 

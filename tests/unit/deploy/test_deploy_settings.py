@@ -1,6 +1,6 @@
 """The chart gives each component exactly the SCALESPACE_ settings it reads, named as the settings class names them.
 
-The expected names are derived from shared.config.Settings at test time: a
+The expected names are derived from scalespace.config.Settings at test time: a
 setting added to the class and not to the chart (or the reverse) fails here,
 naming it. Each component gets every setting except the ones listed below,
 each with the reason it does not apply there (README.md, "Deploy on Kubernetes", has the table).
@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from deploy_helpers import CHART, ROOT, SCENARIOS, container, env_names, env_values
-from shared.config import Settings
+from scalespace.config import Settings
 
 #: settings a component does not get, and why
 NOT_FOR: dict[str, dict[str, str]] = {
@@ -133,9 +133,9 @@ def test_chart_defaults_are_the_code_defaults() -> None:
 
 def test_default_sweep_definitions_are_valid_sweeps(render, tmp_path: Path) -> None:
     """The sweeps file the CronJob mounts holds sweeps the planner accepts, the named one included."""
-    from scheduler.sweeps import load_sweeps
-    from shared.jobs.specs import parse_spec
-    from shared.jobs.sweep import plan_sweep
+    from scalespace.scheduler.sweeps import load_sweeps
+    from scalespace.jobs.specs import parse_spec
+    from scalespace.jobs.sweep import plan_sweep
 
     for scenario in ("default", "external-redis"):
         rendered = render(scenario)

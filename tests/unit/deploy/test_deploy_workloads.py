@@ -254,12 +254,12 @@ def test_external_s3_without_a_secret_uses_the_pod_identity(render) -> None:
 def test_package_chart_and_compose_versions_agree() -> None:
     import tomllib
 
-    import shared
+    import scalespace
 
     root = CHART.parents[1]
     package = tomllib.loads((root / "pyproject.toml").read_text())["project"]["version"]
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
-    assert package == shared.__version__ == chart["appVersion"] == chart["version"]
+    assert package == scalespace.__version__ == chart["appVersion"] == chart["version"]
     compose = yaml.safe_load((root / "docker" / "compose.yaml").read_text())
     tags = {svc["image"].rsplit(":", 1)[1] for svc in compose["services"].values() if svc.get("image", "").startswith("scalespace/")}
     assert tags == {package}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from shared.data import load_dataset
+from scalespace.data import load_dataset
 
 
 @pytest.fixture(autouse=True)

@@ -5,13 +5,13 @@ import math
 import pytest
 import torch
 
-from shared.data import load_dataset
-from shared.processes import make_process
-from shared.processes.vp import VP
-from shared.stats.forward_checks import check_f2, monotone
-from shared.stats.lyapunov import eval_indices, fd_moments, forward_trajectory
-from shared.stats.moments import Moments
-from shared.stats.reverse_checks import check_r3
+from scalespace.data import load_dataset
+from scalespace.processes import make_process
+from scalespace.processes.vp import VP
+from scalespace.stats.forward_checks import check_f2, monotone
+from scalespace.stats.lyapunov import eval_indices, fd_moments, forward_trajectory
+from scalespace.stats.moments import Moments
+from scalespace.stats.reverse_checks import check_r3
 
 
 def test_monotone_weak_strict_and_tolerance():

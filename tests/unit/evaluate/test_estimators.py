@@ -5,10 +5,10 @@ import math
 import pytest
 import torch
 
-from shared.processes import make_process
-from shared.stats.forward_checks import check_f3b, check_f3c, check_f3d
-from shared.stats.lyapunov import ForwardTrajectory, eval_indices, forward_batch, forward_trajectory
-from shared.stats.marginals import GaussianMarginal, OracleMarginal
+from scalespace.processes import make_process
+from scalespace.stats.forward_checks import check_f3b, check_f3c, check_f3d
+from scalespace.stats.lyapunov import ForwardTrajectory, eval_indices, forward_batch, forward_trajectory
+from scalespace.stats.marginals import GaussianMarginal, OracleMarginal
 
 SHAPE = (1, 4, 4)
 

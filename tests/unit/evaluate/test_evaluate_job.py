@@ -7,10 +7,10 @@ from html import escape
 import pytest
 
 from evaluate_helpers import fast_spec
-from scheduler.cli import main
-from shared import ScalespaceError
-from shared.jobs import parse_spec, run_job
-from shared.storage import LocalStore
+from scalespace.scheduler.cli import main
+from scalespace import ScalespaceError
+from scalespace.jobs import parse_spec, run_job
+from scalespace.storage import LocalStore
 
 PROCESSES = ("vp", "ve", "blurring", "heat", "osmosis")
 #: what each process must report, beyond agreement: a few keys SPEC singles out

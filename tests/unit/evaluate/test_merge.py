@@ -6,14 +6,14 @@ import math
 import pytest
 import torch
 
-from shared.denoisers import OracleDenoiser
-from shared.processes import make_process
-from shared.sampling.pipeline import generate
-from shared.sampling.schedule import respace
-from shared.stats.lyapunov import ForwardTrajectory, GreyHistogram, eval_indices, forward_trajectory
-from shared.stats.marginals import OracleMarginal
-from shared.stats.moments import Moments
-from shared.stats.trajectory import TrajectoryStats, moment_steps
+from scalespace.denoisers import OracleDenoiser
+from scalespace.processes import make_process
+from scalespace.sampling.pipeline import generate
+from scalespace.sampling.schedule import respace
+from scalespace.stats.lyapunov import ForwardTrajectory, GreyHistogram, eval_indices, forward_trajectory
+from scalespace.stats.marginals import OracleMarginal
+from scalespace.stats.moments import Moments
+from scalespace.stats.trajectory import TrajectoryStats, moment_steps
 
 
 def assert_rows_equal(a: list[dict], b: list[dict]) -> None:

@@ -2,11 +2,11 @@
 
 import torch
 
-from shared.stats.features import get_extractor
-from shared.stats.lyapunov import FrechetReference
-from shared.stats.moments import Moments
-from shared.stats.reference_cache import QualityReference, reference_features, reference_key
-from shared.storage import LocalStore
+from scalespace.stats.features import get_extractor
+from scalespace.stats.lyapunov import FrechetReference
+from scalespace.stats.moments import Moments
+from scalespace.stats.reference_cache import QualityReference, reference_features, reference_key
+from scalespace.storage import LocalStore
 
 
 def test_features_are_computed_once_and_keyed_by_digest(tmp_path, monkeypatch):

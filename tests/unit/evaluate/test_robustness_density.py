@@ -5,13 +5,13 @@ import math
 import pytest
 import torch
 
-from shared.denoisers import OracleDenoiser
-from shared.processes import make_process
-from shared.sampling.pipeline import generate
-from shared.stats.density import Grid, OsmosisPropagator, compare_osmosis_vp, vp_density
-from shared.stats.features import get_extractor
-from shared.stats.reference_cache import QualityReference
-from shared.stats.robustness import memorisation, samplers_for, seed_spread, sensitivity
+from scalespace.denoisers import OracleDenoiser
+from scalespace.processes import make_process
+from scalespace.sampling.pipeline import generate
+from scalespace.stats.density import Grid, OsmosisPropagator, compare_osmosis_vp, vp_density
+from scalespace.stats.features import get_extractor
+from scalespace.stats.reference_cache import QualityReference
+from scalespace.stats.robustness import memorisation, samplers_for, seed_spread, sensitivity
 
 
 def test_sensitivity_shares_the_per_step_noise(digits):

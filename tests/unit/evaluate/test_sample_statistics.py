@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from shared import ScalespaceError
-from shared.jobs import parse_spec, run_job
-from shared.storage import LocalStore
+from scalespace import ScalespaceError
+from scalespace.jobs import parse_spec, run_job
+from scalespace.storage import LocalStore
 
 
 def test_sample_job_statistics_flag_and_final_quality(tmp_path):

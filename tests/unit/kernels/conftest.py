@@ -17,7 +17,7 @@ import triton  # noqa: E402,F401  (a test dependency: a missing triton fails her
 
 @pytest.fixture(autouse=True)
 def _poisoned_outputs():
-    from shared.kernels import _triton
+    from scalespace.kernels import _triton
 
     _triton.set_poison(True)
     yield

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from shared.kernels.dct_operator import dct_scale_reference, dct_scale_triton, rel_error_bound
+from scalespace.kernels.dct_operator import dct_scale_reference, dct_scale_triton, rel_error_bound
 
 SHAPES = [(3, 1, 8, 8), (5, 3, 7, 9), (2, 1, 28, 28), (1, 2, 64, 33), (2, 1, 1, 5)]
 

@@ -5,9 +5,9 @@ import os
 import pytest
 import torch
 
-from shared import ScalespaceError
-from shared.kernels import dispatch
-from shared.kernels.philox import StepNoise
+from scalespace import ScalespaceError
+from scalespace.kernels import dispatch
+from scalespace.kernels.philox import StepNoise
 
 
 def test_auto_picks_the_reference_on_cpu_and_triton_on_cuda():

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from shared.kernels.oracle_reduction import (
+from scalespace.kernels.oracle_reduction import (
     combine_splits, error_bound, merge_splits, oracle_reduction_reference, oracle_reduction_triton,
 )
 

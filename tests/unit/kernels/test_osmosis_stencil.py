@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from shared.kernels import dispatch
-from shared.kernels.osmosis_stencil import osmosis_explicit_reference, osmosis_explicit_triton
-from shared.processes import osmosis_scheme as scheme
+from scalespace.kernels import dispatch
+from scalespace.kernels.osmosis_stencil import osmosis_explicit_reference, osmosis_explicit_triton
+from scalespace.processes import osmosis_scheme as scheme
 
 
 def steps_for(d, t, dtype):
@@ -59,7 +59,7 @@ def test_evolve_explicit_dispatches_to_the_kernel(gen):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_grid_spacing_power_of_two_path_is_bit_identical(gen, h, pow2, dtype):
     """For h a power of 2 the kernel multiplies by exact reciprocals instead of dividing: same bits."""
-    from shared.kernels.osmosis_stencil import _power_of_two
+    from scalespace.kernels.osmosis_stencil import _power_of_two
 
     assert _power_of_two(h, dtype) is pow2
     u = torch.rand(3, 1, 7, 9, generator=gen, dtype=dtype) + 1.0

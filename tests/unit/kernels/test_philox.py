@@ -1,12 +1,12 @@
-"""The in-kernel noise equals shared.sampling.noise bit for bit: integer words and normals."""
+"""The in-kernel noise equals scalespace.sampling.noise bit for bit: integer words and normals."""
 
 import math
 
 import pytest
 import torch
 
-from shared.kernels.philox import StepNoise, normal_reference, normal_triton, philox_reference
-from shared.sampling.noise import Stream
+from scalespace.kernels.philox import StepNoise, normal_reference, normal_triton, philox_reference
+from scalespace.sampling.noise import Stream
 
 SEEDS = [0, 1, 2**31 - 1, 2**32 + 12345, 2**63 - 1]
 
@@ -81,7 +81,7 @@ def test_step_noise_reference_matches_noise_module():
 
 @pytest.mark.parametrize("per_sample,block", [(784, 128), (4096, 512), (3072, 512), (2352, 128), (64, 128), (640, 128), (1536, 512)])
 def test_noise_tiling_pads_least_with_one_counter_a_thread(per_sample, block):
-    from shared.kernels.philox import noise_tiling
+    from scalespace.kernels.philox import noise_tiling
 
     got, warps = noise_tiling(per_sample)
     assert (got, warps) == (block, block // 128)  # 128 values = 32 counters = one warp

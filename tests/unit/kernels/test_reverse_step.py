@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from shared.kernels.philox import StepNoise
-from shared.kernels.reverse_step import REL_ERROR_BOUND, reverse_step_reference, reverse_step_triton
+from scalespace.kernels.philox import StepNoise
+from scalespace.kernels.reverse_step import REL_ERROR_BOUND, reverse_step_reference, reverse_step_triton
 
 SHAPES = [(3, 1, 8, 8), (5, 3, 7, 9), (2, 1, 28, 28), (1, 2, 13, 64)]
 

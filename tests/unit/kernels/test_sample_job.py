@@ -18,10 +18,10 @@ samples (values in [-1, 1]):
 import pytest
 import torch
 
-from shared.jobs.images import from_npz
-from shared.jobs.run import run_job
-from shared.kernels import dispatch
-from shared.storage.local import LocalStore
+from scalespace.jobs.images import from_npz
+from scalespace.jobs.run import run_job
+from scalespace.kernels import dispatch
+from scalespace.storage.local import LocalStore
 
 TOLERANCE = {"vp": 1e-4, "ve": 1e-4, "blurring": 1e-4, "heat": 1e-2, "osmosis": 1e-4}
 
@@ -76,11 +76,11 @@ class _Squash:
 def test_ddim_runs_the_fused_step_bit_for_bit(process, eta, monkeypatch):
     """DDIM is linear in (u_t, u0_hat): on the kernel path it is one reverse_step launch per step,
     with in-kernel noise, equal bit for bit to the torch code (no FMA contraction in deterministic mode)."""
-    from shared.kernels import reverse_step
-    from shared.processes import make_process
-    from shared.sampling.noise import NoiseSource, Stream
-    from shared.sampling.samplers import sample_ddim
-    from shared.sampling.schedule import respace
+    from scalespace.kernels import reverse_step
+    from scalespace.processes import make_process
+    from scalespace.sampling.noise import NoiseSource, Stream
+    from scalespace.sampling.samplers import sample_ddim
+    from scalespace.sampling.schedule import respace
 
     launches = []
     real = reverse_step.reverse_step_triton

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from shared.kernels.dct_operator import rel_error_bound
-from shared.kernels.philox import StepNoise
-from shared.kernels.spectral_step import spectral_step_reference, spectral_step_triton
+from scalespace.kernels.dct_operator import rel_error_bound
+from scalespace.kernels.philox import StepNoise
+from scalespace.kernels.spectral_step import spectral_step_reference, spectral_step_triton
 
 SHAPES = [(3, 1, 8, 8), (4, 3, 7, 9), (2, 1, 28, 28), (1, 2, 64, 33)]
 

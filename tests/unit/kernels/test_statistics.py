@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from shared.kernels import histogram, moments, second_moment
-from shared.stats.entropy import histogram_entropy
+from scalespace.kernels import histogram, moments, second_moment
+from scalespace.stats.entropy import histogram_entropy
 
 SHAPES = [(3, 1, 8, 8), (50, 3, 7, 9), (17, 33), (1, 5)]
 
@@ -79,8 +79,8 @@ def kernel_calls(monkeypatch):
 
 @pytest.mark.parametrize("deterministic", [False, True])
 def test_moments_update_uses_the_kernels(rand, kernel_calls, deterministic):
-    from shared.kernels import dispatch
-    from shared.stats.moments import Moments
+    from scalespace.kernels import dispatch
+    from scalespace.stats.moments import Moments
 
     batches = [rand(5, 1, 4, 5, scale=0.5, shift=2.0), rand(9, 1, 4, 5, scale=0.5, shift=2.0)]
     with dispatch.override(kernels="reference"):
@@ -102,8 +102,8 @@ def test_moments_update_uses_the_kernels(rand, kernel_calls, deterministic):
 
 
 def test_histogram_entropy_and_trajectory_moments_use_the_kernels(rand, kernel_calls):
-    from shared.kernels import dispatch
-    from shared.sampling.pipeline import TrajectoryMoments
+    from scalespace.kernels import dispatch
+    from scalespace.sampling.pipeline import TrajectoryMoments
 
     x = rand(4, 1, 6, 7, scale=0.6)
     ref_h = histogram_entropy(x, bins=16)

@@ -25,7 +25,7 @@ def embedded_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 @pytest.fixture
 def settings(embedded_redis: Any, tmp_path: Path) -> Any:
     """Each test: its own Redis database, a local store in tmp_path."""
-    from shared.config import Settings
+    from scalespace.config import Settings
 
     return Settings(redis_url=f"unix://{embedded_redis.socket_file}?db={next(_db)}", results_dir=str(tmp_path / "results"),
                     api_token=TOKEN, lease_s=5, heartbeat_s=1, heartbeat_file=str(tmp_path / "heartbeat"),
@@ -34,7 +34,7 @@ def settings(embedded_redis: Any, tmp_path: Path) -> Any:
 
 @pytest.fixture
 def jobstore(settings: Any) -> Any:
-    from scheduler.jobstore import JobStore
+    from scalespace.scheduler.jobstore import JobStore
 
     return JobStore.from_settings(settings)
 
@@ -43,7 +43,7 @@ def jobstore(settings: Any) -> Any:
 def api(settings: Any) -> Iterator[Any]:
     from fastapi.testclient import TestClient
 
-    from scheduler.api import create_app
+    from scalespace.scheduler.api import create_app
 
     with TestClient(create_app(settings), headers={"Authorization": f"Bearer {TOKEN}"}) as client:
         yield client

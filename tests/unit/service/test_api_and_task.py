@@ -11,8 +11,8 @@ SPEC = {"kind": "sample", "process": "vp", "data": "digits", "n": 4, "steps": 8,
 
 
 def _runtime(settings):
-    from worker.celery_app import make_celery
-    from worker.runtime import runtime_for
+    from scalespace.worker.celery_app import make_celery
+    from scalespace.worker.runtime import runtime_for
 
     return runtime_for(make_celery(settings, with_tasks=True))
 
@@ -29,7 +29,7 @@ def test_health_ready_and_auth(api, settings):
 def test_ready_is_503_when_redis_is_unreachable(settings):
     from fastapi.testclient import TestClient
 
-    from scheduler.api import create_app
+    from scalespace.scheduler.api import create_app
 
     broken = settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"})
     with TestClient(create_app(broken)) as api:
@@ -40,7 +40,7 @@ def test_ready_is_503_when_redis_is_unreachable(settings):
 
 
 def test_submit_run_fetch_through_the_api(api, settings):
-    from worker.tasks import run_task
+    from scalespace.worker.tasks import run_task
 
     r = api.post("/v1/jobs", json={"spec": SPEC, "lane": "interactive"})
     assert r.status_code == 201 and r.headers["Location"] == f"/v1/jobs/{r.json()['id']}"
@@ -65,9 +65,9 @@ def test_submit_run_fetch_through_the_api(api, settings):
 
 
 def test_task_records_user_errors_cancellation_and_transient_store_failures(api, settings, jobstore, monkeypatch):
-    from scheduler.submit import submit_spec
-    from shared.jobs import parse_spec
-    from worker.tasks import run_task
+    from scalespace.scheduler.submit import submit_spec
+    from scalespace.jobs import parse_spec
+    from scalespace.worker.tasks import run_task
 
     rt = _runtime(settings)
     sent: list[tuple[str, str]] = []
@@ -102,7 +102,7 @@ def test_pulse_touches_heartbeat_file_and_requeues(settings, jobstore, tmp_path)
     import json
     import time
 
-    from worker.pulse import pulse_once
+    from scalespace.worker.pulse import pulse_once
 
     rt = _runtime(settings)
     jobstore.submit("lost", SPEC, kind="sample", spec_hash="h", lane="batch", limit=-1)
@@ -117,14 +117,14 @@ def test_pulse_touches_heartbeat_file_and_requeues(settings, jobstore, tmp_path)
 
 def test_worker_modules_do_not_import_torch():
     """CUDA must start in the process that runs a job, never at import time of the worker."""
-    code = ("import sys, worker.tasks, worker.celery_app, worker.pulse, worker.lease, scheduler.jobstore, "
-            "scheduler.queues; assert 'torch' not in sys.modules, 'torch imported'; print('ok')")
+    code = ("import sys, scalespace.worker.tasks, scalespace.worker.celery_app, scalespace.worker.pulse, scalespace.worker.lease, scalespace.scheduler.jobstore, "
+            "scalespace.scheduler.queues; assert 'torch' not in sys.modules, 'torch imported'; print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
 
 
 def test_celery_config_is_json_late_ack_solo(settings):
-    from worker.celery_app import make_celery
+    from scalespace.worker.celery_app import make_celery
 
     conf = make_celery(settings).conf
     assert conf.task_serializer == "json" and conf.accept_content == ["json"]
@@ -138,7 +138,7 @@ def test_the_published_openapi_document_is_current():
     import json
     from pathlib import Path
 
-    from scheduler.api import openapi_document
+    from scalespace.scheduler.api import openapi_document
 
     published = Path(__file__).resolve().parents[3] / "docs" / "openapi.json"
     current = json.dumps(openapi_document(), indent=2, sort_keys=True) + "\n"

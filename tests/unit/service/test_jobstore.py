@@ -146,7 +146,7 @@ def test_list_filters_and_worker_registry(jobstore):
 
 
 def test_duration_buckets():
-    from scheduler.jobstore import duration_bucket
+    from scalespace.scheduler.jobstore import duration_bucket
 
     assert duration_bucket(0.1) == "le:0.5" and duration_bucket(3) == "le:5" and duration_bucket(1e9) == "le:+Inf"
 
@@ -154,6 +154,6 @@ def test_duration_buckets():
 @pytest.mark.parametrize("raw, expected", [({"attempts": "3", "created_at": "1.5", "cancel_requested": "1", "error": ""},
                                              {"attempts": 3, "created_at": 1.5, "cancel_requested": True, "error": None})])
 def test_decode(raw, expected):
-    from scheduler.jobstore import decode
+    from scalespace.scheduler.jobstore import decode
 
     assert decode(raw) == expected

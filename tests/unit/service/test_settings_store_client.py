@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from shared import ScalespaceError
-from shared.config import Settings
-from shared.storage import LocalStore, S3Store, store_from_settings
+from scalespace import ScalespaceError
+from scalespace.config import Settings
+from scalespace.storage import LocalStore, S3Store, store_from_settings
 
 TOKEN = "unit-token"  # as in conftest.py
 SPEC = {"kind": "sample", "process": "vp", "data": "digits", "n": 4, "steps": 5}
@@ -41,7 +41,7 @@ def test_s3_settings_errors_name_the_variable(kwargs, words):
 
 
 def test_infra_helpers():
-    from scheduler.infra import broker_url, redact, require_redis_url
+    from scalespace.scheduler.infra import broker_url, redact, require_redis_url
 
     assert redact("redis://:secret@host:6379/0") == "redis://:***@host:6379/0"
     assert redact("redis://user:pw@h/1") == "redis://user:***@h/1" and redact("redis://h:1/0") == "redis://h:1/0"
@@ -53,7 +53,7 @@ def test_infra_helpers():
 
 
 def test_beat_schedule_from_settings():
-    from worker.celery_app import make_celery
+    from scalespace.worker.celery_app import make_celery
 
     conf = make_celery(Settings(redis_url="redis://h:1/0", nightly_sweeps="a, b", nightly_cron="30 2 * * *")).conf
     assert sorted(conf.beat_schedule) == ["nightly-sweep-a", "nightly-sweep-b"]
@@ -69,7 +69,7 @@ def live_api(settings):
 
     import uvicorn
 
-    from scheduler.api import create_app
+    from scalespace.scheduler.api import create_app
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -86,10 +86,10 @@ def live_api(settings):
 
 
 def test_client_submit_wait_download(live_api, settings, tmp_path):
-    from scheduler.client import Client, LaneFullError
-    from worker.celery_app import make_celery
-    from worker.runtime import runtime_for
-    from worker.tasks import run_task
+    from scalespace.scheduler.client import Client, LaneFullError
+    from scalespace.worker.celery_app import make_celery
+    from scalespace.worker.runtime import runtime_for
+    from scalespace.worker.tasks import run_task
 
     with Client(live_api, token=TOKEN) as c:
         job = c.submit(SPEC, lane="interactive", idempotency_key="k")
@@ -111,8 +111,8 @@ def test_client_submit_wait_download(live_api, settings, tmp_path):
 
 
 def test_cli_submit_status_cancel_fetch(live_api, tmp_path, monkeypatch, capsys):
-    from scheduler.cli import main
-    from shared.config import get_settings
+    from scalespace.scheduler.cli import main
+    from scalespace.config import get_settings
 
     monkeypatch.setenv("SCALESPACE_API_URL", live_api)
     monkeypatch.setenv("SCALESPACE_API_TOKEN", TOKEN)

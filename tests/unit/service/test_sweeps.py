@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-from shared import ScalespaceError
-from shared.jobs import parse_spec, run_job
-from shared.jobs.sweep import plan_sweep, previous_report
-from shared.jobs.sweep_report import build_report, compare, figures, render_html
-from shared.storage import LocalStore
+from scalespace import ScalespaceError
+from scalespace.jobs import parse_spec, run_job
+from scalespace.jobs.sweep import plan_sweep, previous_report
+from scalespace.jobs.sweep_report import build_report, compare, figures, render_html
+from scalespace.storage import LocalStore
 
 SWEEP = {"kind": "sweep", "name": "unit", "processes": ["vp", "ve"], "data": ["digits"],
          "template": {"kind": "sample", "n": 4, "steps": 6}}
@@ -79,7 +79,7 @@ def test_embedded_sweep_runs_children_and_compares_with_the_last_one(tmp_path):
 
 
 def test_named_sweeps_file(tmp_path):
-    from scheduler.sweeps import load_sweeps, named_sweep, nightly_key
+    from scalespace.scheduler.sweeps import load_sweeps, named_sweep, nightly_key
 
     f = tmp_path / "sweeps.yaml"
     f.write_text("nightly:\n  processes: [vp]\n  data: [digits]\n  template: {kind: sample, n: 4}\n")

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from shared import ScalespaceError
-from shared.stats import (
+from scalespace import ScalespaceError
+from scalespace.stats import (
     MeanAccumulator,
     conditional_entropy_gaussian,
     histogram_entropy,

@@ -5,9 +5,9 @@ import hashlib
 import pytest
 import torch
 
-from shared import ScalespaceError
-from shared.stats import available_extractors, get_extractor, inception_weights_path
-from shared.stats import features as features_mod
+from scalespace import ScalespaceError
+from scalespace.stats import available_extractors, get_extractor, inception_weights_path
+from scalespace.stats import features as features_mod
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from shared import ScalespaceError
-from shared.stats import (
+from scalespace import ScalespaceError
+from scalespace.stats import (
     Moments,
     frechet_distance,
     frechet_from_moments,

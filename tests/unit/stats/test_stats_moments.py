@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from shared import ScalespaceError
-from shared.stats import Moments, batch_stats, frechet_from_moments, merge_all
+from scalespace import ScalespaceError
+from scalespace.stats import Moments, batch_stats, frechet_from_moments, merge_all
 
 
 def _data(n=300, d=6, seed=0):

@@ -5,8 +5,8 @@ import json
 import pytest
 import torch
 
-from shared import ScalespaceError
-from shared.stats import (
+from scalespace import ScalespaceError
+from scalespace.stats import (
     Moments,
     bootstrap_ci,
     fid,

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import torch
 
-from shared.storage import LocalStore
+from scalespace.storage import LocalStore
 
 #: a U-Net of about 2,500 parameters: enough to exercise every code path
 TEST_NETWORK = {"channels": 8, "channel_mults": [1], "groups": 2}

@@ -7,12 +7,12 @@ import json
 import pytest
 import torch
 
-from shared import ScalespaceError
-from shared.denoisers.checkpoints import CARD, WEIGHTS, list_models, load_model, register_model
-from shared.denoisers.training import TrainConfig, Trainer
-from shared.denoisers.unet import UNetConfig
-from shared.data import load_dataset
-from shared.processes import make_process
+from scalespace import ScalespaceError
+from scalespace.denoisers.checkpoints import CARD, WEIGHTS, list_models, load_model, register_model
+from scalespace.denoisers.training import TrainConfig, Trainer
+from scalespace.denoisers.unet import UNetConfig
+from scalespace.data import load_dataset
+from scalespace.processes import make_process
 
 TEST_NETWORK = {"channels": 8, "channel_mults": [1], "groups": 2}
 

@@ -8,15 +8,15 @@ import pytest
 import torch
 from safetensors.torch import load as st_load
 
-from scheduler.cli import main as cli
-from shared import ScalespaceError
-from shared.data import dataset_shape, load_dataset
-from shared.denoisers.checkpoints import WEIGHTS, load_model
-from shared.jobs import JobStopped, parse_spec, run_job
-from shared.jobs.images import from_npz
-from shared.jobs.sample import process_for
-from shared.jobs.train import CHECKPOINT
-from shared.sampling.pipeline import generate
+from scalespace.scheduler.cli import main as cli
+from scalespace import ScalespaceError
+from scalespace.data import dataset_shape, load_dataset
+from scalespace.denoisers.checkpoints import WEIGHTS, load_model
+from scalespace.jobs import JobStopped, parse_spec, run_job
+from scalespace.jobs.images import from_npz
+from scalespace.jobs.sample import process_for
+from scalespace.jobs.train import CHECKPOINT
+from scalespace.sampling.pipeline import generate
 
 
 def _weights(store, model_id: str) -> dict[str, torch.Tensor]:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from shared import ScalespaceError
-from shared.denoisers.objectives import OneStepObjective, SpectralObjective, objective_for
-from shared.denoisers.unet import PRESETS, UNet, UNetConfig, count_parameters
-from shared.processes import make_process
+from scalespace import ScalespaceError
+from scalespace.denoisers.objectives import OneStepObjective, SpectralObjective, objective_for
+from scalespace.denoisers.unet import PRESETS, UNet, UNetConfig, count_parameters
+from scalespace.processes import make_process
 
 
 @pytest.mark.parametrize("size,attention", [(8, False), (7, True), (12, True)])
