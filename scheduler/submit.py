@@ -105,22 +105,13 @@ def _datasets() -> tuple[str, ...]:
 
 def _check_sampler(spec: Any, process: Any) -> None:
     """The checks of scalespace.jobs.sample.check_sample_spec, on the cached process."""
-    from scalespace.sampling import respace, sampler_for
+    from scalespace.sampling import check_sampler, respace
 
     try:
         respace(process.T, spec.steps)
     except ScalespaceError as e:
         raise ScalespaceError(f"steps: {e}") from None
-    try:
-        sampler_for(spec.sampler, process)
-    except ScalespaceError as e:
-        raise ScalespaceError(f"sampler: {e}") from None
-    if spec.sampler == "ddim" and not process.isotropic:
-        raise ScalespaceError(f"sampler: 'ddim' needs process vp or ve, not {spec.process!r}")
-    if spec.sampler == "ancestral" and not process.spectral:
-        raise ScalespaceError(f"sampler: 'ancestral' does not apply to {spec.process!r}; use 'heat'")
-    if spec.sampler == "heat" and not process.prior_needs_data:
-        raise ScalespaceError(f"sampler: 'heat' applies to heat and osmosis, not {spec.process!r}")
+    check_sampler(spec.sampler, process)
 
 
 def _check_model(model: str, store: Any, field: str) -> None:

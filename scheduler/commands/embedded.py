@@ -69,7 +69,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_processes(args: argparse.Namespace) -> int:
     from scalespace.processes import PROCESSES
-    from scalespace.sampling import DEFAULT_SAMPLER
 
     rows = []
     for name, cls in PROCESSES.items():
@@ -77,7 +76,7 @@ def cmd_processes(args: argparse.Namespace) -> int:
         rows.append({
             "process": name,
             "summary": doc[0] if doc else "",
-            "default_sampler": DEFAULT_SAMPLER[name],
+            "default_sampler": cls.default_sampler,
             "defaults": cls.Params().model_dump(),
         })
     if args.json:

@@ -20,6 +20,7 @@ from scalespace.processes.base import Process as _P  # noqa: F401  (re-export fo
 from scalespace.sampling.pipeline import TrajectoryMoments, generate  # noqa: F401  (TrajectoryMoments: re-export)
 from scalespace.stats.property_check import finite_or_none
 from scalespace.stats.trajectory import TrajectoryStats, moment_steps, reference_moments, sample_quality
+from scalespace.sampling.samplers import check_sampler
 from scalespace.sampling.schedule import respace
 from scalespace.storage.base import ArtifactStore
 
@@ -54,15 +55,7 @@ def check_sample_spec(spec: SampleSpec) -> Process:
         respace(process.T, spec.steps)
     except ScalespaceError as e:
         raise ScalespaceError(f"steps: {e}") from None
-    from scalespace.sampling import sampler_for
-
-    sampler_for(spec.sampler, process)
-    if spec.sampler == "ddim" and not process.isotropic:
-        raise ScalespaceError(f"sampler: 'ddim' needs process vp or ve, not {spec.process!r}")
-    if spec.sampler == "ancestral" and not process.spectral:
-        raise ScalespaceError(f"sampler: 'ancestral' does not apply to {spec.process!r}; use 'heat'")
-    if spec.sampler == "heat" and not process.prior_needs_data:
-        raise ScalespaceError(f"sampler: 'heat' applies to heat and osmosis, not {spec.process!r}")
+    check_sampler(spec.sampler, process)
     return process
 
 

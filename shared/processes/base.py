@@ -53,6 +53,8 @@ class Process(ABC):
     prior_needs_data: ClassVar[bool] = False
     #: True when A_i is diagonal in the DCT basis (alpha gives it whole).
     spectral: ClassVar[bool] = True
+    #: The sampler a job uses when it names none (scalespace.sampling.samplers.SAMPLERS).
+    default_sampler: ClassVar[str] = "ancestral"
 
     def __init__(self, shape: tuple[int, int, int], params: ProcessParams | dict[str, Any] | None = None):
         if len(shape) != 3 or min(shape) < 1:

@@ -27,6 +27,7 @@ class Heat(Process):
     name = "heat"
     Params = HeatParams
     prior_needs_data = True
+    default_sampler = "heat"
 
     def _setup(self) -> None:
         p = self.params

@@ -41,6 +41,7 @@ class Osmosis(Process):
     name = "osmosis"
     Params = OsmosisParams
     prior_needs_data = True
+    default_sampler = "heat"
     spectral = False
 
     def _setup(self) -> None:

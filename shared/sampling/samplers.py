@@ -91,8 +91,6 @@ def sample_ancestral(
     For vp this is the DDPM step with variance beta_tilde. Noise is drawn in the
     process's basis (DCT coefficients are standard normal too: V is orthonormal).
     """
-    if not process.spectral:
-        raise ScalespaceError(f"sampler 'ancestral' needs a DCT-diagonal process, not {process.name!r}; use 'heat'")
     for k, (t, s) in enumerate(zip(schedule[:-1], schedule[1:])):
         u0_hat = _clip(denoiser.predict_u0(u, t, noise.ids), clip)
         fused = _fused_step(process, u, u0_hat, t, s, noise, s if s > schedule[-1] else None)
@@ -127,8 +125,6 @@ def sample_ddim(
     with coef_ut = g / sigma_t and coef_u0 = alpha_s - g alpha_t / sigma_t
     (coefficients in float64), on the GPU as one kernel with in-kernel noise.
     """
-    if not process.isotropic:
-        raise ScalespaceError(f"sampler 'ddim' needs an isotropic process (vp, ve), not {process.name!r}")
     if eta < 0:
         raise ScalespaceError("eta must be >= 0")
     for k, (t, s) in enumerate(zip(schedule[:-1], schedule[1:])):
@@ -207,13 +203,33 @@ def _default_reverse_mean(process: Process, denoiser: Denoiser) -> bool:
     )
 
 
-SAMPLERS = {"ancestral": sample_ancestral, "ddim": sample_ddim, "heat": sample_degraded}
-DEFAULT_SAMPLER = {"vp": "ancestral", "ve": "ancestral", "blurring": "ancestral", "heat": "heat", "osmosis": "heat"}
+@dataclass(frozen=True)
+class Sampler:
+    """A sampler and, declared once, the processes it applies to."""
+
+    fn: Callable[..., torch.Tensor]
+    applies_to: Callable[[Process], bool]
+    #: what a process must be for it, for the refusal's message
+    needs: str
+
+
+SAMPLERS: dict[str, Sampler] = {
+    "ancestral": Sampler(sample_ancestral, lambda p: p.spectral, "a DCT-diagonal process (vp, ve, blurring, heat); use 'heat'"),
+    "ddim": Sampler(sample_ddim, lambda p: p.isotropic, "an isotropic process (vp, ve)"),
+    "heat": Sampler(sample_degraded, lambda p: p.prior_needs_data, "a process that starts from degraded data (heat, osmosis)"),
+}
+
+
+def check_sampler(name: str | None, process: Process) -> str:
+    """The sampler `name` resolves to for `process` (None: the process's default), or ScalespaceError("sampler: ...")."""
+    name = name or process.default_sampler
+    if name not in SAMPLERS:
+        raise ScalespaceError(f"sampler: unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
+    if not SAMPLERS[name].applies_to(process):
+        raise ScalespaceError(f"sampler: {name!r} needs {SAMPLERS[name].needs}, not {process.name!r}")
+    return name
 
 
 def sampler_for(name: str | None, process: Process) -> Callable[..., torch.Tensor]:
-    """The sampler function for `name` (default: the process's own)."""
-    name = name or DEFAULT_SAMPLER[process.name]
-    if name not in SAMPLERS:
-        raise ScalespaceError(f"unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
-    return SAMPLERS[name]
+    """The sampler function for `name` (default: the process's own), checked against the process."""
+    return SAMPLERS[check_sampler(name, process)].fn

@@ -19,7 +19,7 @@ from scalespace.denoisers.base import Denoiser
 from scalespace.processes.base import Process
 from scalespace.sampling.noise import NoiseSource, Stream, uniform_int
 from scalespace.sampling.pipeline import start_state
-from scalespace.sampling.samplers import DEFAULT_SAMPLER, StepInfo, sampler_for
+from scalespace.sampling.samplers import StepInfo, sampler_for
 from scalespace.sampling.schedule import respace
 from scalespace.stats.forward_checks import F4_TOL, monotone
 from scalespace.stats.lyapunov import FrechetReference, fd_moments, second_moment
@@ -56,7 +56,7 @@ def run_reverse(
 ) -> ReverseRun:
     """Samples 0..n-1 by the process's (or the named) sampler over a respaced schedule."""
     schedule = respace(process.T, steps)
-    sampler = sampler or DEFAULT_SAMPLER[process.name]
+    sampler = sampler or process.default_sampler
     fn = sampler_for(sampler, process)
     out, priors = [], []
     for lo in range(0, n, batch_size):
