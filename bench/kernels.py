@@ -85,28 +85,6 @@ def fmt_ms(x: float | None) -> str:
     return "n/a" if x is None else (f"{x:.3f}" if x < 10 else f"{x:.1f}")
 
 
-def load_fashion(npz: str | None):
-    """(60000, 1, 28, 28) float32 in [-1, 1] and where it came from."""
-    import numpy as np
-    import torch
-
-    if npz:
-        try:
-            with np.load(npz, allow_pickle=False) as f:
-                key = "train" if "train" in f.files else f.files[0]
-                x = f[key]
-            return torch.from_numpy(x.astype(np.float32)).reshape(-1, 1, 28, 28) / 127.5 - 1, f"fashion-mnist ({npz})"
-        except Exception as e:  # a wrong path must not end the run
-            print(f"# could not read {npz}: {e}", flush=True)
-    try:
-        from scalespace.data import load_dataset
-
-        return load_dataset("fashion-mnist").images, "fashion-mnist (installed data set)"
-    except Exception:
-        g = torch.Generator().manual_seed(0)
-        return torch.rand(60_000, 1, 28, 28, generator=g) * 2 - 1, "RANDOM images of Fashion-MNIST's shape (no data found)"
-
-
 # --- timing ---------------------------------------------------------------------------------
 
 
@@ -206,6 +184,8 @@ def gpu_main(args: argparse.Namespace, rep: Report) -> None:
     rep.info("ceiling copy", f"{copy_gbs:.0f} GB/s (clone of {4 * n / 2**30:.2f} GiB, read + write)")
     rep.info("ceiling bf16 matmul", f"{mm_tfs:.0f} TFLOP/s ({m}^3)")
     ceilings = {"bytes": copy_gbs, "flops": mm_tfs, "flops64": None}
+
+    from bench.fashion import load_fashion
 
     train, source = load_fashion(args.fashion_npz)
     rep.info("training data", source)

@@ -32,6 +32,19 @@ class Case:
 
 DEV = torch.device("cuda")  # bench/kernels.py --dry-run sets the CPU
 
+# --- oracle tilings the benchmark runs beside the library's default (oracle_reduction.default_config) ---
+#: the streaming kernel's tiles for wide 16-bit values, as before the chunked variant became the default
+STREAMING_CONFIG = {"CHUNKED": 0, "BLOCK_N": 64, "BLOCK_DV": 512, "SPLIT": 4096, "num_warps": 8, "num_stages": 2}
+#: the chunked variant's tiles of the first GPU run
+CHUNKED_CONFIG = {"CHUNKED": 1, "BLOCK_B": 128, "BLOCK_N": 128, "BLOCK_D": 64, "BLOCK_DV": 128, "CHUNK": 8192,
+                  "SPLIT": 1024, "num_warps": 8, "num_stages": 3}
+#: the best of the chunked rows measured on an H200 (BLOCK_B 64, 4 warps); the library's default
+#: (CHUNKED_DEFAULT_CONFIG) is this with the weighted sum 64 training images a step
+CHUNKED_BEST_CONFIG = {**CHUNKED_CONFIG, "BLOCK_B": 64, "num_warps": 4}
+#: a candidate not yet measured: 128 x 256 score tiles (fewer reads of the keys and queries from L2),
+#: the weighted sum in 128-row blocks stepping 64 images at a time (oracle_chunked.py, PV_*)
+CHUNKED_BIG_CONFIG = {**CHUNKED_CONFIG, "BLOCK_N": 256, "num_warps": 16, "PV_BLOCK_B": 128, "PV_BLOCK_K": 64, "PV_WARPS": 8}
+
 
 def _gen() -> torch.Generator:
     return torch.Generator(device=DEV).manual_seed(1234)
@@ -55,7 +68,7 @@ def build_cases(quick: bool, train: torch.Tensor, shrink: int = 1) -> list[Case]
     det = dispatch.deterministic()
     from scalespace.kernels.philox import StepNoise
     from scalespace.processes import osmosis_scheme as scheme
-    from scalespace.sampling.noise import normal
+    from scalespace.noise import normal
 
     s = (8 if quick else 1) * shrink
     cases: list[Case] = []
@@ -156,12 +169,12 @@ def build_cases(quick: bool, train: torch.Tensor, shrink: int = 1) -> list[Case]
     useful = 2.0 * bq * n * (d + d)
     # the default tiles (the best chunked tiles of the last H200 run), the streaming kernel, then other
     # tilings of the chunked two-product variant (scores once), side by side
-    chunked = k["oracle_reduction"].CHUNKED_CONFIG
-    best = k["oracle_reduction"].CHUNKED_BEST_CONFIG  # the fastest of the last run; the default steps its sum by 64
+    chunked = CHUNKED_CONFIG
+    best = CHUNKED_BEST_CONFIG  # the fastest of the last run; the default steps its sum by 64
     # bigger score tiles read the keys and queries from L2 fewer times; the weighted sum then steps
     # through each 256-wide score tile 64 images at a time (PV_*: its own tiles)
-    big = k["oracle_reduction"].CHUNKED_BIG_CONFIG
-    streaming = k["oracle_reduction"].STREAMING_CONFIG
+    big = CHUNKED_BIG_CONFIG
+    streaming = STREAMING_CONFIG
     alternatives = [streaming] if quick else [
         best, streaming, big, dict(big, PV_BLOCK_B=64, PV_WARPS=4), dict(best, PV_BLOCK_K=64, num_warps=8, PV_WARPS=4),
         chunked, dict(best, PV_BLOCK_K=64, PV_STAGES=4),
@@ -249,15 +262,13 @@ def build_cases(quick: bool, train: torch.Tensor, shrink: int = 1) -> list[Case]
 
 
 def _oracle_case(mod, u, flat, a, inv_var, dtype, cfg, useful, det, first: bool = False) -> Case:
-    from scalespace.denoisers.oracle import streaming_posterior_torch
-
     def make():
         keys = flat.to(dtype)
         return (a * u).to(dtype), keys, ((a * flat) ** 2).sum(1).to(dtype), keys
 
     def check(inp):
         got = mod.oracle_reduction_triton(*inp, inv_var, deterministic=det, config=cfg)
-        ref = streaming_posterior_torch(*inp, inv_var, 4096)
+        ref = mod.oracle_reduction_reference(*inp, inv_var, 4096)
         bound = mod.error_bound(*inp, inv_var, ref[2])
         worst = max(float(((got[0] - ref[0]).abs().amax(1) / bound["mean"]).max()),
                     float(((got[1] - ref[1]).abs() / bound["lse"]).max()),
@@ -275,7 +286,7 @@ def _oracle_case(mod, u, flat, a, inv_var, dtype, cfg, useful, det, first: bool 
     return Case(
         name, f"B={b} n={n} D={d}", "flops", useful, make,
         lambda q, k_, ksq, v: mod.oracle_reduction_triton(q, k_, ksq, v, inv_var, deterministic=det, config=cfg),
-        lambda q, k_, ksq, v: streaming_posterior_torch(q, k_, ksq, v, inv_var, 4096),
+        lambda q, k_, ksq, v: mod.oracle_reduction_reference(q, k_, ksq, v, inv_var, 4096),
         check, target=">= 50% of bf16 matmul" if dtype == torch.bfloat16 else "",
         note="useful FLOPs 2 B n (D + Dv); " + (
             "chunked: scores once, (B, CHUNK) scratch" if chunked
@@ -307,7 +318,7 @@ def end_to_end(train: torch.Tensor, quick: bool, deadline: float, shrink: int = 
                                ("auto dispatch, fp32 oracle = torch reference", "auto", torch.float32),
                                ("torch reference, bf16 oracle", "reference", torch.bfloat16)):
         # the big tiles: the oracle kernel's default tiles replaced for this row only
-        orc.default_config = (lambda *a: dict(default_config(*a), **orc.CHUNKED_BIG_CONFIG)) if "256" in label \
+        orc.default_config = (lambda *a: dict(default_config(*a), **CHUNKED_BIG_CONFIG)) if "256" in label \
             else default_config
         name = f"end to end: vp {steps} steps, {n_samples} samples, n={len(tr)} ({label})"
         if time.perf_counter() > deadline:

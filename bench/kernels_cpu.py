@@ -49,7 +49,7 @@ def _cases():
     rs = k["reverse_step"]
     return [
         # name, bytes moved (or None), reference, kernel, compare(kernel_out, reference_out) -> str
-        ("noise (Philox + Box-Muller)", 4 * n_el, lambda: k["philox"].normal_reference(7, sn.ids, 11, shape),
+        ("noise (Philox + Box-Muller)", 4 * n_el, lambda: sn.reference(shape),
          lambda: k["philox"].normal_triton(7, sn.ids, 11, shape), "equal"),
         ("fused step vp (with noise)", 12 * n_el, lambda: rs.reverse_step_reference(u, u0, 0.93, 0.11, 0.3, sn, True),
          lambda: rs.reverse_step_triton(u, u0, 0.93, 0.11, 0.3, sn, True), "equal"),
@@ -73,19 +73,18 @@ def _cases():
 def _one_normal_per_counter(seed: int, ids: torch.Tensor, step: int, shape: tuple[int, ...]) -> torch.Tensor:
     """The noise scheme before four normals per counter: one Philox evaluation and one
     Box-Muller cosine per element (kept here only to time the two side by side)."""
-    from scalespace.sampling.noise import INV_2_32, MASK32, TWO_PI, philox4x32
+    from scalespace.noise import box_muller, counter_words
 
     d = math.prod(shape)
     e = torch.arange(d, dtype=torch.int64)[None, :].expand(len(ids), d)
-    k = ids[:, None].expand(len(ids), d) & MASK32
-    r0, r1, _, _ = philox4x32(e, k, torch.full_like(e, step), torch.full_like(e, 0), seed)
-    z = torch.sqrt(-2.0 * torch.log((r0.to(torch.float64) + 1.0) * INV_2_32)) * torch.cos(TWO_PI * r1.to(torch.float64) * INV_2_32)
+    r0, r1, _, _ = counter_words(e, ids[:, None].expand(len(ids), d), step, 0, seed)
+    z = box_muller(r0, r1)[0]
     return z.to(torch.float32).reshape((len(ids),) + tuple(shape))
 
 
 def noise_side_by_side(rep, timer: Callable[..., float]) -> None:
     """CPU time of the reference noise, four normals per counter against one, in the same run."""
-    from scalespace.sampling.noise import normal
+    from scalespace.noise import normal
 
     ids = torch.arange(256)
     for shape in [(1, 28, 28), (3, 32, 32)]:
@@ -155,7 +154,7 @@ def oracle_peak_mb(train: torch.Tensor, n: int, batch: int, chunk: int) -> tuple
 
 
 def cpu_main(args, rep, timer: Callable[..., float]) -> None:
-    from bench.kernels import load_fashion
+    from bench.fashion import load_fashion
 
     rep.info("device", f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
     rep.info("GPU figures", "pending: run `python bench/kernels.py` on a GPU")
@@ -210,7 +209,7 @@ def _probe_in_subprocess(npz: str | None, n: int, b: int, c: int) -> tuple[float
 
 if __name__ == "__main__":  # the probe: python bench/kernels_cpu.py N BATCH CHUNK [NPZ]
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from bench.kernels import load_fashion
+    from bench.fashion import load_fashion
 
     n_, b_, c_ = (int(a) for a in sys.argv[1:4])
     data, _ = load_fashion(sys.argv[4] if len(sys.argv) > 4 else None)

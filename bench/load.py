@@ -64,7 +64,7 @@ def main() -> int:
         weed.client().create_bucket(Bucket="scalespace-bench")
         env.update(SCALESPACE_S3_ENDPOINT=weed.endpoint, SCALESPACE_S3_BUCKET="scalespace-bench",
                    AWS_ACCESS_KEY_ID=weed.ACCESS, AWS_SECRET_ACCESS_KEY=weed.SECRET)
-    cli = [sys.executable, "-m", "scalespace.scheduler.cli"]
+    cli = [sys.executable, "-m", "scalespace.cli"]
     try:
         procs.append(subprocess.Popen(cli + ["api"], env=env, stdout=open(tmp / "api.log", "wb"), stderr=subprocess.STDOUT))
         for k in range(args.workers):

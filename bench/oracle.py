@@ -59,7 +59,7 @@ def rss_mb() -> float:
 def run_variant(variant: str, batch: int, device: str, repeat: int, npz: str | None, chunk: int) -> dict:
     from scalespace.denoisers import OracleDenoiser
     from scalespace.processes import make_process
-    from scalespace.sampling.noise import NoiseSource
+    from scalespace.noise import NoiseSource
     from scalespace.sampling.samplers import sample_ancestral
 
     train, source = load_train(npz)

@@ -39,7 +39,7 @@ from scalespace.denoisers.unet import PRESETS, UNetConfig
 from scalespace.jobs import run_job
 from scalespace.jobs.images import grid_png
 from scalespace.jobs.sample import process_for
-from scalespace.jobs.train_spec import TrainSpec
+from scalespace.jobs.specs import TrainSpec
 from scalespace.sampling.pipeline import generate
 from scalespace.stats import fid_from_features, get_extractor
 

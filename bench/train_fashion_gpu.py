@@ -140,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     from scalespace.denoisers.training import TrainConfig, Trainer
     from scalespace.denoisers.unet import PRESETS, count_parameters
     from scalespace.jobs.images import grid_png
-    from scalespace.processes import make_process
+    from scalespace.kernels import dispatch
+    from scalespace.processes import make_process, process_class
     from scalespace.sampling.pipeline import generate
 
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
@@ -164,8 +165,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{args.score} vs {figures['n_reference']} held-out Fashion-MNIST test images", flush=True)
         return 0
 
-    params = {"guidance_seed": args.seed} if args.process == "osmosis" else {}
-    process = make_process(args.process, tuple(train.shape[1:]), params)
+    params = {name: args.seed for name in process_class(args.process).seeded_params}  # osmosis: its guidance
+    process = dispatch.bind(make_process(args.process, tuple(train.shape[1:]), params))
     objective = objective_for(process, None)
     preset = PRESETS[args.preset]
     budget_s = args.minutes * 60.0

@@ -1,1 +1,1 @@
-"""The scheduler: HTTP API, job store, sweep planner, and the `scalespace` command line."""
+"""The scheduler: HTTP API, job store, queues (it sends tasks by name), sweep planner, and the API's Python client."""

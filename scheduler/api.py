@@ -25,16 +25,26 @@ import time
 from typing import Any
 
 from fastapi import Depends, FastAPI, Header, Query, Request, Response
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 import scalespace
-from scalespace.scheduler.api_errors import ApiError, install_error_handlers
-from scalespace.scheduler.api_models import (ERRORS, ArtifactView, DeadLetters, Health, JobList, JobRequest, JobView, Kind, Lane,
-                                  ProgressView, Ready, State, ts)
-from scalespace.scheduler.metrics import ApiMetrics
 from scalespace import ScalespaceError
+from scalespace.config import Settings, get_settings
+from scalespace.data import DATASETS
 from scalespace.ids import check_id
+from scalespace.processes import PROCESSES
+from scalespace.sampling import SAMPLERS
+from scalespace.scheduler.api_errors import ApiError, install_error_handlers
+from scalespace.scheduler.api_models import (ERRORS, ArtifactView, DeadLetters, Health, JobList, JobRequest, JobView, Kind,
+                                             Lane, ProgressView, Ready, State, ts)
+from scalespace.scheduler.jobstore import JobStore
+from scalespace.scheduler.metrics import ApiMetrics
+from scalespace.scheduler.queues import Enqueuer, celery_client
+from scalespace.scheduler.submit import IdempotencyConflict, LaneFull, check_spec, submit_spec
+from scalespace.storage import S3Store, store_from_settings
+from scalespace.storage.base import check_key
 
 log = logging.getLogger("scalespace.api")
 
@@ -52,8 +62,6 @@ class Services:
     def jobstore(self) -> Any:
         with self._lock:
             if self._jobstore is None:
-                from scalespace.scheduler.jobstore import JobStore
-
                 self._jobstore = JobStore.from_settings(self.settings)
             return self._jobstore
 
@@ -61,8 +69,6 @@ class Services:
     def store(self) -> Any:
         with self._lock:
             if self._store is None:
-                from scalespace.storage import store_from_settings
-
                 self._store = store_from_settings(self.settings)
             return self._store
 
@@ -70,10 +76,7 @@ class Services:
     def enqueue(self) -> Any:
         with self._lock:
             if self._enqueue is None:
-                from scalespace.scheduler.queues import Enqueuer
-                from scalespace.worker.celery_app import make_celery
-
-                self._enqueue = Enqueuer(make_celery(self.settings))
+                self._enqueue = Enqueuer(celery_client(self.settings))
             return self._enqueue
 
 
@@ -81,8 +84,6 @@ def _view(rec: dict[str, Any], svc: Services, request: Request) -> JobView:
     state = rec.get("state") or "queued"
     artifacts = None
     if state == "succeeded":
-        from scalespace.storage import S3Store
-
         names = [dict(a) for a in rec.get("artifacts") or []] + [{"name": "manifest.json"}]
         artifacts = []
         for a in names:
@@ -128,8 +129,6 @@ def _record(svc: Services, job_id: str) -> dict[str, Any]:
 
 
 def create_app(settings: Any = None, *, jobstore: Any = None, store: Any = None, enqueue: Any = None) -> FastAPI:
-    from scalespace.config import get_settings
-
     settings = settings or get_settings()
     svc = Services(settings, jobstore, store, enqueue)
     app = FastAPI(
@@ -155,8 +154,6 @@ def create_app(settings: Any = None, *, jobstore: Any = None, store: Any = None,
     def submit(body: JobRequest, request: Request, response: Response,
                idempotency_key: str | None = Header(None, alias="Idempotency-Key", max_length=200,
                                                     pattern=r"^[\x21-\x7e]{1,200}$")) -> JobView:
-        from scalespace.scheduler.submit import IdempotencyConflict, LaneFull, check_spec, submit_spec
-
         t0 = time.perf_counter()
         spec = check_spec(body.spec, settings, svc.store)
         lane = body.lane or settings.default_lane
@@ -212,9 +209,6 @@ def create_app(settings: Any = None, *, jobstore: Any = None, store: Any = None,
     @app.get("/v1/jobs/{job_id}/artifacts/{name}", name="get_artifact", dependencies=protected, responses=ERRORS,
              response_class=Response, summary="Download one artifact of a succeeded job")
     def get_artifact(job_id: str, name: str) -> Response:
-        from scalespace.storage import S3Store
-        from scalespace.storage.base import check_key
-
         rec = _record(svc, job_id)
         try:
             check_key("jobs", job_id, name)
@@ -262,8 +256,6 @@ def create_app(settings: Any = None, *, jobstore: Any = None, store: Any = None,
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            from fastapi.openapi.utils import get_openapi
-
             app.openapi_schema = _enrich_openapi(get_openapi(
                 title=app.title, version=app.version, description=app.description, routes=app.routes))
         return app.openapi_schema
@@ -281,10 +273,6 @@ def _enqueue_parent(svc: Services, parent: str) -> None:
 
 def _enrich_openapi(doc: dict[str, Any]) -> dict[str, Any]:
     """Name the allowed processes, data sets and samplers in the document (the specs check them by validator)."""
-    from scalespace.data import DATASETS
-    from scalespace.processes import PROCESSES
-    from scalespace.sampling import SAMPLERS
-
     choices = {"process": list(PROCESSES), "data": list(DATASETS), "processes": list(PROCESSES), "sampler": list(SAMPLERS)}
     for name, schema in doc.get("components", {}).get("schemas", {}).items():
         if not name.endswith("Spec"):
@@ -308,8 +296,6 @@ def _enrich_openapi(doc: dict[str, Any]) -> dict[str, Any]:
 
 def openapi_document(settings: Any = None) -> dict[str, Any]:
     """The OpenAPI document of the API (built offline)."""
-    from scalespace.config import Settings
-
     return create_app(settings or Settings()).openapi()
 
 

@@ -8,10 +8,14 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from kombu.exceptions import OperationalError
+from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException
 
 from scalespace import ScalespaceError
-from scalespace.jobs.spec_base import KINDS
+from scalespace.jobs.specs import KINDS
+from scalespace.scheduler.submit import field_and_reason
+from scalespace.storage import StoreUnavailable
 
 log = logging.getLogger("scalespace.api")
 
@@ -70,9 +74,6 @@ def install_error_handlers(app: FastAPI, max_body_bytes: int) -> None:
 
     @app.exception_handler(ScalespaceError)
     def _user(request: Request, exc: ScalespaceError) -> JSONResponse:
-        from scalespace.scheduler.submit import field_and_reason
-        from scalespace.storage import StoreUnavailable
-
         if isinstance(exc, StoreUnavailable):
             return error_response(503, "unavailable", str(exc), headers={"Retry-After": "10"})
         field, reason = field_and_reason(str(exc))
@@ -84,9 +85,6 @@ def install_error_handlers(app: FastAPI, max_body_bytes: int) -> None:
         return error_response(503, "unavailable",
                               f"the job store or broker is unreachable ({type(exc).__name__}); check SCALESPACE_REDIS_URL",
                               headers={"Retry-After": "10"})
-
-    from kombu.exceptions import OperationalError
-    from redis.exceptions import RedisError
 
     for cls in (RedisError, OperationalError, ConnectionError, TimeoutError):
         app.add_exception_handler(cls, _unavailable)

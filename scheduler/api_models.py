@@ -7,11 +7,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from scalespace.jobs.specs import JobSpec
+from scalespace.jobs.specs import KINDS, JobSpec
+from scalespace.scheduler.jobstore import LANES, STATES
 
-Lane = Literal["interactive", "batch", "nightly"]
-State = Literal["queued", "running", "succeeded", "failed", "cancelled", "expired"]
-Kind = Literal["sample", "evaluate", "train", "sweep"]
+# Literal of a tuple: its values, defined once (the job store's lanes and states, the specs' kinds)
+Lane = Literal[LANES]  # type: ignore[valid-type]
+State = Literal[STATES]  # type: ignore[valid-type]
+Kind = Literal[KINDS]  # type: ignore[valid-type]
 
 
 class JobRequest(BaseModel):

@@ -21,8 +21,8 @@ from typing import Any, Callable
 import httpx
 
 from scalespace import ScalespaceError
-
-TERMINAL = ("succeeded", "failed", "cancelled", "expired")
+from scalespace.config import get_settings
+from scalespace.scheduler.jobstore import TERMINAL
 
 
 class LaneFullError(ScalespaceError):
@@ -34,8 +34,6 @@ class LaneFullError(ScalespaceError):
 class Client:
     def __init__(self, base_url: str | None = None, token: str | None = None, *, timeout_s: float = 30.0,
                  transport: httpx.BaseTransport | None = None):
-        from scalespace.config import get_settings
-
         s = get_settings()
         self.base_url = (base_url or s.api_url).rstrip("/")
         tokens = s.api_tokens()

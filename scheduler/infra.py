@@ -8,6 +8,7 @@ from typing import Any, Callable
 from urllib.parse import urlsplit, urlunsplit
 
 from scalespace import ScalespaceError
+from scalespace.storage import S3Store, StoreUnavailable
 
 log = logging.getLogger("scalespace.infra")
 
@@ -85,8 +86,6 @@ def wait_until(check: Callable[[], Any], wait_s: float, describe: Callable[[Exce
 
 
 def _is_unavailable(e: Exception) -> bool:
-    from scalespace.storage import StoreUnavailable
-
     return isinstance(e, StoreUnavailable)
 
 
@@ -100,8 +99,6 @@ def wait_for_redis(settings: Any, client: Any, wait_s: float | None = None) -> N
 
 def wait_for_store(settings: Any, store: Any, wait_s: float | None = None) -> None:
     """The store is writable (S3: reachable, bucket present or created, credentials accepted)."""
-    from scalespace.storage import S3Store
-
     if isinstance(store, S3Store) and settings.s3_create_bucket:
         wait_until(store.create_bucket, settings.startup_wait_s if wait_s is None else wait_s, _short)
     wait_until(store.check_writable, settings.startup_wait_s if wait_s is None else wait_s, _short)

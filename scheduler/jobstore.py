@@ -29,10 +29,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from scalespace.scheduler import jobstore_lua as lua
+from scalespace.scheduler.infra import redis_client
 
+#: a job's states: queued, then running, then one of the final four (TERMINAL)
 STATES = ("queued", "running", "succeeded", "failed", "cancelled", "expired")
-TERMINAL = frozenset(("succeeded", "failed", "cancelled", "expired"))
+TERMINAL = frozenset(STATES[2:])
+#: the priority lanes, highest first (one broker queue each: scalespace.scheduler.queues)
 LANES = ("interactive", "batch", "nightly")
+#: the lane nightly sweeps are queued on
+NIGHTLY_LANE = LANES[-1]
 DURATION_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)
 _INT_FIELDS = ("attempts", "redeliveries", "retries", "progress_done", "children_total", "children_done")
 _FLOAT_FIELDS = ("created_at", "queued_at", "started_at", "finished_at", "updated_at", "heartbeat_at",
@@ -100,8 +105,6 @@ class JobStore:
     @classmethod
     def from_settings(cls, settings: Any, client: Any = None) -> "JobStore":
         if client is None:
-            from scalespace.scheduler.infra import redis_client
-
             client = redis_client(settings)
         live = settings.result_ttl_s + 2 * settings.visibility_timeout_s  # queued + running, then result_ttl_s
         return cls(client, result_ttl_s=settings.result_ttl_s, live_ttl_s=live)

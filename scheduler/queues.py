@@ -1,9 +1,25 @@
-"""Task names, lane queues, and putting a job id on the broker."""
+"""Task names, lane queues, the Celery client, and putting a job id on the broker.
+
+The scheduler sends tasks by name and never imports the worker: `celery_client`
+is a Celery app configured for sending (broker, JSON only, the lanes' queues,
+the nightly schedule that beat sends), and the worker's app
+(scalespace.worker.celery_app) is this one plus what running tasks needs.
+The task names stay as they are, so queued messages survive an upgrade.
+"""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
+
+from celery import Celery
+from celery.schedules import crontab
+from kombu import Queue
+
+from scalespace import ScalespaceError
+from scalespace.config import Settings, get_settings
+from scalespace.scheduler.infra import broker_url, require_redis_url
+from scalespace.scheduler.jobstore import NIGHTLY_LANE
 
 log = logging.getLogger("scalespace.queues")
 
@@ -14,6 +30,52 @@ TASK_NIGHTLY = "scalespace.nightly_sweep"
 def queue_name(lane: str) -> str:
     """The broker queue of a lane (one Redis list per lane)."""
     return f"scalespace.{lane}"
+
+
+def celery_client(settings: Settings | None = None) -> Celery:
+    """A Celery app that sends this service's tasks (and runs beat); JSON messages only."""
+    settings = settings or get_settings()
+    app = Celery("scalespace", broker=broker_url(require_redis_url(settings)), set_as_current=False)
+    app.conf.update(
+        task_serializer="json",
+        result_serializer="json",
+        event_serializer="json",
+        accept_content=["json"],
+        result_accept_content=["json"],
+        task_ignore_result=True,
+        broker_connection_retry=True,
+        broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,
+        broker_transport_options={
+            "visibility_timeout": settings.visibility_timeout_s,
+            "queue_order_strategy": "priority",
+            "socket_timeout": 30,
+            "socket_connect_timeout": 5,
+            "health_check_interval": 10,
+        },
+        task_queues=[Queue(queue_name(lane)) for lane in settings.worker_lane_list()],
+        task_default_queue=queue_name(settings.default_lane),
+        timezone="UTC",
+        enable_utc=True,
+        beat_schedule=beat_schedule(settings),
+        beat_scheduler="celery.beat:Scheduler",  # in memory: no shelve (pickle) file
+    )
+    app.scalespace_settings = settings
+    return app
+
+
+def beat_schedule(settings: Settings) -> dict[str, Any]:
+    """One entry per nightly sweep name, on SCALESPACE_NIGHTLY_CRON (UTC)."""
+    names = settings.nightly_sweep_names()
+    if not names:
+        return {}
+    fields = settings.nightly_cron.split()
+    if len(fields) != 5:
+        raise ScalespaceError(f"SCALESPACE_NIGHTLY_CRON={settings.nightly_cron!r} must have 5 fields (minute hour day month weekday)")
+    minute, hour, dom, month, dow = fields
+    cron = crontab(minute=minute, hour=hour, day_of_month=dom, month_of_year=month, day_of_week=dow)
+    return {f"nightly-sweep-{n}": {"task": TASK_NIGHTLY, "schedule": cron, "args": [n],
+                                    "options": {"queue": queue_name(NIGHTLY_LANE)}} for n in names}
 
 
 class Enqueuer:

@@ -17,6 +17,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from scalespace.scheduler.api import create_app
+from scalespace.scheduler.infra import wait_for_redis
+from scalespace.scheduler.jobstore import JobStore
+
 log = logging.getLogger("scalespace.serve")
 
 
@@ -42,22 +46,17 @@ def worker_env(settings: Any, redis_url: str, out: str) -> dict[str, str]:
 def serve(settings: Any, *, host: str, port: int, out: str, workers: int = 1, log_level: str = "info") -> int:
     import uvicorn
 
-    from scalespace.scheduler.api import create_app
-    from scalespace.scheduler.infra import wait_for_redis
-
     out = str(Path(out).resolve())
     redis = start_embedded_redis(Path(out) / ".service")
     redis_url = f"unix://{redis.socket_file}"
     settings = settings.model_copy(update={"redis_url": redis_url, "s3_endpoint": None, "results_dir": out})
     procs: list[subprocess.Popen] = []
     try:
-        from scalespace.scheduler.jobstore import JobStore
-
         wait_for_redis(settings, JobStore.from_settings(settings).r, 10)
         env = worker_env(settings, redis_url, out)
         for k in range(workers):
             env_k = dict(env, SCALESPACE_HEARTBEAT_FILE=f"{settings.heartbeat_file}.{k}")
-            procs.append(subprocess.Popen([sys.executable, "-m", "scalespace.scheduler.cli", "worker", "--name", f"serve{k}@%h"],
+            procs.append(subprocess.Popen([sys.executable, "-m", "scalespace.cli", "worker", "--name", f"serve{k}@%h"],
                                           env=env_k))
         print(f"scalespace: serving on http://{host}:{port} (results in {out}, {workers} worker(s)); Ctrl-C stops",
               file=sys.stderr)

@@ -3,8 +3,10 @@
 Everything that can be refused before a worker spends time on it is refused
 here, as a ScalespaceError "field: reason" (the API answers 422): the spec's
 own validation, n above SCALESPACE_MAX_N, a model id with no card in the
-store, a process whose schedule is invalid, a step count or sampler that does
-not fit the process, and every child of a sweep.
+store, a process whose schedule is invalid, and whatever the check of the
+spec's kind refuses (scalespace.jobs.kinds: a step count or sampler that does
+not fit the process, a training objective it cannot take, ...). A sweep's
+children are admitted one by one, each with its own kind's check.
 """
 
 from __future__ import annotations
@@ -15,7 +17,12 @@ from functools import lru_cache
 from typing import Any, Callable
 
 from scalespace import ScalespaceError
-from scalespace.jobs.spec_base import Spec
+from scalespace.data import dataset_shape
+from scalespace.ids import check_id
+from scalespace.jobs.kinds import job_kind
+from scalespace.jobs.run import new_job_id
+from scalespace.jobs.specs import GRID_FIELDS, ProcessDataSpec, Spec, parse_spec
+from scalespace.processes import make_process, process_class
 
 
 class LaneFull(Exception):
@@ -46,18 +53,15 @@ def field_and_reason(message: str) -> tuple[str | None, str]:
 
 def check_spec(data: Any, settings: Any, store: Any) -> Spec:
     """The parsed spec, or ScalespaceError("field: reason") naming what to fix."""
-    from scalespace.jobs.specs import parse_spec
-
     spec = data if isinstance(data, Spec) else parse_spec(data)
-    if spec.kind == "sweep":
-        from scalespace.jobs.sweep import plan_sweep
-
-        for child in plan_sweep(spec):
+    kind = job_kind(spec.kind)
+    if kind.grid:
+        for child in kind.check(spec):  # the grid's cells, each a validated spec
             try:
                 _check_one(parse_spec(child.spec), settings)
             except ScalespaceError as e:
                 field, reason = field_and_reason(str(e))
-                axis = {"process": "processes", "data": "data", "model": "models"}.get(field or "", f"template.{field}")
+                axis = GRID_FIELDS.get(field or "", f"template.{field}")
                 raise ScalespaceError(f"{axis}: {reason}" if field else str(e)) from None
         for model in spec.models:
             _check_model(model, store, "models")
@@ -67,29 +71,25 @@ def check_spec(data: Any, settings: Any, store: Any) -> Spec:
     return spec
 
 
-def _check_one(spec: Spec, settings: Any) -> None:
+def _check_one(spec: ProcessDataSpec, settings: Any) -> None:
+    """A single job: n within this service's limit, then its kind's check on the (cached) process."""
     n = getattr(spec, "n", None)
     if n is not None and n > settings.max_n:
         raise ScalespaceError(f"n: {n} is above this service's limit of {settings.max_n} (SCALESPACE_MAX_N); ask for fewer")
-    if hasattr(spec, "process") and hasattr(spec, "data"):
-        params = json.dumps(getattr(spec, "process_params", {}), sort_keys=True)
-        seed = spec.seed if spec.process == "osmosis" else None  # osmosis guidance is drawn from the seed
-        process = _process(spec.process, params, spec.data, getattr(spec, "data_size", None), seed)
-        if spec.kind == "sample":
-            _check_sampler(spec, process)
+    params = json.dumps(spec.process_params, sort_keys=True)
+    # parameters drawn from the job's seed (osmosis guidance): the seed is part of the cache key only for them
+    seed = spec.seed if process_class(spec.process).seeded_params else None
+    process = _process(spec.process, params, spec.data, spec.data_size, seed)
+    job_kind(spec.kind).check(spec, process)
 
 
 @lru_cache(maxsize=128)
 def _process(name: str, params: str, data: str, size: int | None, seed: int | None) -> Any:
     """Build (and so validate) a process once per configuration: a schedule check can take a while."""
-    from scalespace.data import dataset_shape
-    from scalespace.processes import make_process
-
-    if data not in _datasets():
-        raise ScalespaceError(f"data: unknown data set {data!r}; choose one of {', '.join(_datasets())}")
     p = dict(json.loads(params))
-    if name == "osmosis" and seed is not None:
-        p.setdefault("guidance_seed", seed)
+    if seed is not None:
+        for param in process_class(name).seeded_params:
+            p.setdefault(param, seed)
     try:
         return make_process(name, dataset_shape(data, size), p)
     except ScalespaceError as e:
@@ -97,28 +97,9 @@ def _process(name: str, params: str, data: str, size: int | None, seed: int | No
         raise ScalespaceError(str(e) if field else f"process_params: {e}") from None
 
 
-def _datasets() -> tuple[str, ...]:
-    from scalespace.data import DATASETS
-
-    return tuple(DATASETS)
-
-
-def _check_sampler(spec: Any, process: Any) -> None:
-    """The checks of scalespace.jobs.sample.check_sample_spec, on the cached process."""
-    from scalespace.sampling import check_sampler, respace
-
-    try:
-        respace(process.T, spec.steps)
-    except ScalespaceError as e:
-        raise ScalespaceError(f"steps: {e}") from None
-    check_sampler(spec.sampler, process)
-
-
 def _check_model(model: str, store: Any, field: str) -> None:
     if model == "oracle":
         return
-    from scalespace.ids import check_id
-
     check_id(model, "model id")
     if not store.exists("models", model, "card.json"):
         raise ScalespaceError(f"{field}: unknown model id {model!r} (no card in the store's models); "
@@ -129,8 +110,6 @@ def submit_spec(spec: Spec, *, settings: Any, jobstore: Any, enqueue: Callable[[
                 deadline_s: float | None = None, idempotency_key: str | None = None,
                 job_id: str | None = None) -> Submitted:
     """Create the record and put the job on its lane's queue (atomic admission, then the message)."""
-    from scalespace.jobs.run import new_job_id
-
     job_id = job_id or new_job_id(spec)
     limit = settings.lanes().get(lane, -1)
     out = jobstore.submit(job_id, spec.model_dump(mode="json"), kind=spec.kind, spec_hash=spec.spec_hash(),

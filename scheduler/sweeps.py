@@ -20,13 +20,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+import yaml
+
 from scalespace import ScalespaceError
+from scalespace.jobs.specs import parse_spec
+from scalespace.jobs.sweep import FAILURE, child_job_id, plan_sweep, record_failure
+from scalespace.scheduler.jobstore import NIGHTLY_LANE
+from scalespace.scheduler.submit import check_spec, submit_spec
 
 
 def load_sweeps(path: str | None) -> dict[str, dict[str, Any]]:
     """Sweep specs by name from a YAML file (yaml.safe_load)."""
-    import yaml
-
     if not path:
         raise ScalespaceError("no sweeps file: set SCALESPACE_SWEEPS_FILE or pass --file")
     try:
@@ -53,10 +57,8 @@ def nightly_key(name: str, when: datetime | None = None) -> str:
 
 
 def submit_named_sweep(name: str, settings: Any, jobstore: Any, store: Any, enqueue: Callable[[str, str], None],
-                       *, path: str | None = None, lane: str = "nightly", key: str | None = None) -> str:
+                       *, path: str | None = None, lane: str = NIGHTLY_LANE, key: str | None = None) -> str:
     """Queue tonight's run of a named sweep (once per UTC day); returns its job id."""
-    from scalespace.scheduler.submit import check_spec, submit_spec
-
     spec = check_spec(named_sweep(name, path or settings.sweeps_file), settings, store)
     out = submit_spec(spec, settings=settings, jobstore=jobstore, enqueue=enqueue, lane=lane,
                       idempotency_key=key or nightly_key(name))
@@ -71,9 +73,6 @@ def fan_out(parent: str, owner: str, spec: dict[str, Any], lane: str, jobstore: 
     them and only re-sends the ones still queued (a duplicate message is dropped
     by the worker that gets it second).
     """
-    from scalespace.jobs.specs import parse_spec
-    from scalespace.jobs.sweep import child_job_id, plan_sweep
-
     children = plan_sweep(parse_spec(spec))
     ids = []
     for k, child in enumerate(children):
@@ -90,8 +89,6 @@ def fan_out(parent: str, owner: str, spec: dict[str, Any], lane: str, jobstore: 
 
 def mark_failed_children(rec: dict[str, Any], jobstore: Any, store: Any) -> None:
     """Before aggregating: write failure.json for each child that ended without results."""
-    from scalespace.jobs.sweep import FAILURE, record_failure
-
     for cid in rec.get("children") or []:
         child = jobstore.get(cid)
         state = child.get("state") if child else "expired"

@@ -4,7 +4,7 @@
 data, jobs and storage. It knows nothing of Celery or HTTP.
 """
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 
 class ScalespaceError(ValueError):

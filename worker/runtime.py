@@ -1,7 +1,7 @@
 """What a worker process holds: settings, the job store, the artifact store, the way to enqueue.
 
-Built lazily on first use, so importing the worker touches neither Redis, S3
-nor torch. One runtime per Celery app.
+Connections are made on first use, so importing the worker touches neither
+Redis nor S3 (nor torch). One runtime per Celery app.
 """
 
 from __future__ import annotations
@@ -13,6 +13,11 @@ import threading
 from typing import Any
 
 from celery import signals
+
+from scalespace.scheduler.infra import redis_client
+from scalespace.scheduler.jobstore import JobStore
+from scalespace.scheduler.queues import Enqueuer
+from scalespace.storage import store_from_settings
 
 log = logging.getLogger("scalespace.worker")
 _RUNTIMES: list["Runtime"] = []
@@ -35,11 +40,7 @@ class Runtime:
     def jobstore(self) -> Any:
         with self._lock:
             if self._jobstore is None:
-                from scalespace.scheduler.jobstore import JobStore
-
                 # a worker outlives short Redis outages: its client retries longer than the API's
-                from scalespace.scheduler.infra import redis_client
-
                 self._jobstore = JobStore.from_settings(self.settings, redis_client(self.settings, retries=8))
             return self._jobstore
 
@@ -47,16 +48,12 @@ class Runtime:
     def store(self) -> Any:
         with self._lock:
             if self._store is None:
-                from scalespace.storage import store_from_settings
-
                 self._store = store_from_settings(self.settings)
             return self._store
 
     def enqueue(self, job_id: str, lane: str) -> None:
         with self._lock:
             if self._enqueue is None:
-                from scalespace.scheduler.queues import Enqueuer
-
                 self._enqueue = Enqueuer(self.app)
         self._enqueue(job_id, lane)
 

@@ -14,8 +14,9 @@
 A sweep fans out its children as jobs of their own, then comes back to
 aggregate them once the last one has ended.
 
-scalespace.jobs (and so torch) is imported inside the task, never at import time:
-CUDA starts in the process that runs the job.
+run_job (and so torch) is imported inside the task, never at import time:
+CUDA starts in the process that runs the job. The table of job kinds and
+the job store import without torch.
 """
 
 from __future__ import annotations
@@ -25,6 +26,11 @@ import time
 import uuid
 from typing import Any
 
+from scalespace import ScalespaceError
+from scalespace.ids import check_id
+from scalespace.jobs.kinds import JOB_KINDS
+from scalespace.scheduler.queues import TASK_NIGHTLY, TASK_RUN
+from scalespace.storage import StoreUnavailable
 from scalespace.worker.lease import Lease, StepReporter
 from scalespace.worker.runtime import Runtime, runtime_for
 
@@ -32,15 +38,13 @@ log = logging.getLogger("scalespace.worker")
 
 
 def register(app: Any) -> None:
-    from scalespace.scheduler.queues import TASK_NIGHTLY, TASK_RUN
-
     @app.task(name=TASK_RUN, bind=True, shared=False, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
     def run(task: Any, job_id: str) -> str:
         return run_task(runtime_for(task.app), job_id)
 
     @app.task(name=TASK_NIGHTLY, bind=True, shared=False, acks_late=True, ignore_result=True)
     def nightly_sweep(task: Any, name: str) -> str:
-        from scalespace.scheduler.sweeps import submit_named_sweep
+        from scalespace.scheduler.sweeps import submit_named_sweep  # imports torch: not at import time
 
         rt = runtime_for(task.app)
         job_id = submit_named_sweep(name, rt.settings, rt.jobstore, rt.store, rt.enqueue)
@@ -50,8 +54,6 @@ def register(app: Any) -> None:
 
 def _transient(e: BaseException) -> bool:
     """Errors that may pass: the store or Redis unreachable."""
-    from scalespace.storage import StoreUnavailable
-
     if isinstance(e, StoreUnavailable):
         return True
     try:
@@ -88,9 +90,6 @@ def _one_line(e: BaseException) -> str:
 
 
 def run_task(rt: Runtime, job_id: str) -> str:
-    from scalespace import ScalespaceError
-    from scalespace.ids import check_id
-
     try:
         check_id(job_id, "job id")
     except ScalespaceError:
@@ -114,20 +113,19 @@ def run_task(rt: Runtime, job_id: str) -> str:
 
 
 def _execute(rt: Runtime, job_id: str, owner: str, rec: dict[str, Any], reporter: StepReporter, attempts: int) -> str:
-    from scalespace import ScalespaceError
-
     js, spec = rt.jobstore, rec.get("spec") or {}
+    kind = JOB_KINDS.get(spec.get("kind"))
     t0 = time.monotonic()
     try:
-        if spec.get("kind") == "sweep" and not rec.get("children_total"):
-            from scalespace.scheduler.sweeps import fan_out
+        if kind is not None and kind.grid and not rec.get("children_total"):
+            from scalespace.scheduler.sweeps import fan_out  # imports torch: not at import time
 
             pending = fan_out(job_id, owner, spec, rec.get("lane") or rt.settings.default_lane, rt.jobstore, rt.enqueue)
             if pending == 0:
                 rt.enqueue(job_id, rec.get("lane") or rt.settings.default_lane)
             return "fanned-out"
-        if spec.get("kind") == "sweep":
-            from scalespace.scheduler.sweeps import mark_failed_children
+        if kind is not None and kind.grid:
+            from scalespace.scheduler.sweeps import mark_failed_children  # imports torch: not at import time
 
             mark_failed_children(rec, js, rt.store)
         from scalespace.jobs import JobStopped, run_job  # torch and CUDA start here, in the worker process

@@ -30,7 +30,7 @@ from safetensors.torch import save as st_save
 
 from scalespace import ScalespaceError
 from scalespace.denoisers.learned import LearnedDenoiser
-from scalespace.denoisers.objectives import OBJECTIVES, network_channels
+from scalespace.denoisers.objectives import OBJECTIVES
 from scalespace.denoisers.unet import UNet, UNetConfig
 from scalespace.ids import check_id
 from scalespace.processes.base import Process
@@ -157,7 +157,7 @@ def load_model(
     extras = {k: v for k, v in tensors.items() if k.startswith(EXTRA_PREFIX)}
     try:
         config = UNetConfig(**card["network"]["config"])
-        cin, cout = network_channels(process)
+        cin, cout = process.network_channels()
         net = UNet(cin, config, cout)
         net.load_state_dict({k: v for k, v in tensors.items() if k not in extras}, strict=True)
         return LearnedDenoiser(process, net.to(device), card["objective"], name=model_id, digest=sha, extras=extras)

@@ -36,16 +36,15 @@ from typing import Callable, Literal
 import torch
 
 from scalespace import ScalespaceError
-from scalespace.processes.base import Process
+from scalespace.processes.base import LinearGaussianProcess, Process
 
 Objective = Literal["eps", "v", "one_step"]
 OBJECTIVES: tuple[str, ...] = ("eps", "v", "one_step")
-DEFAULT_OBJECTIVE: dict[str, str] = {"vp": "eps", "ve": "v", "blurring": "v", "heat": "one_step", "osmosis": "one_step"}
 
 
 def objective_for(process: Process, objective: str | None) -> str:
     """The objective to train `process` with (None or 'auto': the process's default); refuses a mismatch."""
-    name = DEFAULT_OBJECTIVE[process.name] if objective in (None, "auto") else objective
+    name = process.default_objective if objective in (None, "auto") else objective
     if name not in OBJECTIVES:
         raise ScalespaceError(f"objective: unknown {name!r}; choose one of auto, {', '.join(OBJECTIVES)}")
     if name == "one_step" and not process.prior_needs_data:
@@ -65,7 +64,7 @@ class Coefficients:
     """
 
     def __init__(self, process: Process, device: torch.device | str = "cpu"):
-        if not process.spectral:
+        if not isinstance(process, LinearGaussianProcess):
             raise ScalespaceError(f"process {process.name!r} has no per-mode coefficients")
         alphas = torch.stack([process.alpha(i).reshape(1, *process.alpha(i).shape) for i in range(process.T + 1)])
         if process.isotropic:
@@ -81,17 +80,9 @@ class Coefficients:
 
 
 def guidance_condition(process: Process, device: torch.device | str = "cpu") -> torch.Tensor | None:
-    """Osmosis: g = v / mean(v) for the shared guidance v, (1, C, H, W); None for other processes."""
-    if process.name != "osmosis":
-        return None
-    v = process.guidance(None, 1, torch.float64, "cpu")  # type: ignore[attr-defined]
-    return (v / v.mean()).float().to(device)
-
-
-def network_channels(process: Process) -> tuple[int, int]:
-    """(input, output) channels of the network for `process` (see OneStepObjective for osmosis)."""
-    c = process.shape[0]
-    return (3 * c, 2 * c) if process.name == "osmosis" else (c, c)
+    """The process's condition image for the network (osmosis: g = v / mean(v), (1, C, H, W)) as float32; or None."""
+    g = process.network_condition()
+    return None if g is None else g.float().to(device)
 
 
 def time_input(process: Process, i: torch.Tensor) -> torch.Tensor:
@@ -102,7 +93,7 @@ def time_input(process: Process, i: torch.Tensor) -> torch.Tensor:
 class SpectralObjective:
     """eps- or v-prediction for vp, ve and blurring (see the module docstring)."""
 
-    def __init__(self, process: Process, objective: str, device: torch.device | str = "cpu"):
+    def __init__(self, process: LinearGaussianProcess, objective: str, device: torch.device | str = "cpu"):
         self.process = process
         self.objective = objective
         self.coef = Coefficients(process, device)

@@ -7,11 +7,13 @@ For training images f_j and a linear-Gaussian process,
 In the DCT basis A_t is diagonal, so with U = V^T u_t and F_j = V^T f_j the
 score is ((alpha U) . F_j - |alpha F_j|^2 / 2) / sigma^2 up to a per-row
 constant: a matrix product and a streaming log-sum-exp, the shape of
-attention. We stream over the training set in chunks with a running max, so
-memory is O(B x D + chunk x D), never B x n. Scores come from float32 (or the
-input dtype) matrix products; the running sums, log p_t and the posterior
-entropy accumulate in float64. Osmosis (not diagonal in any fixed basis) uses
-precomputed A_k f_j in pixel space with the same reduction.
+attention. The reduction streams over the training set in chunks with a
+running max, so memory is O(B x D + chunk x D), never B x n. Scores come from
+float32 (or the input dtype) matrix products; the running sums, log p_t and
+the posterior entropy accumulate in float64. The reduction is
+scalespace.kernels.oracle_reduction (the Triton kernel beside its torch
+reference); the dispatch picks one. Osmosis (not diagonal in any fixed basis)
+uses precomputed A_k f_j in pixel space with the same reduction.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ import torch
 
 from scalespace import ScalespaceError
 from scalespace.denoisers.base import Denoiser
-from scalespace.processes.base import Process
+from scalespace.kernels import dispatch
+from scalespace.processes.base import DriftDiffusionProcess, LinearGaussianProcess, Process
 
 
 @dataclass
@@ -34,62 +37,6 @@ class OracleResult:
     mean: torch.Tensor
     log_p: torch.Tensor
     entropy: torch.Tensor
-
-
-def streaming_posterior(
-    query: torch.Tensor,
-    keys: torch.Tensor,
-    key_sq: torch.Tensor,
-    values: torch.Tensor,
-    inv_var: float,
-    chunk: int,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The oracle reduction: the Triton kernel on a GPU (shared/kernels/oracle_reduction.py), else the torch loop.
-
-    Arguments and results as `streaming_posterior_torch`.
-    """
-    from scalespace.kernels import dispatch
-
-    if dispatch.use_triton(query.device):
-        return dispatch.oracle_reduction(query, keys, key_sq, values, inv_var, chunk)
-    return streaming_posterior_torch(query, keys, key_sq, values, inv_var, chunk)
-
-
-def streaming_posterior_torch(
-    query: torch.Tensor,
-    keys: torch.Tensor,
-    key_sq: torch.Tensor,
-    values: torch.Tensor,
-    inv_var: float,
-    chunk: int,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The oracle reduction, streamed over the training set (the torch reference).
-
-    query (B, D), keys (n, D), key_sq (n,) = |A f_j|^2, values (n, Dv).
-    Scores s_bj = (query_b . keys_j - key_sq_j / 2) * inv_var.
-    Returns (weighted mean of values (B, Dv) float64, logsumexp_j s_bj (B,),
-    entropy of the softmax (B,)), accumulators in float64.
-    """
-    b = query.shape[0]
-    m = torch.full((b,), -math.inf, dtype=torch.float64, device=query.device)
-    l = torch.zeros(b, dtype=torch.float64, device=query.device)
-    ls = torch.zeros(b, dtype=torch.float64, device=query.device)  # sum e^{s-m} s
-    acc = torch.zeros(b, values.shape[1], dtype=torch.float64, device=query.device)
-    for start in range(0, keys.shape[0], chunk):
-        k = keys[start : start + chunk]
-        # scores and weights stay in the matmul dtype (their error is set by the
-        # matrix product); the running sums across chunks are float64
-        s = (query @ k.T - 0.5 * key_sq[start : start + chunk]) * inv_var
-        m_new = torch.maximum(m, s.amax(dim=1).to(torch.float64))
-        scale = torch.exp(m - m_new)
-        p = torch.exp(s - m_new[:, None].to(s.dtype))
-        l = l * scale + p.sum(1, dtype=torch.float64)
-        ls = ls * scale + (p * s).sum(1, dtype=torch.float64)
-        acc = acc * scale[:, None] + (p.to(values.dtype) @ values[start : start + chunk]).to(torch.float64)
-        m = m_new
-    lse = m + torch.log(l)
-    entropy = lse - ls / l
-    return acc / l[:, None], lse, entropy.clamp_min(0.0)
 
 
 class OracleDenoiser(Denoiser):
@@ -113,22 +60,23 @@ class OracleDenoiser(Denoiser):
         self.d = math.prod(process.shape)
         self.values = train.to(dtype).reshape(self.n, self.d)
         self._digest = hashlib.sha256(train.to(torch.float32).cpu().contiguous().numpy().tobytes()).hexdigest()
-        if process.spectral:
+        self._means: list[torch.Tensor] | None = None
+        if isinstance(process, LinearGaussianProcess):
             self.keys_basis = process.to_basis(train.to(dtype)).reshape(self.n, self.d)
             self.keys_sq_basis = self.keys_basis**2
-            self._means: list[torch.Tensor] | None = None
         else:
+            assert isinstance(process, DriftDiffusionProcess)
             means = process.marginal_means_all(train.to(torch.float64))
             self._means = [m.to(dtype).reshape(self.n, self.d) for m in means]
 
     def digest(self) -> str:
         return self._digest
 
-    def _alpha_flat(self, i: int) -> torch.Tensor:
-        a = self.process.alpha(i)
-        c = self.process.shape[0]
+    def _alpha_flat(self, process: LinearGaussianProcess, i: int) -> torch.Tensor:
+        a = process.alpha(i)
+        c = process.shape[0]
         a = a.to(self.values.device)  # schedules live on the CPU; the training set may not
-        return (a.expand(c, *self.process.shape[1:]) if a.ndim == 2 else a.expand(self.process.shape)).reshape(self.d)
+        return (a.expand(c, *process.shape[1:]) if a.ndim == 2 else a.expand(process.shape)).reshape(self.d)
 
     def posterior(self, u_t: torch.Tensor, i: int) -> OracleResult:
         """The exact posterior at index i for a batch u_t (B, C, H, W)."""
@@ -139,19 +87,20 @@ class OracleDenoiser(Denoiser):
             raise ScalespaceError(f"the oracle posterior is a point mass at step {i} (sigma = 0)")
         inv_var = 1.0 / sigma**2
         x = u_t.to(self.dtype)
-        if p.spectral:
-            alpha = self._alpha_flat(i)
+        if isinstance(p, LinearGaussianProcess):
+            alpha = self._alpha_flat(p, i)
             u_basis = p.to_basis(x).reshape(b, self.d)
             query = (alpha.to(self.dtype) * u_basis)
             key_sq = self.keys_sq_basis @ (alpha**2).to(self.dtype)
             keys = self.keys_basis
             u_sq = (u_basis.to(torch.float64) ** 2).sum(1)
         else:
+            assert self._means is not None
             keys = self._means[i]
             key_sq = (keys.to(torch.float64) ** 2).sum(1).to(self.dtype)
             query = x.reshape(b, self.d)
             u_sq = (query.to(torch.float64) ** 2).sum(1)
-        mean, lse, entropy = streaming_posterior(query, keys, key_sq, self.values, inv_var, self.chunk)
+        mean, lse, entropy = dispatch.oracle_reduction(query, keys, key_sq, self.values, inv_var, self.chunk)
         log_p = lse - 0.5 * u_sq * inv_var - math.log(self.n) - 0.5 * self.d * math.log(2 * math.pi * sigma**2)
         return OracleResult(mean=mean.to(u_t.dtype).reshape(u_t.shape), log_p=log_p, entropy=entropy)
 

@@ -7,7 +7,7 @@ uniform in 1..T, Gaussian noise), builds the objective's input and target
 weights, which is what gets sampled and saved.
 
 Determinism: step k draws its batch from a torch.Generator seeded by
-Philox(seed, k) (scalespace.sampling.noise, Stream.TRAIN), the network is
+Philox(seed, k) (scalespace.noise, Stream.TRAIN), the network is
 initialised from the seed, and the learning rate is a function of k. So a
 run resumed from the state saved after step k (weights, EMA, Adam moments,
 loss curve) takes exactly the steps an uninterrupted run would.
@@ -29,13 +29,12 @@ from scalespace.denoisers.objectives import (
     Coefficients,
     OneStepObjective,
     SpectralObjective,
-    network_channels,
     one_step_scale,
     time_input,
 )
 from scalespace.denoisers.unet import UNet, UNetConfig
-from scalespace.processes.base import Process
-from scalespace.sampling.noise import Stream, uniform_int
+from scalespace.processes.base import DriftDiffusionProcess, LinearGaussianProcess, Process
+from scalespace.noise import Stream, uniform_int
 
 #: forward means of osmosis are precomputed for the whole training set below this many floats
 OSMOSIS_TABLE_MAX = 2**28
@@ -60,7 +59,7 @@ class TrainConfig:
 
 def build_network(process: Process, config: UNetConfig, seed: int) -> UNet:
     """A freshly initialised U-Net for `process` whose weights depend only on (config, seed)."""
-    cin, cout = network_channels(process)
+    cin, cout = process.network_channels()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return UNet(cin, config, cout)
@@ -110,10 +109,10 @@ class ForwardMeans:
         self.process = process
         self.images = images
         self.table: torch.Tensor | None = None
-        if process.spectral:
+        if isinstance(process, LinearGaussianProcess):
             self.alpha = Coefficients(process, device).alpha
-        elif images.numel() * (process.T + 1) <= OSMOSIS_TABLE_MAX:
-            means = process.marginal_means_all(images.to(torch.float64))  # type: ignore[attr-defined]
+        elif isinstance(process, DriftDiffusionProcess) and images.numel() * (process.T + 1) <= OSMOSIS_TABLE_MAX:
+            means = process.marginal_means_all(images.to(torch.float64))
             self.table = torch.stack([m.to(torch.float32) for m in means]).to(device)
 
     def __call__(self, idx: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
@@ -125,11 +124,12 @@ class ForwardMeans:
         if self.table is not None:
             return self.table[k, idx], self.table[j, idx]
         u0 = self.images[idx]
-        if self.process.spectral:
-            p = self.process
+        p = self.process
+        if isinstance(p, LinearGaussianProcess):
             c = p.to_basis(u0)
             return p.from_basis(self.alpha[k] * c), p.from_basis(self.alpha[j] * c)
-        means = self.process.marginal_means_all(u0.to(torch.float64))  # type: ignore[attr-defined]
+        assert isinstance(p, DriftDiffusionProcess)
+        means = p.marginal_means_all(u0.to(torch.float64))
         stacked = torch.stack([m.to(torch.float32) for m in means])  # (K+1, B, C, H, W)
         rows = torch.arange(len(idx), device=k.device)
         return stacked[k, rows], stacked[j, rows]

@@ -167,9 +167,8 @@ class Preset:
 
 
 PRESETS: dict[str, Preset] = {
-    # 8x8 digits on a CPU: 160k parameters, 15-17 ms per step on an idle core (up to 90 on a busy
-    # machine). Narrower nets train faster but lose too much: channels=8 (40k parameters) still
-    # beats both baselines for vp, ve, blurring and heat, not for osmosis (bench/README.md).
+    # 8x8 digits on a CPU (160k parameters). Narrower nets train faster but lose too much: channels=8
+    # does not beat the baselines for osmosis (figures: bench/README.md, "Training on a CPU").
     "tiny": Preset(
         network=UNetConfig(channels=16, channel_mults=(1, 2), num_res_blocks=1, groups=4),
         steps=3000, batch_size=64, lr=2e-3, ema_decay=0.995,

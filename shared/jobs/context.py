@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -33,6 +34,8 @@ class Progress:
 
 ProgressFn = Callable[[Progress], None]
 StopFn = Callable[[], "str | None"]
+#: (spec, job id) -> its manifest: runs another spec as a job of its own (a sweep's children)
+RunChildFn = Callable[[dict[str, Any], str], dict[str, Any]]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -50,6 +53,8 @@ class JobContext:
     progress: ProgressFn | None = None
     should_stop: StopFn | None = None
     device: torch.device = torch.device("cpu")
+    #: set by run_job: the same store, progress sink and stop check
+    run_child: RunChildFn | None = None
     artifacts: list[ArtifactRef] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     manifest_extra: dict[str, Any] = field(default_factory=dict)
@@ -60,8 +65,6 @@ class JobContext:
         return ref
 
     def put_json(self, name: str, obj: Any) -> ArtifactRef:
-        import json
-
         return self.put(name, json.dumps(obj, indent=2, sort_keys=True, allow_nan=False).encode())
 
     def report(self, phase: str, done: int, total: int, **figures: Any) -> None:

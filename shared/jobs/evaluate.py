@@ -11,7 +11,6 @@ compares night to night.
 from __future__ import annotations
 
 import json
-import math
 from datetime import datetime, timezone
 from typing import Any
 
@@ -19,22 +18,22 @@ import torch
 
 from scalespace import ScalespaceError
 from scalespace.data import dataset_shape, load_dataset
+from scalespace.evaluation import density as dens
+from scalespace.evaluation import robustness as rob
+from scalespace.evaluation.check import Check, finite_or_none
+from scalespace.evaluation.forward import forward_checks
+from scalespace.evaluation.forward_trajectory import GreyHistogram, eval_indices, forward_trajectory
+from scalespace.evaluation.invariances import check_invariances
+from scalespace.evaluation.plots import render_plots
+from scalespace.evaluation.report import render_html
+from scalespace.evaluation.reverse import check_r1, check_r2, check_r3, check_r4, run_reverse
 from scalespace.jobs.context import JobContext
-from scalespace.jobs.evaluate_report import render_html
-from scalespace.jobs.evaluate_spec import EvaluateSpec
 from scalespace.jobs.sample import load_denoiser, process_for
+from scalespace.jobs.specs import EvaluateSpec
 from scalespace.processes.base import Process
 from scalespace.sampling.pipeline import generate
-from scalespace.stats import density as dens
-from scalespace.stats import robustness as rob
-from scalespace.stats.invariances import check_invariances
-from scalespace.stats.lyapunov import GreyHistogram, eval_indices, forward_trajectory
 from scalespace.stats.marginals import OracleMarginal
-from scalespace.stats.plots import render_plots
-from scalespace.stats.properties import forward_checks
-from scalespace.stats.property_check import Check, finite_or_none
 from scalespace.stats.reference_cache import QualityReference, reference_features
-from scalespace.stats.reverse_checks import check_r1, check_r2, check_r3, check_r4, run_reverse
 
 #: the osmosis oracle keeps K + 1 evolved float64 copies of its training set; refuse more than this
 OSMOSIS_ORACLE_MAX_BYTES = 4 * 2**30
@@ -42,21 +41,22 @@ OSMOSIS_ORACLE_MAX_BYTES = 4 * 2**30
 GREY_HIST = (-4.0, 4.0, 160)
 
 
-def check_evaluate_spec(spec: EvaluateSpec) -> Process:
-    """What can be checked before loading data: the process, its schedule, the oracle's memory."""
-    shape = dataset_shape(spec.data, spec.data_size)
-    process = process_for(spec, shape)
-    if process.name == "osmosis" and process.params.guidance != "shared":
+def check_evaluate_spec(spec: EvaluateSpec, process: Process | None = None) -> Process:
+    """What can be checked before loading data: the process, its schedule, the oracle's memory
+    (`process`: built by the caller)."""
+    if process is None:
+        process = process_for(spec, dataset_shape(spec.data, spec.data_size))
+    if not process.shared_operator:
         raise ScalespaceError("process_params.guidance: the evaluation's oracle needs 'shared' osmosis guidance")
     return process
 
 
-def _osmosis_memory(process: Process, n_train: int) -> None:
-    need = (process.T + 1) * n_train * math.prod(process.shape) * 8 * 2
-    if process.name == "osmosis" and need > OSMOSIS_ORACLE_MAX_BYTES:
-        most = OSMOSIS_ORACLE_MAX_BYTES // ((process.T + 1) * math.prod(process.shape) * 16)
+def _oracle_memory(process: Process, n_train: int) -> None:
+    need = process.oracle_bytes(n_train)
+    if need > OSMOSIS_ORACLE_MAX_BYTES:
+        most = OSMOSIS_ORACLE_MAX_BYTES // process.oracle_bytes(1)
         raise ScalespaceError(
-            f"data_limit: the osmosis oracle would hold {need / 2**30:.1f} GiB of evolved training images; "
+            f"data_limit: the {process.name} oracle would hold {need / 2**30:.1f} GiB of evolved training images; "
             f"set data_limit to at most {most}"
         )
 
@@ -66,7 +66,7 @@ def run_evaluate(spec: EvaluateSpec, ctx: JobContext) -> dict[str, Any]:
     with ctx.timed("load"):
         train = load_dataset(spec.data, "train", size=spec.data_size, limit=spec.data_limit).images
         heldout = load_dataset(spec.data, "heldout", size=spec.data_size).images
-    _osmosis_memory(process, len(train))
+    _oracle_memory(process, len(train))
     groups = spec.checks
     checks: list[Check] = []
     report: dict[str, Any] = {
@@ -83,7 +83,7 @@ def run_evaluate(spec: EvaluateSpec, ctx: JobContext) -> dict[str, Any]:
         ctx.report("forward", 0, phase_total)
         with ctx.timed("forward_trajectory"):
             density = OracleMarginal(process, train, chunk=spec.oracle_chunk) if "forward" in groups else None
-            grey = GreyHistogram(*GREY_HIST) if process.name == "vp" else None
+            grey = GreyHistogram(*GREY_HIST) if process.grey_density_is_osmosis else None
             traj = forward_trajectory(
                 process, train, spec.n, spec.seed, indices, density, batch_size=spec.batch_size, grey=grey,
                 on_batch=lambda done, total: ctx.report("forward", done, total),
@@ -122,7 +122,7 @@ def run_evaluate(spec: EvaluateSpec, ctx: JobContext) -> dict[str, Any]:
         ctx.report("robustness", 0, phase_total)
         report["robustness"] = _robustness(spec, ctx, process, denoiser, train, heldout, run, reference)
 
-    if "density" in groups and process.name == "vp":
+    if "density" in groups and process.grey_density_is_osmosis:
         ctx.report("density", 0, phase_total)
         with ctx.timed("density"):
             report["density"] = dens.compare_osmosis_vp(

@@ -2,9 +2,9 @@
 
 Artifacts are written under the job id; the manifest is written last and is
 the commit point. A job that fails leaves no manifest (its partial artifacts
-are removed, except for RESUMABLE kinds, which restart from them), so nothing
-half-written looks complete. Running a job whose
-manifest already exists returns that manifest (exactly-once effect).
+are removed, except for resumable kinds, which restart from them:
+scalespace.jobs.kinds), so nothing half-written looks complete. Running a job
+whose manifest already exists returns that manifest (exactly-once effect).
 """
 
 from __future__ import annotations
@@ -12,38 +12,15 @@ from __future__ import annotations
 import secrets
 import time
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any
 
-from scalespace import ScalespaceError
+from scalespace.ids import check_id
 from scalespace.jobs.context import JobContext, JobStopped, ProgressFn, StopFn, resolve_device
+from scalespace.jobs.kinds import job_kind
 from scalespace.jobs.manifest import code_version, device_info, package_versions
 from scalespace.jobs.specs import Spec, parse_spec
 from scalespace.kernels.dispatch import describe as kernel_info
-from scalespace.ids import check_id
 from scalespace.storage.base import MANIFEST, ArtifactStore
-
-#: kind -> "module:function"; imported on first use so a worker loads only what it runs
-RUNNERS: dict[str, str] = {
-    "sample": "scalespace.jobs.sample:run_sample",
-    "evaluate": "scalespace.jobs.evaluate:run_evaluate",
-    "train": "scalespace.jobs.train:run_train",
-    "sweep": "scalespace.jobs.sweep:run_sweep",
-}
-#: kinds that resume from their own artifacts (a checkpoint), so a failed run keeps them
-RESUMABLE: frozenset[str] = frozenset({"train"})
-
-
-def runner_for(kind: str) -> Callable[[Any, JobContext], dict[str, Any]]:
-    import importlib
-
-    target = RUNNERS.get(kind)
-    if target is None:
-        raise ScalespaceError(f"kind: jobs of kind {kind!r} are not supported; choose one of {', '.join(RUNNERS)}")
-    module, _, fn = target.partition(":")
-    try:
-        return getattr(importlib.import_module(module), fn)
-    except (ImportError, AttributeError):
-        raise ScalespaceError(f"kind: jobs of kind {kind!r} are not available in this version") from None
 
 
 def new_job_id(spec: Spec) -> str:
@@ -68,14 +45,20 @@ def run_job(
         return existing
     store.check_writable()
     device = resolve_device(getattr(spec, "device", "auto"))
-    ctx = JobContext(job_id=job_id, store=store, progress=progress, should_stop=should_stop, device=device)
-    runner = runner_for(spec.kind)
+
+    def run_child(child: dict[str, Any], child_id: str) -> dict[str, Any]:
+        return run_job(child, store, progress, job_id=child_id, should_stop=should_stop)
+
+    ctx = JobContext(job_id=job_id, store=store, progress=progress, should_stop=should_stop, device=device,
+                     run_child=run_child)
+    kind = job_kind(spec.kind)
+    runner = kind.run
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
     try:
         summary = runner(spec, ctx)
     except BaseException:
-        if spec.kind not in RESUMABLE:
+        if not kind.resumable:
             store.delete("jobs", job_id)  # no manifest was written: remove the partial artifacts
         raise
     manifest = {

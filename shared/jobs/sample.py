@@ -11,26 +11,29 @@ import torch
 from scalespace import ScalespaceError
 from scalespace.data import dataset_shape, load_dataset
 from scalespace.denoisers.base import Denoiser
+from scalespace.denoisers.checkpoints import load_model
 from scalespace.denoisers.oracle import OracleDenoiser
+from scalespace.evaluation.check import finite_or_none
+from scalespace.evaluation.sample_trajectory import TrajectoryStats, moment_steps, reference_moments, sample_quality
 from scalespace.jobs.context import JobContext
 from scalespace.jobs.images import grid_png, to_npz
 from scalespace.jobs.specs import SampleSpec
-from scalespace.processes import Process, make_process
+from scalespace.kernels import dispatch
+from scalespace.processes import Process, make_process, process_class
 from scalespace.processes.base import Process as _P  # noqa: F401  (re-export for type checkers)
 from scalespace.sampling.pipeline import TrajectoryMoments, generate  # noqa: F401  (TrajectoryMoments: re-export)
-from scalespace.stats.property_check import finite_or_none
-from scalespace.stats.trajectory import TrajectoryStats, moment_steps, reference_moments, sample_quality
 from scalespace.sampling.samplers import check_sampler
 from scalespace.sampling.schedule import respace
 from scalespace.storage.base import ArtifactStore
 
 
 def process_for(spec: Any, shape: tuple[int, int, int]) -> Process:
-    """The spec's process; osmosis guidance is drawn from the job's seed unless given."""
+    """The spec's process, its seeded parameters (osmosis guidance) drawn from the job's seed unless given,
+    bound to the kernels' dispatch (osmosis evolves through the stencil kernel on a GPU)."""
     params = dict(spec.process_params)
-    if spec.process == "osmosis":
-        params.setdefault("guidance_seed", int(spec.seed))
-    return make_process(spec.process, shape, params)
+    for name in process_class(spec.process).seeded_params:
+        params.setdefault(name, int(spec.seed))
+    return dispatch.bind(make_process(spec.process, shape, params))
 
 
 def load_denoiser(
@@ -40,17 +43,13 @@ def load_denoiser(
     """`oracle` over the training set (products in `dtype`), or a registered checkpoint."""
     if model == "oracle":
         return OracleDenoiser(process, train.to(device), chunk=chunk, dtype=dtype)
-    try:
-        from scalespace.denoisers.checkpoints import load_model  # the learned denoisers
-    except ImportError:
-        raise ScalespaceError(f"unknown model id {model!r}: no checkpoints are registered; use model 'oracle'") from None
     return load_model(model, process, store, device)
 
 
-def check_sample_spec(spec: SampleSpec) -> Process:
-    """Everything that can be checked before running: process, schedule, steps."""
-    shape = dataset_shape(spec.data, spec.data_size)
-    process = process_for(spec, shape)
+def check_sample_spec(spec: SampleSpec, process: Process | None = None) -> Process:
+    """Everything that can be checked before running: process, schedule, steps (`process`: built by the caller)."""
+    if process is None:
+        process = process_for(spec, dataset_shape(spec.data, spec.data_size))
     try:
         respace(process.T, spec.steps)
     except ScalespaceError as e:

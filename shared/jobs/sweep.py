@@ -3,7 +3,7 @@
 Children have fixed ids, <sweep-id>.c000, .c001, ... in grid order, so both
 modes lay out the same results:
 - embedded (`scalespace run sweep.yaml`): `run_sweep` runs each child in this
-  process, one after another, through the same `run_job`;
+  process, one after another, through the same `run_job` (`ctx.run_child`);
 - distributed: the scheduler submits the children as jobs of their own, and
   when the last one has ended it runs this sweep job, which finds every child
   already done (a manifest) or given up (failure.json) and only aggregates.
@@ -19,8 +19,9 @@ from typing import Any
 
 from scalespace import ScalespaceError
 from scalespace.jobs.context import JobContext, JobStopped
+from scalespace.jobs.specs import GRID_FIELDS, SweepSpec, parse_spec
 from scalespace.jobs.sweep_report import build_report, render_html
-from scalespace.jobs.sweep_spec import SweepSpec
+from scalespace.storage import StoreUnavailable
 from scalespace.storage.base import ArtifactStore
 
 FAILURE = "failure.json"
@@ -39,8 +40,6 @@ class SweepChild:
 
 def plan_sweep(spec: SweepSpec) -> list[SweepChild]:
     """The children in grid order (processes, then data sets, then models), each a validated spec."""
-    from scalespace.jobs.specs import parse_spec
-
     kind = spec.template["kind"]
     models = spec.models if kind != "train" else ["-"]
     out: list[SweepChild] = []
@@ -54,7 +53,7 @@ def plan_sweep(spec: SweepSpec) -> list[SweepChild]:
                     parse_spec(child)
                 except ScalespaceError as e:
                     field, _, reason = str(e).partition(": ")
-                    axis = {"process": "processes", "data": "data", "model": "models"}.get(field, f"template.{field}")
+                    axis = GRID_FIELDS.get(field, f"template.{field}")
                     raise ScalespaceError(f"{axis}: {reason or e}") from None
                 out.append(SweepChild(f"{process}/{data}/{model}", child))
     return out
@@ -79,9 +78,6 @@ def _outcome(store: ArtifactStore, job_id: str) -> tuple[dict[str, Any] | None, 
 
 
 def run_sweep(spec: SweepSpec, ctx: JobContext) -> dict[str, Any]:
-    from scalespace.jobs.run import run_job
-    from scalespace.storage import StoreUnavailable
-
     children = plan_sweep(spec)
     results: list[dict[str, Any]] = []
     for k, child in enumerate(children):
@@ -90,7 +86,7 @@ def run_sweep(spec: SweepSpec, ctx: JobContext) -> dict[str, Any]:
         manifest, failure = _outcome(ctx.store, cid)
         if manifest is None and failure is None:
             try:
-                manifest = run_job(child.spec, ctx.store, ctx.progress, job_id=cid, should_stop=ctx.should_stop)
+                manifest = ctx.run_child(child.spec, cid)
             except (JobStopped, StoreUnavailable):
                 raise  # the sweep itself stops, or retries later
             except Exception as e:  # noqa: BLE001 - a failed child is a finding, not the end of the sweep
@@ -123,8 +119,6 @@ def _history_id(name: str) -> str:
 
 
 def _history(store: ArtifactStore, name: str) -> list[dict[str, Any]]:
-    from scalespace.storage import StoreUnavailable
-
     try:
         return list(store.get_json("cache", _history_id(name), HISTORY).get("runs", []))
     except StoreUnavailable:
@@ -135,8 +129,6 @@ def _history(store: ArtifactStore, name: str) -> list[dict[str, Any]]:
 
 def previous_report(store: ArtifactStore, name: str, exclude: str | None = None) -> tuple[str | None, dict | None]:
     """The report of the latest committed sweep of this name (one with a manifest), if any."""
-    from scalespace.storage import StoreUnavailable
-
     runs = _history(store, name)
     for entry in reversed(runs):
         job_id = entry.get("job_id")

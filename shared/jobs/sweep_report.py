@@ -18,7 +18,7 @@ import re
 from datetime import datetime, timezone
 from typing import Any
 
-from scalespace.jobs.sweep_spec import SweepSpec
+from scalespace.jobs.specs import SweepSpec
 
 LOWER_BETTER = re.compile(r"(fid|kid|frechet|^fd|_fd|fd_|distance|error|loss|violation|nll|bpd|_s$|seconds|latency)")
 HIGHER_BETTER = re.compile(r"(passed|^ok$|accuracy|precision|recall|coverage|per_second|throughput)")

@@ -4,7 +4,7 @@ Progress goes out as ("train", step, steps, loss, steps_per_second) and
 ("evaluate", ...) with the Fréchet distance of a small sample against the
 held-out split. Every `checkpoint_every` steps the whole training state is
 written to the job's own artifact `checkpoint.safetensors`; run_job keeps a
-failed train job's artifacts (scalespace.jobs.run.RESUMABLE), so running the
+failed train job's artifacts (train is resumable: scalespace.jobs.kinds), so running the
 same job id again resumes from the last checkpoint and, since every step's
 batch depends only on (seed, step), ends with the weights an uninterrupted
 run would have. At the end the EMA weights are registered in the store's
@@ -31,10 +31,11 @@ from scalespace.jobs.context import JobContext
 from scalespace.jobs.images import grid_png
 from scalespace.jobs.manifest import code_version
 from scalespace.jobs.sample import process_for
-from scalespace.jobs.train_spec import TrainSpec
+from scalespace.jobs.specs import TrainSpec
 from scalespace.processes import Process
 from scalespace.sampling.pipeline import generate
 from scalespace.sampling.schedule import respace
+from scalespace.stats import available_extractors, fid
 
 CHECKPOINT = "checkpoint.safetensors"
 
@@ -71,16 +72,16 @@ def eval_steps(spec: TrainSpec, process: Process) -> int:
     return steps
 
 
-def check_train_spec(spec: TrainSpec) -> tuple[Process, str]:
-    """Everything that can be checked before loading data: process, objective, network, eval steps."""
-    process = process_for(spec, dataset_shape(spec.data, spec.data_size))
-    if process.name == "osmosis" and process.params.guidance != "shared":
+def check_train_spec(spec: TrainSpec, process: Process | None = None) -> tuple[Process, str]:
+    """Everything that can be checked before loading data: process, objective, network, eval steps, extractor
+    (`process`: built by the caller)."""
+    if process is None:
+        process = process_for(spec, dataset_shape(spec.data, spec.data_size))
+    if not process.shared_operator:
         raise ScalespaceError("process_params.guidance: training osmosis needs 'shared' guidance (one for all images)")
     objective = objective_for(process, spec.objective)
     network_config(spec)
     eval_steps(spec, process)
-    from scalespace.stats import available_extractors
-
     if spec.eval_extractor not in available_extractors():
         raise ScalespaceError(
             f"eval_extractor: unknown {spec.eval_extractor!r}; choose one of {', '.join(available_extractors())}"
@@ -92,8 +93,6 @@ def evaluate(
     spec: TrainSpec, trainer: Trainer, heldout: torch.Tensor, ctx: JobContext
 ) -> tuple[dict[str, Any], torch.Tensor]:
     """Fréchet distance of `eval_samples` EMA samples against the held-out split: (figures, samples)."""
-    from scalespace.stats import fid
-
     process = trainer.process
     samples = generate(
         process, trainer.denoiser(), spec.eval_samples, spec.seed,

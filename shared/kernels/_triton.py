@@ -47,10 +47,6 @@ def next_pow2(n: int) -> int:
     return 1 << max(int(n) - 1, 0).bit_length()
 
 
-def triton_dtype_ok(t: torch.Tensor) -> bool:
-    return t.dtype in (torch.float32, torch.float64, torch.bfloat16, torch.float16)
-
-
 def launch_options(deterministic: bool) -> dict:
     """Compile options for a launch: no FMA contraction in deterministic mode.
 

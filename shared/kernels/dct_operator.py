@@ -67,10 +67,9 @@ def tile_config(n_img: int, h: int, w: int) -> tuple[int, int, int]:
 def warps_for(elements: int) -> int:
     """Warps for a program of `elements` padded pixels: 16 from 2,048 up.
 
-    Compiled for sm_90 (python -m scalespace.kernels.aot), the 28x28 spectral step
-    (2 images, 2,048 elements) takes 102 registers a thread in 16 warps and
-    spills nothing; in 8 warps it took all 255 and spilled; at 64x64 16 warps
-    spill 1.3 KB a thread against 1.8 KB in 8.
+    Fewer warps leave each thread more of the program's tiles, and the spectral
+    step then runs out of registers and spills (the compiled figures:
+    bench/README.md, from `python bench/aot.py`).
     """
     return 16 if elements >= 2048 else 8 if elements >= 1024 else 4
 

@@ -22,6 +22,10 @@ bfloat16/float16 inputs; float32 inputs take the torch reference, whose cuBLAS
 float32 products are far faster than Triton's full-precision float32 dots
 (`oracle_uses_triton`).
 
+Callers never ask which one runs: they call an entry point below (the
+samplers' steps, the oracle reduction, the osmosis stencil, the statistics)
+and get the kernel's result or the torch one.
+
 The kernels never autotune (the tile configurations are fixed tables), so
 deterministic mode differs from the default only in the reductions
 (partials merged in order instead of atomics) and in FMA contraction.
@@ -39,11 +43,14 @@ import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 
 from scalespace import ScalespaceError
+from scalespace.noise import NoiseSource
+from scalespace.processes.base import DriftDiffusionProcess, Process
+from scalespace.processes.osmosis_scheme import Drift
 
 MODE_ENV = "SCALESPACE_KERNELS"
 DETERMINISTIC_ENV = "SCALESPACE_DETERMINISTIC"
@@ -178,20 +185,13 @@ def spectral_step(u_t, u0_hat, coef_ut, coef_u0, std, noise, clip: bool = False,
     return _ref("spectral_step").spectral_step_reference(u_t, u0_hat, coef_ut, coef_u0, std, noise, clip, noise_in_basis)
 
 
-def dct_scale(x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """scalespace.kernels.dct_operator: idct2(scale * dct2(x))."""
-    if use_triton(x.device) and _ref("dct_operator").supported(x):
-        return kernel("dct_operator").dct_scale_triton(x, scale, deterministic=deterministic())
-    return _ref("dct_operator").dct_scale_reference(x, scale)
-
-
 def oracle_uses_triton(device: torch.device | str, dtype: torch.dtype) -> bool:
     """Whether the oracle reduction runs its kernel for inputs of `dtype` on `device`.
 
     float32 inputs take the torch reference (cuBLAS float32 products) unless the
     kernels are forced (SCALESPACE_KERNELS=triton): the kernel keeps full float32
-    ("ieee") products, which Triton emulates without tensor cores, 40-80x slower
-    than cuBLAS on an H200 (bench/README.md); TF32 would lose the stated bound.
+    ("ieee") products, which Triton runs without tensor cores, far slower than
+    cuBLAS (bench/README.md); TF32 would lose the stated bound.
     bfloat16/float16 inputs take the kernel (tensor cores).
     """
     if not use_triton(device):
@@ -210,12 +210,90 @@ def oracle_reduction(query, keys, key_sq, values, inv_var: float, chunk: int = 4
     return mod.oracle_reduction_reference(query, keys, key_sq, values, inv_var, chunk)
 
 
-def osmosis_explicit(u: torch.Tensor, drift: Any, tau: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
-    """scalespace.kernels.osmosis_stencil: per-image `steps` explicit osmosis steps of size `tau`."""
+def osmosis_explicit(u: torch.Tensor, drift: Drift, tau: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+    """scalespace.kernels.osmosis_stencil: per-image `steps` explicit osmosis steps of size `tau`.
+
+    An osmosis_scheme.ExplicitSteps: what the layers above the kernels give the
+    osmosis process (`bind`) and osmosis_scheme.evolve_explicit (`run=`)."""
     mod = _ref("osmosis_stencil")
     if use_triton(u.device) and mod.supported(u):
         return kernel("osmosis_stencil").osmosis_explicit_triton(u, drift, tau, steps, deterministic=deterministic())
     return mod.osmosis_explicit_reference(u, drift, tau, steps)
+
+
+#: noise as the samplers pass it: a NoiseSource (the kernels can draw it too) or any callable step -> z
+Noise = Callable[[int], torch.Tensor]
+
+
+def _step_noise(noise: Noise, step: int | None):
+    """The kernels' description of noise(step): a philox.StepNoise, None (no noise: step None), or False
+    when `noise` is not a scalespace.noise.NoiseSource (only torch can draw it then)."""
+    if not isinstance(noise, NoiseSource):
+        return False
+    return None if step is None else kernel("philox").StepNoise(noise.seed, noise.ids, step)
+
+
+def posterior_step(
+    u_t: torch.Tensor, u0_hat: torch.Tensor, coef_ut: torch.Tensor, coef_u0: torch.Tensor, std: torch.Tensor | float,
+    noise: Noise, step: int | None, *, isotropic: bool, noise_in_basis: bool = True,
+) -> torch.Tensor:
+    """One reverse step from the posterior coefficients of SPEC section 1 (ancestral; heat sampler):
+
+        noise_in_basis:  u_s = B^T (coef_ut B u_t + coef_u0 B u0_hat + std z)
+        else:            u_s = B^T (coef_ut B u_t + coef_u0 B u0_hat) + std z    (std: the heat sampler's delta)
+
+    B the process's basis (pixels when `isotropic`, else the DCT), z = noise(step)
+    (step None: no noise). One kernel launch with in-kernel noise
+    (reverse_step for isotropic steps in the basis, spectral_step otherwise)
+    when the kernels run and apply (float32/float64; DCT sides up to 64; a
+    NoiseSource); else the references' torch code with `noise`'s own draws.
+    """
+    fused = use_triton(u_t.device) and u_t.dtype in (torch.float32, torch.float64)
+    sn = _step_noise(noise, step) if fused else False
+    if sn is not False and (isotropic or _ref("dct_operator").supported(u_t)):
+        if isotropic and noise_in_basis:
+            return reverse_step(u_t, u0_hat, coef_ut, coef_u0, std, sn)
+        return spectral_step(u_t, u0_hat, coef_ut, coef_u0, std, sn, noise_in_basis=noise_in_basis)
+    ref = _ref("reverse_step").reverse_step_reference if isotropic else _ref("spectral_step").spectral_step_reference
+    if not noise_in_basis:
+        return add_noise(ref(u_t, u0_hat, coef_ut, coef_u0, 0.0, None), float(std), noise, step)
+    return ref(u_t, u0_hat, coef_ut, coef_u0, std, None if step is None else noise(step))
+
+
+def linear_step(
+    u_t: torch.Tensor, u0_hat: torch.Tensor, coef_ut: float, coef_u0: float, std: float, noise: Noise, step: int | None,
+) -> torch.Tensor:
+    """u_s = coef_ut u_t + coef_u0 u0_hat + std noise(step) with scalar coefficients (DDIM); step None: no noise.
+
+    The fused reverse_step (kernel or reference, with the noise the kernel draws)
+    for a NoiseSource; the reference's torch code with `noise`'s draws otherwise."""
+    sn = _step_noise(noise, step)
+    if sn is not False:
+        return reverse_step(u_t, u0_hat, coef_ut, coef_u0, std, sn)
+    return _ref("reverse_step").reverse_step_reference(u_t, u0_hat, coef_ut, coef_u0, std, None if step is None else noise(step))
+
+
+def add_noise(mean: torch.Tensor, std: float, noise: Noise, step: int | None) -> torch.Tensor:
+    """mean + std noise(step) (the heat sampler's delta z); step None: mean.
+
+    One reverse_step launch with in-kernel noise when the kernels run (a NoiseSource)."""
+    sn = _step_noise(noise, step) if step is not None and use_triton(mean.device) else False
+    if sn:
+        return reverse_step(mean, None, 1.0, 0.0, std, sn)
+    return mean + std * noise(step) if step is not None else mean
+
+
+def bind(process: Process) -> Process:
+    """`process`, given this dispatch's kernels for its own evolution (returned for chaining).
+
+    A drift-diffusion process (osmosis) then runs its explicit steps through
+    `osmosis_explicit` (the Triton stencil on a GPU, the same torch loop
+    elsewhere) instead of the torch loop it has by itself. Processes sit below
+    the kernels and never pick: the layers above bind the processes they build.
+    """
+    if isinstance(process, DriftDiffusionProcess):
+        process.explicit_steps = osmosis_explicit
+    return process
 
 
 def pixel_moments(x: torch.Tensor, center: torch.Tensor | None = None):

@@ -1,4 +1,4 @@
-"""The oracle reduction as two tiled matrix products per chunk of the training set (a benchmark variant).
+"""The oracle reduction as two tiled matrix products per chunk of the training set (the default for 16-bit values).
 
 Same inputs, outputs and error bound as scalespace.kernels.oracle_reduction (read
 its docstring first). The training set is cut into chunks of CHUNK images (a

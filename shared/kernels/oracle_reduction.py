@@ -6,8 +6,8 @@ the training images, inv_var = 1 / sigma_t^2. Scores
 
     s_bj = (query_b . keys_j - key_sq_j / 2) * inv_var
 
-Outputs (float64, like the reference scalespace.denoisers.oracle.streaming_posterior_torch):
-the posterior mean sum_j softmax_j(s_b) values_j (B, Dv), lse_b =
+Outputs (float64, like the torch reference `oracle_reduction_reference`, the
+oracle's streaming loop): the posterior mean sum_j softmax_j(s_b) values_j (B, Dv), lse_b =
 logsumexp_j s_bj (B,) and the posterior entropy -sum_j w_bj ln w_bj (B,).
 
 Each program owns BLOCK_B queries, BLOCK_DV output columns and one split of
@@ -20,14 +20,14 @@ splits, S a function of n only, and the splits are merged in a fixed order
 in float64 (no atomics; `_combine_kernel`, one pass over the partials).
 A second variant, `oracle_chunked.py` (config CHUNKED = 1), computes each
 score tile once and runs the two products as separate tiled kernels per chunk
-of the training set; the benchmark times both.
+of the training set.
 
 Dtypes on a GPU: the dispatch (`dispatch.oracle_uses_triton`) runs this kernel
 for bfloat16/float16 inputs only. Float32 inputs take the torch reference
-(cuBLAS float32 products, 7 ms at B = 1024, n = 60,000 on an H200) unless
-SCALESPACE_KERNELS=triton: full float32 ("ieee") dots have no tensor-core path
-in Triton and ran 80x slower (310 ms), and TF32 products (10-bit mantissas)
-would break the float32 bound below. For speed choose bfloat16
+(cuBLAS float32 products) unless SCALESPACE_KERNELS=triton: full float32
+("ieee") dots have no tensor-core path in Triton and run far slower
+(bench/README.md), and TF32 products (10-bit mantissas) would break the
+float32 bound below. For speed choose bfloat16
 (OracleDenoiser(dtype=torch.bfloat16); a sample job's `oracle_dtype`). Inputs are float32, bfloat16 or float16; products
 accumulate in float32 (bfloat16 tensor cores on the GPU, full float32
 "ieee" products for float32 inputs; the interpreter, whose bf16 products are
@@ -60,6 +60,7 @@ import math
 import torch
 
 from scalespace.kernels._triton import INTERPRETED, alloc, launch_options, next_pow2, tl, triton
+from scalespace.kernels.oracle_chunked import partials_chunked
 
 U32 = 2.0**-24
 SPLIT_SIZE = 4096  # training images per split: S = ceil(n / SPLIT_SIZE), independent of the batch
@@ -68,10 +69,33 @@ SPLIT_SIZE = 4096  # training images per split: S = ceil(n / SPLIT_SIZE), indepe
 def oracle_reduction_reference(
     query: torch.Tensor, keys: torch.Tensor, key_sq: torch.Tensor, values: torch.Tensor, inv_var: float, chunk: int = 4096
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The torch reference: the oracle's own streaming loop (float64 accumulators)."""
-    from scalespace.denoisers.oracle import streaming_posterior_torch
+    """The torch reference: the oracle reduction streamed over the training set in chunks.
 
-    return streaming_posterior_torch(query, keys, key_sq, values, inv_var, chunk)
+    query (B, D), keys (n, D), key_sq (n,) = |A f_j|^2, values (n, Dv).
+    Scores s_bj = (query_b . keys_j - key_sq_j / 2) * inv_var.
+    Returns (weighted mean of values (B, Dv) float64, logsumexp_j s_bj (B,),
+    entropy of the softmax (B,)), accumulators in float64.
+    """
+    b = query.shape[0]
+    m = torch.full((b,), -math.inf, dtype=torch.float64, device=query.device)
+    l = torch.zeros(b, dtype=torch.float64, device=query.device)
+    ls = torch.zeros(b, dtype=torch.float64, device=query.device)  # sum e^{s-m} s
+    acc = torch.zeros(b, values.shape[1], dtype=torch.float64, device=query.device)
+    for start in range(0, keys.shape[0], chunk):
+        k = keys[start : start + chunk]
+        # scores and weights stay in the matmul dtype (their error is set by the
+        # matrix product); the running sums across chunks are float64
+        s = (query @ k.T - 0.5 * key_sq[start : start + chunk]) * inv_var
+        m_new = torch.maximum(m, s.amax(dim=1).to(torch.float64))
+        scale = torch.exp(m - m_new)
+        p = torch.exp(s - m_new[:, None].to(s.dtype))
+        l = l * scale + p.sum(1, dtype=torch.float64)
+        ls = ls * scale + (p * s).sum(1, dtype=torch.float64)
+        acc = acc * scale[:, None] + (p.to(values.dtype) @ values[start : start + chunk]).to(torch.float64)
+        m = m_new
+    lse = m + torch.log(l)
+    entropy = lse - ls / l
+    return acc / l[:, None], lse, entropy.clamp_min(0.0)
 
 
 def _unit_roundoff(dtype: torch.dtype) -> float:
@@ -110,40 +134,29 @@ def default_config(n: int, d: int, dv: int, b: int, dtype: torch.dtype) -> dict[
 
     The batch size only sets BLOCK_B, which does not change any row's arithmetic.
     BLOCK_DV = 512 for wide values (two column blocks for D = 784, so the score
-    tiles are computed twice, not four times): the fastest measured on an H200
-    (3.4 ms against 4.5 ms with 256 at B = 1024, n = 60,000; bench/README.md).
-    CHUNKED = 1 selects the two-product variant (shared/kernels/oracle_chunked.py,
-    scores computed once); CHUNK and SPLIT are its training images per chunk and
-    per program, BLOCK_B..num_stages shared by both variants.
+    tiles are computed twice, not four times), the fastest measured
+    (bench/README.md). CHUNKED = 1 selects the two-product variant
+    (shared/kernels/oracle_chunked.py, scores computed once); CHUNK and SPLIT
+    are its training images per chunk and per program, BLOCK_B..num_stages
+    shared by both variants. The tilings the benchmark compares with these
+    live in bench/kernels_cases.py.
     """
     if INTERPRETED:  # few, big programs: the interpreter pays per program, not per element
         return {"BLOCK_B": min(next_pow2(b), 64), "BLOCK_N": min(next_pow2(n), 128), "BLOCK_D": min(next_pow2(d), 1024),
                 "BLOCK_DV": min(next_pow2(dv), 1024), "SPLIT": n, "num_warps": 4, "num_stages": 1,
                 "CHUNKED": 0, "CHUNK": 8192}
     if dtype in (torch.bfloat16, torch.float16) and dv > 128:
-        # 16-bit wide values: the chunked variant (scores once), the fastest measured on an H200
-        # (1.18 ms, 163 TFLOP/s useful at B = 1024, n = 60,000, D = 784; bench/README.md), with
-        # its weighted sum in steps of 64 images (CHUNKED_DEFAULT_CONFIG)
+        # 16-bit wide values: the chunked variant (scores once), the fastest measured (bench/README.md)
         return dict(CHUNKED_DEFAULT_CONFIG)
     return {"BLOCK_B": 64, "BLOCK_N": 64, "BLOCK_D": 64, "BLOCK_DV": min(max(next_pow2(dv), 16), 512),
             "SPLIT": SPLIT_SIZE, "num_warps": 8 if dv > 128 else 4, "num_stages": 2, "CHUNKED": 0, "CHUNK": 8192}
 
 
-#: the streaming kernel's tiles for wide 16-bit values, as before the chunked variant became the default
-STREAMING_CONFIG = {"CHUNKED": 0, "BLOCK_N": 64, "BLOCK_DV": 512, "SPLIT": SPLIT_SIZE, "num_warps": 8, "num_stages": 2}
-#: the chunked variant's tiles on a GPU (bench/kernels_cases.py runs it beside the default)
-CHUNKED_CONFIG = {"CHUNKED": 1, "BLOCK_B": 128, "BLOCK_N": 128, "BLOCK_D": 64, "BLOCK_DV": 128, "CHUNK": 8192,
-                  "SPLIT": 1024, "num_warps": 8, "num_stages": 3}
-#: the best of the chunked rows measured on an H200 (BLOCK_B 64, 4 warps)
-CHUNKED_BEST_CONFIG = {**CHUNKED_CONFIG, "BLOCK_B": 64, "num_warps": 4}
-#: the default for 16-bit inputs: CHUNKED_BEST_CONFIG with the weighted sum 64 training images a step.
-#: Compiled for sm_90 (python -m scalespace.kernels.aot) its weighted-sum kernel needs 74 KB of shared
-#: memory and 168 registers a thread, so 3 programs fit an SM; in steps of 128 it needed 148 KB and
-#: 210 registers: one program (4 warps) an SM. Not yet measured on a GPU.
-CHUNKED_DEFAULT_CONFIG = {**CHUNKED_BEST_CONFIG, "PV_BLOCK_K": 64}
-#: a candidate not yet measured: 128 x 256 score tiles (fewer reads of the keys and queries from L2),
-#: the weighted sum in 128-row blocks stepping 64 images at a time (oracle_chunked.py, PV_*)
-CHUNKED_BIG_CONFIG = {**CHUNKED_CONFIG, "BLOCK_N": 256, "num_warps": 16, "PV_BLOCK_B": 128, "PV_BLOCK_K": 64, "PV_WARPS": 8}
+#: the chunked variant's tiles for 16-bit wide values on a GPU: the weighted sum steps 64 training
+#: images at a time, so its kernel needs half the shared memory and registers of steps of 128 and
+#: several programs fit an SM (bench/README.md)
+CHUNKED_DEFAULT_CONFIG = {"CHUNKED": 1, "BLOCK_B": 64, "BLOCK_N": 128, "BLOCK_D": 64, "BLOCK_DV": 128, "CHUNK": 8192,
+                          "SPLIT": 1024, "num_warps": 4, "num_stages": 3, "PV_BLOCK_K": 64}
 
 
 def supported(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> bool:
@@ -281,8 +294,6 @@ def oracle_reduction_triton(
     key_sq = key_sq.contiguous()
     cfg = dict(default_config(n, d, dv, b, query.dtype), **(config or {}))
     if cfg["CHUNKED"]:
-        from scalespace.kernels.oracle_chunked import partials_chunked
-
         return combine_splits(*partials_chunked(query, keys, key_sq, values, inv_var, cfg, deterministic), deterministic)
     splits = max(1, math.ceil(n / cfg["SPLIT"]))
     m, l, t = (alloc((splits, b), torch.float32, dev) for _ in range(3))

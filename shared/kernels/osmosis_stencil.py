@@ -1,5 +1,8 @@
 """Several explicit osmosis steps per launch (SPEC section 2).
 
+The torch reference is the process's own loop, osmosis_scheme.explicit_steps
+(defined once, there); this module holds the kernel that runs it.
+
 u (..., C, H, W) float32/float64 positive, the staggered drift of
 scalespace.processes.osmosis_scheme.Drift (dx (..., C, H-1, W), dy (..., C, H,
 W-1), computed once per guidance image and shared by a batch when its
@@ -31,25 +34,14 @@ from __future__ import annotations
 import torch
 
 from scalespace.kernels._triton import INTERPRETED, alloc, launch_options, next_pow2, tl, triton
+from scalespace.processes.osmosis_scheme import Drift, explicit_steps
 
 MAX_SIDE = 64
 #: pixel lanes per program on a GPU (see osmosis_explicit_triton)
 LANES = 1024
 
-
-def osmosis_explicit_reference(u: torch.Tensor, d, tau: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
-    """osmosis_scheme.evolve_explicit's loop: `steps` (leading shape) steps of `tau` (leading + (1, 1, 1))."""
-    from scalespace.processes.osmosis_scheme import explicit_step
-
-    n_max = int(steps.max()) if steps.numel() else 0
-    if steps.numel() == 1 or bool((steps == n_max).all()):
-        for _ in range(n_max):
-            u = explicit_step(u, d, tau)
-        return u
-    for k in range(n_max):
-        active = (k < steps).reshape(steps.shape + (1, 1, 1))
-        u = torch.where(active, explicit_step(u, d, tau), u)
-    return u
+#: the torch reference: `steps` (leading shape) steps of `tau` (leading + (1, 1, 1)) per image
+osmosis_explicit_reference = explicit_steps
 
 
 def supported(u: torch.Tensor) -> bool:
@@ -140,7 +132,7 @@ def _per_image(x: torch.Tensor, lead: int, what: str) -> tuple[torch.Tensor, int
 
 
 def osmosis_explicit_triton(
-    u: torch.Tensor, d, tau: torch.Tensor, steps: torch.Tensor, deterministic: bool = False, l1: bool = False,
+    u: torch.Tensor, d: Drift, tau: torch.Tensor, steps: torch.Tensor, deterministic: bool = False, l1: bool = False,
     lanes: int | None = None, num_warps: int | None = None,
 ) -> torch.Tensor:
     """The kernel; same arguments and result as `osmosis_explicit_reference`.
@@ -152,11 +144,9 @@ def osmosis_explicit_triton(
 
     lanes (pixels per program, a power of 2; whole images, at least one) and
     num_warps set the tiling; any choice gives the same bits. The GPU default,
-    1,024 lanes in 8 warps (4 pixels a thread), compiles for sm_90 to 79
-    registers a thread, so 3 programs (24 warps) fit an SM; the earlier 2,048
-    lanes in 4 warps took 255 registers, 2 programs, 8 warps
-    (`python -m scalespace.kernels.aot`), too few to hide the latency of the
-    per-step exchange.
+    1,024 lanes in 8 warps (4 pixels a thread), needs few enough registers that
+    several programs share an SM and hide the latency of the per-step exchange
+    (bench/README.md).
     """
     if not supported(u):
         raise ValueError(f"osmosis kernel handles float32/float64 (..., C, H, W) up to {MAX_SIDE} x {MAX_SIDE}")

@@ -1,21 +1,17 @@
-"""Counter-based noise in a kernel: the Triton twin of shared/sampling/noise.py.
+"""Counter-based noise in a kernel: the Triton twin of shared/noise.py.
 
 `philox4x32_10`, `normal_tile` and `standard_normal` are @triton.jit device
-functions that the step kernels call, so the noise never touches memory: the
-elements 4n .. 4n + 3 of sample k at step i (stream s) are
-
-    r0, r1, r2, r3 = Philox4x32-10(counter (n, k mod 2^32, i, s), key (seed lo, seed hi))
-    z_4n + 2a + b = float32( R cos(theta) if b = 0 else R sin(theta) )   (Box-Muller in float64)
-    with R = sqrt(-2 ln((r_2a + 1) 2^-32)), theta = 2 pi r_2a+1 2^-32,
-
-exactly as `scalespace.sampling.noise.normal` computes it with int64-emulated
-uint32 arithmetic. The integer words are bit-identical by construction
-(uint32 wrap-around, tl.umulhi for the high word). The float64 log, cos, sin
-and sqrt come from libdevice on the GPU and numpy in the interpreter; both are
-within 1 ulp of float64, and a float64 result 1 ulp off rounds to a different
-float32 only when it lies within 2^-52 (relative) of a float32 rounding
-midpoint: about one element in 2^28, so in practice the normals are equal
-bit for bit (tests compare them exactly).
+functions that the step kernels call, so the noise never touches memory. The
+noise itself (counters, key, rounds, constants, Box-Muller) is defined once,
+in scalespace.noise, the torch reference; the kernel takes its constants from
+there and computes the same words with uint32 arithmetic (uint32 wrap-around,
+tl.umulhi for the high word), so the integer words are bit-identical by
+construction. The float64 log, cos, sin and sqrt come from libdevice on the
+GPU and numpy in the interpreter; both are within 1 ulp of float64, and a
+float64 result 1 ulp off rounds to a different float32 only when it lies
+within 2^-52 (relative) of a float32 rounding midpoint: about one element in
+2^28, so in practice the normals are equal bit for bit (tests compare them
+exactly).
 
 Two ways to call it: `normal_tile(n, ...)` gives the (N, 4) tile of the four
 normals of counters n, one Philox evaluation and two logarithms per four
@@ -38,7 +34,18 @@ from dataclasses import dataclass
 import torch
 
 from scalespace.kernels._triton import alloc, tl, triton
-from scalespace.sampling.noise import MASK32, Stream, normal, philox4x32
+from scalespace.noise import (
+    INV_2_32,
+    MASK32,
+    PHILOX_M0,
+    PHILOX_M1,
+    PHILOX_W0,
+    PHILOX_W1,
+    TWO_PI,
+    Stream,
+    normal,
+    seed_words,
+)
 
 
 @dataclass(frozen=True)
@@ -56,7 +63,7 @@ class StepNoise:
         return int(self.step) & MASK32, int(self.stream) & MASK32, lo, hi
 
     def reference(self, shape: tuple[int, ...], device: torch.device | str = "cpu") -> torch.Tensor:
-        """The noise as scalespace.sampling.noise.normal draws it, (B, *shape) float32 on `device`."""
+        """The noise as scalespace.noise.normal draws it (on the CPU), (B, *shape) float32 on `device`."""
         return normal(self.seed, self.ids.cpu(), self.step, tuple(shape), Stream(self.stream)).to(device)
 
 
@@ -64,11 +71,10 @@ def noise_tiling(per_sample: int) -> tuple[int, int]:
     """(values a program, warps) for kernels that draw a sample's noise on a (sample, block) grid, on a GPU.
 
     One noise counter (four values) a thread: 128, 256 or 512 values in 1, 2 or 4
-    warps, whichever pads a sample least (ties: the larger). Compiled for
-    sm_90 the fused step then takes about 60 registers a thread (512 values),
-    against 96 for 1,024 values in 4 warps, so more warps stay resident for a
-    kernel bound by its integer and float64 work; and a 28x28 sample pads to
-    896 values (7 blocks of 128) instead of 1,024.
+    warps, whichever pads a sample least (ties: the larger): fewer registers a
+    thread than 1,024 values in 4 warps, so more warps stay resident for a
+    kernel bound by its integer and float64 work, and a 28x28 sample pads to
+    896 values (7 blocks of 128) instead of 1,024 (bench/README.md).
     """
     best = min((-(-per_sample // b) * b, -b) for b in (512, 256, 128))
     block = -best[1]
@@ -80,30 +86,22 @@ def warps_for_block(block: int) -> int:
     return min(max(block // 128, 1), 4)
 
 
-def seed_words(seed: int) -> tuple[int, int]:
-    """The Philox key: the 64-bit seed split into its low and high 32-bit words."""
-    return int(seed) & MASK32, (int(seed) >> 32) & MASK32
-
-
-def philox_reference(e: torch.Tensor, k: torch.Tensor, step: int, stream: int, seed: int):
-    """The integer words (r0, r1, r2, r3) of the reference, int64 holding uint32 values."""
-    return philox4x32(e, k & MASK32, torch.full_like(e, int(step) & MASK32), torch.full_like(e, int(stream) & MASK32), seed)
-
-
-def normal_reference(seed: int, ids: torch.Tensor, step: int, shape: tuple[int, ...], stream: int = Stream.STEP) -> torch.Tensor:
-    """The reference noise (scalespace.sampling.noise.normal), float32 (B, *shape), on ids' device."""
-    return normal(seed, ids.cpu(), step, shape, Stream(stream)).to(ids.device)
-
-
 if triton is not None:
+    # scalespace.noise's constants, as the compile-time constants a kernel may read
+    _M0 = tl.constexpr(PHILOX_M0)
+    _M1 = tl.constexpr(PHILOX_M1)
+    _W0 = tl.constexpr(PHILOX_W0)
+    _W1 = tl.constexpr(PHILOX_W1)
+    _INV_2_32 = tl.constexpr(INV_2_32)
+    _TWO_PI = tl.constexpr(TWO_PI)
 
     @triton.jit
     def philox4x32_10(c0, c1, c2, c3, k0, k1):
-        """Philox4x32 with 10 rounds on uint32 blocks (Salmon et al. 2011)."""
-        M0: tl.constexpr = 0xD2511F53
-        M1: tl.constexpr = 0xCD9E8D57
-        W0: tl.constexpr = 0x9E3779B9
-        W1: tl.constexpr = 0xBB67AE85
+        """Philox4x32 with 10 rounds on uint32 blocks (Salmon et al. 2011), as scalespace.noise.philox4x32."""
+        M0: tl.constexpr = _M0
+        M1: tl.constexpr = _M1
+        W0: tl.constexpr = _W0
+        W1: tl.constexpr = _W1
         for _ in tl.static_range(10):
             a0 = c0
             a2 = c2
@@ -130,10 +128,10 @@ if triton is not None:
 
     @triton.jit
     def _radius_angle(ra, rb):
-        """Box-Muller's radius and angle in float64 from two uint32 words."""
-        u1 = (ra.to(tl.float64) + 1.0) * 2.3283064365386963e-10  # (0, 1]
-        u2 = rb.to(tl.float64) * 2.3283064365386963e-10  # [0, 1)
-        return tl.sqrt(-2.0 * tl.log(u1)), 6.283185307179586 * u2
+        """Box-Muller's radius and angle in float64 from two uint32 words (scalespace.noise.box_muller)."""
+        u1 = (ra.to(tl.float64) + 1.0) * _INV_2_32  # (0, 1]
+        u2 = rb.to(tl.float64) * _INV_2_32  # [0, 1)
+        return tl.sqrt(-2.0 * tl.log(u1)), u2 * _TWO_PI
 
     @triton.jit
     def _quad(a, b, c, d):
@@ -197,7 +195,7 @@ def normal_triton(
     seed: int, ids: torch.Tensor, step: int, shape: tuple[int, ...], stream: int = Stream.STEP,
     words: bool = False, block: int | None = None, any_layout: bool = False,
 ):
-    """The same noise as `normal_reference`, generated by the kernel on ids' device.
+    """The same noise as scalespace.noise.normal, generated by the kernel on ids' device.
 
     With words=True also returns the Philox words as int64 (B, ceil(D / 4), 4),
     to check them bit for bit. any_layout=True generates each element with

@@ -7,7 +7,7 @@ One pass over memory computes
 for a batch u_t, u0_hat (B, C, H, W) float32 or float64, scalar coefficients
 (the posterior of SPEC section 1 for vp/ve; coef_ut = 1, no u0_hat and std =
 delta for the heat/osmosis samplers' "mean + delta z"), with the noise z of
-scalespace.sampling.noise generated in the kernel (shared/kernels/philox.py), so
+scalespace.noise generated in the kernel (shared/kernels/philox.py), so
 no noise tensor is ever written or read and sample k's noise depends only on
 (seed, k, step): the kernel is independent of the batch a sample is in.
 
@@ -46,17 +46,22 @@ def reverse_step_reference(
     coef_ut: float | torch.Tensor,
     coef_u0: float | torch.Tensor,
     std: float | torch.Tensor,
-    noise: StepNoise | None,
+    noise: StepNoise | torch.Tensor | None,
     clip: bool = False,
 ) -> torch.Tensor:
-    """The step as the samplers write it in torch (same operations, same order)."""
+    """The step in torch (the kernel's operations, in its order).
+
+    `noise`: the StepNoise the kernel would draw (its reference draw is added),
+    or the noise z itself (the samplers' torch path, with a NoiseSource's draws).
+    """
     dt = u_t.dtype
     mean = torch.as_tensor(coef_ut, dtype=torch.float64).to(dt) * u_t
     if u0_hat is not None:
         y = u0_hat.clamp(-1.0, 1.0) if clip else u0_hat
         mean = mean + torch.as_tensor(coef_u0, dtype=torch.float64).to(dt) * y
     if noise is not None:
-        mean = mean + torch.as_tensor(std, dtype=torch.float64).to(dt) * noise.reference(tuple(u_t.shape[1:]), u_t.device)
+        z = noise if isinstance(noise, torch.Tensor) else noise.reference(tuple(u_t.shape[1:]), u_t.device)
+        mean = mean + torch.as_tensor(std, dtype=torch.float64).to(dt) * z
     return mean
 
 

@@ -44,17 +44,21 @@ def spectral_step_reference(
     coef_ut: torch.Tensor,
     coef_u0: torch.Tensor,
     std: torch.Tensor | float,
-    noise: StepNoise | None,
+    noise: StepNoise | torch.Tensor | None,
     clip: bool = False,
     noise_in_basis: bool = True,
 ) -> torch.Tensor:
-    """The step as the samplers write it in torch (sample_ancestral, or sample_degraded for heat)."""
+    """The step in torch (sample_ancestral's posterior step, or the heat sampler's with noise in pixels).
+
+    `noise`: the StepNoise the kernel would draw (its reference draw is added),
+    or the noise z itself (the samplers' torch path, with a NoiseSource's draws).
+    """
     dt, dev = u_t.dtype, u_t.device
     y = u0_hat.clamp(-1.0, 1.0) if clip else u0_hat
     mean = coef_ut.to(dtype=dt, device=dev) * dct2(u_t) + coef_u0.to(dtype=dt, device=dev) * dct2(y)
     if noise is None:
         return idct2(mean)
-    z = noise.reference(tuple(u_t.shape[1:]), dev)
+    z = noise if isinstance(noise, torch.Tensor) else noise.reference(tuple(u_t.shape[1:]), dev)
     if noise_in_basis:
         return idct2(mean + torch.as_tensor(std, dtype=torch.float64).to(dtype=dt, device=dev) * z)
     return idct2(mean) + float(std) * z

@@ -1,11 +1,18 @@
-"""Forward processes: one interface (base.Process), one file per process."""
+"""Forward processes: one interface (base.Process, LinearGaussianProcess or DriftDiffusionProcess), one file per process."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from scalespace import ScalespaceError
-from scalespace.processes.base import Posterior, Process, ProcessParams
+from scalespace.processes.base import (
+    DegradedPrior,
+    DriftDiffusionProcess,
+    LinearGaussianProcess,
+    Posterior,
+    Process,
+    ProcessParams,
+)
 from scalespace.processes.blurring import Blurring
 from scalespace.processes.heat import Heat
 from scalespace.processes.osmosis import Osmosis
@@ -35,4 +42,7 @@ def make_process(name: str, shape: tuple[int, int, int], params: dict[str, Any] 
         raise ScalespaceError(f"process_params.{loc}: {err['msg']}") from None
 
 
-__all__ = ["PROCESSES", "Posterior", "Process", "ProcessParams", "make_process", "process_class"]
+__all__ = [
+    "PROCESSES", "DegradedPrior", "DriftDiffusionProcess", "LinearGaussianProcess", "Posterior", "Process",
+    "ProcessParams", "make_process", "process_class",
+]

@@ -1,12 +1,25 @@
-"""One interface for every forward process (SPEC section 1).
+"""The interface of the forward processes (SPEC section 1), in three parts.
 
-A process has a discrete time grid i = 0..T and a closed-form marginal
+`Process` is what every process has: a discrete time grid i = 0..T, the noise
+level sigma_i, marginals
 
-    p(u_i | u_0) = N(A_i u_0 + b_i, sigma_i^2 I),
+    p(u_i | u_0) = N(A_i u_0 + b_i, sigma_i^2 I)
 
-with A_i = V diag(alpha_i) V^T diagonal in the DCT basis V (or a scalar, for
-the isotropic processes vp and ve; or a general operator, for osmosis). All
-schedule coefficients are float64; samplers cast them to their working dtype.
+(their mean, their draws), the prior the sampler starts from, the reverse
+mean, the conditional entropy, validation, and the facts theory states about
+the process that the samplers, the denoisers and the evaluation read (its
+steady state, which invariances it keeps, ...).
+
+`LinearGaussianProcess` (vp, ve, blurring, heat): A_i = V diag(alpha_i) V^T is
+diagonal in the DCT basis V (a scalar for the isotropic vp and ve), so alpha
+per coefficient, the transitions p(u_t | u_s) and the posterior q(u_s | u_t,
+u_0) have closed forms. `DriftDiffusionProcess` (osmosis): A_i is the
+evolution of a drift-diffusion equation that no fixed basis diagonalises,
+computed step by step. `DegradedPrior` adds what a process whose end state
+keeps the data (heat, osmosis) needs: its sampler starts from degraded data
+and adds delta z per step.
+
+All schedule coefficients are float64; samplers cast them to their working dtype.
 """
 
 from __future__ import annotations
@@ -14,13 +27,41 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar, Literal, Mapping
 
 import torch
 from pydantic import BaseModel, ConfigDict
 
 from scalespace import ScalespaceError
+from scalespace.processes import osmosis_scheme as scheme
 from scalespace.processes.dct import dct2, idct2, laplacian_eigenvalues
+
+#: A deterministic flow on images: (u (..., C, H, W), tau) -> F(tau) u
+Flow = Callable[[torch.Tensor, float], torch.Tensor]
+
+#: What SPEC section 3 says of a property for a process: it holds, it fails (the check must
+#: report it failing), it is measured and shown only, or it does not apply.
+Expectation = Literal["holds", "fails", "report", "n/a"]
+
+#: SPEC section 3 for every process: F1-F4 and R1, R2, R4 hold; F3 c, F3 d and R3 are reported
+COMMON_EXPECTATIONS: Mapping[str, Expectation] = {
+    "F1": "holds", "F2": "holds", "F3a": "holds", "F3b": "holds", "F3c": "report", "F3d": "report", "F4": "holds",
+    "R1": "holds", "R2": "holds", "R3": "report", "R4": "holds",
+}
+#: F5 maps that only a process acting on every pixel alike (or on no position at all) commutes with
+PIXEL_MAPS = ("F5-permutation", "F5-circular-shift")
+#: F5 maps under which the DCT modes (Neumann boundaries) map to themselves, and the grey shift
+DCT_MAPS = ("F5-flip-horizontal", "F5-flip-vertical", "F5-transpose", "F5-rotate-90", "F5-channel-permutation",
+            "F5-grey-shift")
+
+
+def expectations(pixel_maps: Expectation, dct_maps: Expectation, **more: Expectation) -> dict[str, Expectation]:
+    """A process's SPEC section 3 table: the common verdicts, the F5 maps', and `more` (keys with '-' as '_')."""
+    out: dict[str, Expectation] = dict(COMMON_EXPECTATIONS)
+    out.update({k: pixel_maps for k in PIXEL_MAPS})
+    out.update({k: dct_maps for k in DCT_MAPS})
+    out.update({k.replace("_", "-"): v for k, v in more.items()})
+    return out
 
 
 class ProcessParams(BaseModel):
@@ -31,7 +72,7 @@ class ProcessParams(BaseModel):
 
 @dataclass(frozen=True)
 class Posterior:
-    """Coefficients of q(u_s | u_t, u_0_hat), per DCT coefficient (or scalars).
+    """Coefficients of q(u_s | u_t, u0_hat), per DCT coefficient (or scalars).
 
     mean = coef_ut * u_t + coef_u0 * u0_hat and variance `var`, all in the
     process's basis (pixels for isotropic processes, DCT otherwise).
@@ -43,7 +84,7 @@ class Posterior:
 
 
 class Process(ABC):
-    """A forward process on images of shape (C, H, W)."""
+    """A forward process on images of shape (C, H, W): what every process has."""
 
     name: ClassVar[str]
     Params: ClassVar[type[ProcessParams]]
@@ -52,9 +93,28 @@ class Process(ABC):
     #: True when the prior needs data (heat, osmosis start from degraded data).
     prior_needs_data: ClassVar[bool] = False
     #: True when A_i is diagonal in the DCT basis (alpha gives it whole).
-    spectral: ClassVar[bool] = True
+    spectral: ClassVar[bool]
     #: The sampler a job uses when it names none (scalespace.sampling.samplers.SAMPLERS).
     default_sampler: ClassVar[str] = "ancestral"
+    #: The objective a learned denoiser is trained with when the job names none (scalespace.denoisers.objectives).
+    default_objective: ClassVar[str]
+    #: Parameters a job sets from its seed unless the spec gives them (osmosis: the guidance's seed).
+    seeded_params: ClassVar[tuple[str, ...]] = ()
+    #: True when sigma_i is one constant (heat, osmosis): H(u_t | u_0) is then non-decreasing, not increasing.
+    constant_noise: ClassVar[bool] = False
+    #: How the mean grey value of an image is kept: "exactly", "in expectation", or None (it is not).
+    keeps_mean: ClassVar[Literal["exactly", "in expectation"] | None] = None
+    #: True when the pooled grey-value density of u_t is the data's, scaled and blurred, in closed form, and
+    #: evolves by 1-D osmosis with the standard normal density as guidance (vp; SPEC section 2, item 2).
+    grey_density_is_osmosis: ClassVar[bool] = False
+    #: The steady state the process tends to, in words (SPEC F4).
+    steady_state_text: ClassVar[str] = "the steady state"
+    #: The DC mode's factor in words: a grey shift c of u_0 moves u_t by it (SPEC F5).
+    dc_factor_text: ClassVar[str] = "alpha_t(0) c"
+    #: What theory says of the reverse chain's per-step conditional entropy (SPEC R3), in words.
+    step_entropy_text: ClassVar[str] = "reported"
+    #: SPEC section 3: what each property check must find for this process (keys absent here: n/a).
+    expected: ClassVar[Mapping[str, Expectation]]
 
     def __init__(self, shape: tuple[int, int, int], params: ProcessParams | dict[str, Any] | None = None):
         if len(shape) != 3 or min(shape) < 1:
@@ -81,20 +141,102 @@ class Process(ABC):
         """The time of each index, float64, shape (T + 1,)."""
 
     @abstractmethod
-    def alpha(self, i: int) -> torch.Tensor:
-        """alpha_i per DCT coefficient, float64: shape () if isotropic else (H, W)."""
-
-    @abstractmethod
     def sigma(self, i: int) -> float:
         """Marginal noise standard deviation sigma_i."""
 
-    def log_alpha(self, i: int) -> torch.Tensor:
-        """ln alpha_i; processes whose alpha underflows (heat) give it in closed form."""
-        return torch.log(self.alpha(i))
+    @abstractmethod
+    def marginal_mean(self, i: int, u0: torch.Tensor, ids: torch.Tensor | None = None) -> torch.Tensor:
+        """E[u_i | u_0] for a batch u0 of shape (B, C, H, W).
+
+        `ids` (sample indices) matter only to processes with per-sample state (osmosis guidance).
+        """
+
+    @abstractmethod
+    def reverse_mean(
+        self, t: int, s: int, u_t: torch.Tensor, u0_hat: torch.Tensor, ids: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Mean of the reverse step t -> s given a prediction u0_hat of u_0."""
 
     # --- shared closed forms -----------------------------------------------------
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "T": self.T, "params": self.params.model_dump()}
+
+    def sample_marginal(
+        self, i: int, u0: torch.Tensor, z: torch.Tensor, ids: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """u_i = A_i u0 + sigma_i z, with z standard normal like u0."""
+        return self.marginal_mean(i, u0, ids) + self.sigma(i) * z
+
+    def marginal_means(
+        self, u0: torch.Tensor, indices: list[int], ids: torch.Tensor | None = None
+    ) -> dict[int, torch.Tensor]:
+        """E[u_i | u_0] for each of `indices`."""
+        return {i: self.marginal_mean(i, u0, ids) for i in indices}
+
+    def sample_prior(
+        self, z: torch.Tensor, data: torch.Tensor | None = None, ids: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """A draw from the sampler's start distribution at i = T: sigma_T z (the end state forgets the data)."""
+        return self.sigma(self.T) * z
+
+    def conditional_entropy(self, i: int) -> float:
+        """H(u_i | u_0) = N/2 ln(2 pi e sigma_i^2) (SPEC F3 a); -inf when sigma_i = 0."""
+        n = math.prod(self.shape)
+        s = self.sigma(i)
+        return -math.inf if s == 0 else 0.5 * n * math.log(2 * math.pi * math.e * s * s)
+
+    # --- theory facts the layers above read ----------------------------------------
+    @property
+    def shared_operator(self) -> bool:
+        """True when one operator A_i serves every image (what the oracle and training need)."""
+        return True
+
+    def steady_draw(self, u0: torch.Tensor, z: torch.Tensor, ids: torch.Tensor | None = None) -> torch.Tensor:
+        """A draw of the steady state paired with u_0 and the noise z (SPEC F4): N(0, I), i.e. z itself."""
+        return z.clone()
+
+    def steady_scale(self, i: int) -> float | None:
+        """The factor u_i is compared with the steady state under (None where it is undefined)."""
+        return 1.0
+
+    def oracle_bytes(self, n_train: int) -> int:
+        """Memory the oracle precomputes for n_train training images beyond the images themselves."""
+        return 0
+
+    def network_channels(self) -> tuple[int, int]:
+        """(input, output) channels of a learned denoiser's network: the image's."""
+        return self.shape[0], self.shape[0]
+
+    def network_condition(self) -> torch.Tensor | None:
+        """A fixed image a learned denoiser sees beside u_t, (1, C, H, W) float64; None for most processes."""
+        return None
+
+    # --- validation ------------------------------------------------------------------
+    def validate(self) -> None:
+        """Refuse a time grid that is not finite and increasing."""
+        t = self.times()
+        if not bool(torch.isfinite(t).all()) or not bool((t[1:] > t[:-1]).all()):
+            raise ScalespaceError(f"process {self.name!r}: times must be finite and increasing; {self._times_hint()}")
+
+    def _times_hint(self) -> str:
+        return "check process_params"
+
+    def _schedule_hint(self) -> str:
+        return "the schedule has no Markov chain; change process_params"
+
+
+class LinearGaussianProcess(Process):
+    """A process diagonal in the DCT basis: alpha_i per coefficient, closed-form transitions and posterior."""
+
+    spectral = True
+
+    @abstractmethod
+    def alpha(self, i: int) -> torch.Tensor:
+        """alpha_i per DCT coefficient, float64: shape () if isotropic else (H, W)."""
+
+    def log_alpha(self, i: int) -> torch.Tensor:
+        """ln alpha_i; processes whose alpha underflows (heat) give it in closed form."""
+        return torch.log(self.alpha(i))
 
     def to_basis(self, u: torch.Tensor) -> torch.Tensor:
         return u if self.isotropic else dct2(u)
@@ -131,51 +273,24 @@ class Process(ABC):
         return Posterior(coef_ut=coef_ut, coef_u0=coef_u0, var=var)
 
     def marginal_mean(self, i: int, u0: torch.Tensor, ids: torch.Tensor | None = None) -> torch.Tensor:
-        """E[u_i | u_0] for a batch u0 of shape (B, C, H, W)."""
         a = self.alpha(i).to(u0.dtype).to(u0.device)
         if self.isotropic:
             return a * u0
         return idct2(a * dct2(u0))
 
-    def sample_marginal(
-        self, i: int, u0: torch.Tensor, z: torch.Tensor, ids: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """u_i = A_i u0 + sigma_i z, with z standard normal like u0.
-
-        `ids` (sample indices) matter only to processes with per-sample state (osmosis guidance).
-        """
-        return self.marginal_mean(i, u0, ids) + self.sigma(i) * z
-
     def reverse_mean(
         self, t: int, s: int, u_t: torch.Tensor, u0_hat: torch.Tensor, ids: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """Mean of the reverse step t -> s given a prediction of u_0 (the posterior mean)."""
+        """The posterior mean of the step t -> s at u0_hat."""
         post = self.posterior(t, s)
         dt, dev = u_t.dtype, u_t.device
         m = post.coef_ut.to(dev, dt) * self.to_basis(u_t) + post.coef_u0.to(dev, dt) * self.to_basis(u0_hat)
         return self.from_basis(m)
 
-    def sample_prior(
-        self, z: torch.Tensor, data: torch.Tensor | None = None, ids: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """A draw from the sampler's start distribution at i = T.
+    def semigroup(self) -> Flow | None:
+        """The process's exact deterministic flow F(tau) on images, when it has one (heat); None otherwise."""
+        return None
 
-        Processes whose end state forgets the data start from sigma_T z; heat
-        and osmosis start from degraded data plus noise (`data` is required).
-        """
-        if self.prior_needs_data:
-            if data is None:
-                raise ScalespaceError(f"process {self.name!r} starts from degraded data: pass data")
-            return self.sample_marginal(self.T, data, z, ids)
-        return self.sigma(self.T) * z
-
-    def conditional_entropy(self, i: int) -> float:
-        """H(u_i | u_0) = N/2 ln(2 pi e sigma_i^2) (SPEC F3 a); -inf when sigma_i = 0."""
-        n = math.prod(self.shape)
-        s = self.sigma(i)
-        return -math.inf if s == 0 else 0.5 * n * math.log(2 * math.pi * math.e * s * s)
-
-    # --- validation ------------------------------------------------------------------
     def validate(self) -> None:
         """Refuse a schedule with non-finite values or a negative sigma_{t|s}^2."""
         for i in range(self.T + 1):
@@ -201,5 +316,69 @@ class Process(ABC):
                     f"(min {float(s2.min()):.3g}); {self._schedule_hint()}"
                 )
 
-    def _schedule_hint(self) -> str:
-        return "the schedule has no Markov chain; change process_params"
+
+class DriftDiffusionProcess(Process):
+    """A process whose mean evolves by a linear drift-diffusion equation d/dt x = A x that no fixed basis
+    diagonalises (osmosis): A_i u_0 is computed by evolving u_0 interval by interval, and the reverse step's
+    mean is A_s u0_hat (the heat sampler's shape).
+
+    The explicit scheme's many small steps run through `explicit_steps`: the
+    torch loop (osmosis_scheme.explicit_steps) unless the layers above the
+    kernels give the process a faster one (scalespace.kernels.dispatch.bind:
+    the Triton stencil on a GPU, with the same results).
+    """
+
+    spectral = False
+
+    def __init__(self, shape: tuple[int, int, int], params: ProcessParams | dict[str, Any] | None = None):
+        self.explicit_steps: scheme.ExplicitSteps = scheme.explicit_steps
+        super().__init__(shape, params)
+
+    @abstractmethod
+    def marginal_means_all(self, u0: torch.Tensor) -> list[torch.Tensor]:
+        """[A_0 u0, ..., A_T u0], computed incrementally (needs one operator for every image)."""
+
+    def marginal_means(
+        self, u0: torch.Tensor, indices: list[int], ids: torch.Tensor | None = None
+    ) -> dict[int, torch.Tensor]:
+        """E[u_i | u_0] for each of `indices`: evolved once, interval by interval, when one operator serves all."""
+        if not self.shared_operator:
+            return super().marginal_means(u0, indices, ids)
+        means = self.marginal_means_all(u0)
+        return {i: means[i] for i in indices}
+
+    def reverse_mean(
+        self, t: int, s: int, u_t: torch.Tensor, u0_hat: torch.Tensor, ids: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """A_s u0_hat."""
+        return self.marginal_mean(s, u0_hat, ids)
+
+    def oracle_bytes(self, n_train: int) -> int:
+        """The oracle holds A_i f_j for every index and training image: 16 bytes a value (float64, and a copy)."""
+        return (self.T + 1) * n_train * math.prod(self.shape) * 8 * 2
+
+
+class DegradedPrior(Process):
+    """A process whose end state keeps the data (heat, osmosis).
+
+    Its sampler starts from degraded data plus noise, u_T of a training image,
+    and (the heat sampler) adds delta z of fresh noise after each reverse step.
+    Its parameters give the noise level `sigma` and `delta_factor`.
+    """
+
+    prior_needs_data = True
+    default_sampler = "heat"
+    default_objective = "one_step"
+
+    @property
+    def delta(self) -> float:
+        """The heat sampler's noise per step, delta = delta_factor * sigma."""
+        return self.params.delta_factor * self.params.sigma  # type: ignore[attr-defined]
+
+    def sample_prior(
+        self, z: torch.Tensor, data: torch.Tensor | None = None, ids: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Degraded data plus noise: u_T of `data` (required)."""
+        if data is None:
+            raise ScalespaceError(f"process {self.name!r} starts from degraded data: pass data")
+        return self.sample_marginal(self.T, data, z, ids)

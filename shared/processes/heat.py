@@ -12,7 +12,9 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from scalespace.processes.base import Process, ProcessParams
+from scalespace import ScalespaceError
+from scalespace.processes.base import DegradedPrior, Flow, LinearGaussianProcess, ProcessParams, expectations
+from scalespace.processes.dct import dct2, idct2
 
 
 class HeatParams(ProcessParams):
@@ -23,17 +25,18 @@ class HeatParams(ProcessParams):
     delta_factor: float = Field(1.25, gt=0, description="sampling noise delta = factor * sigma")
 
 
-class Heat(Process):
+class Heat(DegradedPrior, LinearGaussianProcess):
     name = "heat"
     Params = HeatParams
-    prior_needs_data = True
-    default_sampler = "heat"
+    constant_noise = True
+    keeps_mean = "in expectation"
+    steady_state_text = "the data-dependent state: each image's mean colour (plus its noise)"
+    dc_factor_text = "c"
+    expected = expectations("fails", "holds", F5_mean="holds")
 
     def _setup(self) -> None:
         p = self.params
         if p.sigma_blur_max < p.sigma_blur_min:
-            from scalespace import ScalespaceError
-
             raise ScalespaceError("process 'heat': process_params.sigma_blur_max must be >= sigma_blur_min")
         if p.K == 1:
             sb = torch.tensor([p.sigma_blur_max], dtype=torch.float64)
@@ -59,13 +62,14 @@ class Heat(Process):
     def sigma(self, i: int) -> float:
         return self.params.sigma
 
-    @property
-    def delta(self) -> float:
-        return self.params.delta_factor * self.params.sigma
-
     def heat_semigroup(self, u: torch.Tensor, tau: float) -> torch.Tensor:
         """F(tau) u: homogeneous diffusion for time tau (exact, in the DCT basis)."""
-        from scalespace.processes.dct import dct2, idct2
-
         lam = self.lam().to(u.dtype).to(u.device)
         return idct2(torch.exp(-lam * tau) * dct2(u))
+
+    def semigroup(self) -> Flow:
+        return self.heat_semigroup
+
+    def steady_draw(self, u0: torch.Tensor, z: torch.Tensor, ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Each image's mean colour plus its noise (the DC mode is never damped)."""
+        return u0.mean(dim=(-2, -1), keepdim=True).expand_as(u0) + self.sigma(self.T) * z

@@ -6,7 +6,8 @@ offset c, u_k = P_k(v) (u_0 + c) - c + sigma z where P_k is discrete osmosis
 (shared/processes/osmosis_scheme.py) run through the intervals t_1 < ... < t_k
 (t_k geometric up to t_max, t_0 = 0). The steady state is (mean(u_0 + c) /
 mean(v)) v - c; the mean grey value is kept exactly. Osmosis is linear but not
-diagonal in the DCT basis, so its reverse step has the heat sampler's shape:
+diagonal in the DCT basis (a DriftDiffusionProcess: no alpha, transition or
+posterior), so its reverse step has the heat sampler's shape:
 u_{k-1} = P_{k-1}(u0_hat) + delta z.
 """
 
@@ -18,9 +19,9 @@ import torch
 from pydantic import Field
 
 from scalespace import ScalespaceError
+from scalespace.noise import Stream, normal
 from scalespace.processes import osmosis_scheme as scheme
-from scalespace.processes.base import Process, ProcessParams
-from scalespace.sampling.noise import Stream, normal
+from scalespace.processes.base import DegradedPrior, DriftDiffusionProcess, ProcessParams, expectations
 
 
 class OsmosisParams(ProcessParams):
@@ -37,12 +38,15 @@ class OsmosisParams(ProcessParams):
     delta_factor: float = Field(1.25, gt=0, description="sampling noise delta = factor * sigma")
 
 
-class Osmosis(Process):
+class Osmosis(DegradedPrior, DriftDiffusionProcess):
     name = "osmosis"
     Params = OsmosisParams
-    prior_needs_data = True
-    default_sampler = "heat"
-    spectral = False
+    seeded_params = ("guidance_seed",)
+    constant_noise = True
+    keeps_mean = "exactly"
+    steady_state_text = "(mean(u_0) / mean(v)) v (plus its noise)"
+    #: the guidance v is fixed noise: no spatial symmetry is promised, so F5's maps are reported only
+    expected = expectations("report", "report", F5_mean="holds", O1="holds", O2="holds", O3="holds")
 
     def _setup(self) -> None:
         p = self.params
@@ -63,29 +67,16 @@ class Osmosis(Process):
     def times(self) -> torch.Tensor:
         return self._t
 
-    def alpha(self, i: int) -> torch.Tensor:
-        raise ScalespaceError("process 'osmosis' is not diagonal in the DCT basis; use marginal_mean")
-
-    def log_alpha(self, i: int) -> torch.Tensor:
-        return self.alpha(i)
-
     def sigma(self, i: int) -> float:
         return self.params.sigma
 
+    def _times_hint(self) -> str:
+        return "check t_max and t_min_frac"
+
     @property
-    def delta(self) -> float:
-        return self.params.delta_factor * self.params.sigma
-
-    def validate(self) -> None:
-        t = self._t
-        if not bool(torch.isfinite(t).all()) or not bool((t[1:] > t[:-1]).all()):
-            raise ScalespaceError("process 'osmosis': times must be finite and increasing; check t_max and t_min_frac")
-
-    def transition(self, s: int, t: int):
-        raise ScalespaceError("process 'osmosis' has no per-coefficient transition; use marginal_mean")
-
-    def posterior(self, t: int, s: int):
-        raise ScalespaceError("process 'osmosis' has no per-coefficient posterior; use reverse_mean")
+    def shared_operator(self) -> bool:
+        """One guidance for the whole job: one operator A_i for every image (per-sample guidance: one per image)."""
+        return self.params.guidance == "shared"
 
     # --- guidance ---------------------------------------------------------------------
     def guidance(self, ids: torch.Tensor | None, n: int, dtype: torch.dtype, device) -> torch.Tensor:
@@ -112,7 +103,7 @@ class Osmosis(Process):
     def _interval(self, x: torch.Tensor, d: scheme.Drift, k: int) -> torch.Tensor:
         dt = float(self._t[k] - self._t[k - 1])
         if self.params.scheme == "explicit":
-            return scheme.evolve_explicit(x, d, dt)
+            return scheme.evolve_explicit(x, d, dt, run=self.explicit_steps)
         return scheme.evolve_implicit(x, d, dt, steps=self.params.implicit_steps)
 
     # --- marginals --------------------------------------------------------------------
@@ -125,7 +116,7 @@ class Osmosis(Process):
 
     def marginal_means_all(self, u0: torch.Tensor) -> list[torch.Tensor]:
         """[A_0 u0, ..., A_K u0] with shared guidance, computed incrementally."""
-        if self.params.guidance != "shared":
+        if not self.shared_operator:
             raise ScalespaceError(
                 "the oracle needs process_params.guidance='shared' for osmosis (one guidance for all samples)"
             )
@@ -137,17 +128,21 @@ class Osmosis(Process):
             out.append(x - self.params.offset)
         return out
 
-    def sample_marginal(self, i: int, u0: torch.Tensor, z: torch.Tensor, ids: torch.Tensor | None = None) -> torch.Tensor:
-        return self.marginal_mean(i, u0, ids) + self.sigma(i) * z
-
-    def sample_prior(self, z: torch.Tensor, data: torch.Tensor | None = None, ids: torch.Tensor | None = None) -> torch.Tensor:
-        if data is None:
-            raise ScalespaceError("process 'osmosis' starts from degraded data: pass data")
-        return self.sample_marginal(self.T, data, z, ids)
-
-    def reverse_mean(self, t: int, s: int, u_t: torch.Tensor, u0_hat: torch.Tensor, ids=None) -> torch.Tensor:
-        return self.marginal_mean(s, u0_hat, ids)
-
     def steady_state(self, u0: torch.Tensor, ids: torch.Tensor | None = None) -> torch.Tensor:
         v = self.guidance(ids, u0.shape[0], u0.dtype, u0.device)
         return scheme.steady_state(u0 + self.params.offset, v) - self.params.offset
+
+    # --- theory facts -----------------------------------------------------------------
+    def steady_draw(self, u0: torch.Tensor, z: torch.Tensor, ids: torch.Tensor | None = None) -> torch.Tensor:
+        """(mean(u_0 + c) / mean(v)) v - c plus the noise."""
+        return self.steady_state(u0, ids) + self.sigma(self.T) * z
+
+    def network_channels(self) -> tuple[int, int]:
+        """[u, w, ln g] in, two residual parts out (scalespace.denoisers.objectives.OneStepObjective)."""
+        c = self.shape[0]
+        return 3 * c, 2 * c
+
+    def network_condition(self) -> torch.Tensor:
+        """g = v / mean(v) for the shared guidance v, (1, C, H, W) float64."""
+        v = self.guidance(None, 1, torch.float64, "cpu")
+        return v / v.mean()

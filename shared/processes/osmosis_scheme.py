@@ -12,12 +12,19 @@ exactly) and F vanishes for u proportional to v (the steady state). Because
 |d| < 2 / h, every off-diagonal weight is non-negative; the explicit step
 keeps all weights non-negative (and so positivity) only for
 tau <= 1 / max_i(-A_ii), which is never below h^2 / 8.
+
+`explicit_steps` is the one definition of the explicit loop: the torch
+reference of the Triton stencil in shared/kernels/osmosis_stencil.py, which
+runs all of an image's steps in one launch. Nothing here picks one: whoever
+evolves an image passes the loop to use (`evolve_explicit(..., run=...)`,
+default this module's), and the layers above the kernels pass
+scalespace.kernels.dispatch.osmosis_explicit.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
@@ -81,11 +88,36 @@ def explicit_step(u: torch.Tensor, d: Drift, tau: float | torch.Tensor) -> torch
     return u + tau * apply_operator(u, d)
 
 
-def evolve_explicit(u: torch.Tensor, d: Drift, t: float, safety: float = 1.0) -> torch.Tensor:
+#: runs, per image (leading index), `steps` explicit steps of size `tau`: (u, drift, tau, steps) -> u,
+#: with tau shaped leading + (1, 1, 1) and steps (int64) shaped leading
+ExplicitSteps = Callable[[torch.Tensor, Drift, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def explicit_steps(u: torch.Tensor, d: Drift, tau: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+    """`steps` (leading shape) explicit steps of `tau` (leading + (1, 1, 1)) per image: the torch loop.
+
+    Images with fewer steps than the most stop early (their later steps are
+    masked out), so each image's result depends on its own count only.
+    """
+    n_max = int(steps.max()) if steps.numel() else 0
+    if steps.numel() == 1 or bool((steps == n_max).all()):
+        for _ in range(n_max):
+            u = explicit_step(u, d, tau)
+        return u
+    for k in range(n_max):
+        active = (k < steps).reshape(steps.shape + (1, 1, 1))
+        u = torch.where(active, explicit_step(u, d, tau), u)
+    return u
+
+
+def evolve_explicit(
+    u: torch.Tensor, d: Drift, t: float, safety: float = 1.0, run: ExplicitSteps = explicit_steps
+) -> torch.Tensor:
     """Run explicit osmosis for time t with equal steps no larger than the stable bound.
 
     Each image (leading index) gets its own step count from its own bound, so a
-    sample's result does not depend on the other images in its batch.
+    sample's result does not depend on the other images in its batch. `run`
+    takes the steps (`explicit_steps`, or the dispatch's kernel).
     """
     if t < 0:
         raise ScalespaceError("osmosis time must be >= 0")
@@ -94,19 +126,7 @@ def evolve_explicit(u: torch.Tensor, d: Drift, t: float, safety: float = 1.0) ->
     bound = d.stable_tau() * safety  # (...leading,)
     n = torch.ceil(t / bound).to(torch.int64).clamp_min(1)
     tau = (t / n.to(u.dtype)).reshape(n.shape + (1, 1, 1))
-    from scalespace.kernels import dispatch
-
-    if dispatch.use_triton(u.device):  # every step in one launch (shared/kernels/osmosis_stencil.py)
-        return dispatch.osmosis_explicit(u, d, tau, n)
-    n_max = int(n.max())
-    if n.numel() == 1 or bool((n == n_max).all()):
-        for _ in range(n_max):
-            u = explicit_step(u, d, tau)
-        return u
-    for k in range(n_max):
-        active = (k < n).reshape(n.shape + (1, 1, 1))
-        u = torch.where(active, explicit_step(u, d, tau), u)
-    return u
+    return run(u, d, tau, n)
 
 
 def implicit_step(
@@ -186,7 +206,9 @@ __all__ = [
     "Drift",
     "drift",
     "apply_operator",
+    "ExplicitSteps",
     "explicit_step",
+    "explicit_steps",
     "evolve_explicit",
     "implicit_step",
     "evolve_implicit",

@@ -12,7 +12,8 @@ import math
 import torch
 from pydantic import Field
 
-from scalespace.processes.base import Process, ProcessParams
+from scalespace import ScalespaceError
+from scalespace.processes.base import LinearGaussianProcess, ProcessParams, expectations
 
 
 class VEParams(ProcessParams):
@@ -22,10 +23,14 @@ class VEParams(ProcessParams):
     sigmas: list[float] | None = Field(None, description="sigma_1..sigma_T given explicitly (T taken from it)")
 
 
-class VE(Process):
+class VE(LinearGaussianProcess):
     name = "ve"
     Params = VEParams
     isotropic = True
+    default_objective = "v"
+    steady_state_text = "none; u_T / sigma_T is compared with N(0, I)"
+    dc_factor_text = "c"
+    expected = expectations("holds", "holds")
 
     def _setup(self) -> None:
         p = self.params
@@ -36,8 +41,6 @@ class VE(Process):
             self.sigma_max = float(self.sigmas[-1])
             return
         if self.sigma_max <= p.sigma_min:
-            from scalespace import ScalespaceError
-
             raise ScalespaceError(
                 f"process 've': process_params.sigma_max ({self.sigma_max:g}) must exceed sigma_min ({p.sigma_min:g})"
             )
@@ -62,3 +65,8 @@ class VE(Process):
 
     def sigma(self, i: int) -> float:
         return float(self.sigmas[i])
+
+    def steady_scale(self, i: int) -> float | None:
+        """ve has no steady state; u_t / sigma_t tends to N(0, I): 1 / sigma_t (None at sigma_t = 0)."""
+        s = self.sigma(i)
+        return 1.0 / s if s > 0 else None

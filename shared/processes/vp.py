@@ -13,7 +13,8 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from scalespace.processes.base import Process, ProcessParams
+from scalespace import ScalespaceError
+from scalespace.processes.base import LinearGaussianProcess, ProcessParams, expectations
 
 
 class VPParams(ProcessParams):
@@ -36,15 +37,20 @@ def betas_cosine(T: int, s: float) -> torch.Tensor:
     return (1 - abar[1:] / abar[:-1]).clamp(max=0.999)
 
 
-class VP(Process):
+class VP(LinearGaussianProcess):
     name = "vp"
     Params = VPParams
     isotropic = True
+    default_objective = "eps"
+    grey_density_is_osmosis = True
+    steady_state_text = "N(0, I)"
+    dc_factor_text = "sqrt(abar_t) c"
+    step_entropy_text = "monotone for DDPM"
+    #: N(0, I) is the stationary law of the vp chain, so KL(p_t || N(0, I)) cannot grow (F3 c)
+    expected = expectations("holds", "holds", F3c="holds", R3="holds")
 
     def _setup(self) -> None:
         p = self.params
-        from scalespace import ScalespaceError
-
         if p.schedule == "linear":
             betas = betas_linear(p.T, p.beta_start, p.beta_end)
         elif p.schedule == "cosine":

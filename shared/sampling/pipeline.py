@@ -13,13 +13,10 @@ from typing import Callable
 import torch
 
 from scalespace import ScalespaceError
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # imported for annotations only: processes import the noise module
-    from scalespace.denoisers.base import Denoiser
-    from scalespace.processes.base import Process
+from scalespace.denoisers.base import Denoiser
 from scalespace.kernels import dispatch
-from scalespace.sampling.noise import NoiseSource, Stream, uniform_int
+from scalespace.noise import NoiseSource, Stream, uniform_int
+from scalespace.processes.base import Process
 from scalespace.sampling.samplers import StepInfo, sampler_for
 from scalespace.sampling.schedule import respace
 

@@ -4,9 +4,14 @@
 
 `schedule` is a descending list of process indices (schedule.respace),
 `noise(step)` gives this batch's standard normal noise for a process index
-(scalespace.sampling.noise.NoiseSource, so sample k's noise depends only on
+(scalespace.noise.NoiseSource, so sample k's noise depends only on
 (seed, k, step)), and `callback(StepInfo)` carries progress out; nothing is
 printed. The last step returns a mean, without noise.
+
+Each sampler is the step's math: coefficients from the process, the step
+itself from scalespace.kernels.dispatch (one fused kernel on a GPU, torch
+elsewhere; the dispatch picks). Which processes a sampler applies to is
+declared once, in SAMPLERS, and checked by check_sampler.
 """
 
 from __future__ import annotations
@@ -17,13 +22,10 @@ from typing import Callable
 import torch
 
 from scalespace import ScalespaceError
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # imported for annotations only: processes import the noise module
-    from scalespace.denoisers.base import Denoiser
-    from scalespace.processes.base import Process
-from scalespace.sampling.noise import NoiseSource
+from scalespace.denoisers.base import Denoiser
 from scalespace.kernels import dispatch
+from scalespace.noise import NoiseSource
+from scalespace.processes.base import DegradedPrior, LinearGaussianProcess, Process
 
 
 @dataclass
@@ -48,37 +50,8 @@ def _report(callback: Callback | None, k: int, schedule: list[int], s: int, u: t
         callback(StepInfo(done=k + 1, total=len(schedule) - 1, index=s, u=u))
 
 
-def _step_noise(noise: NoiseSource, step: int | None):
-    """The kernels' description of noise(step) (None: no noise), or False when `noise` is not a NoiseSource."""
-    if not isinstance(noise, NoiseSource):
-        return False
-    from scalespace.kernels.philox import StepNoise
-
-    return None if step is None else StepNoise(noise.seed, noise.ids, step)
-
-
-def _fused_step(process: Process, u: torch.Tensor, u0_hat: torch.Tensor, t: int, s: int,
-                noise: NoiseSource, step: int | None, noise_in_basis: bool = True,
-                std: float | None = None) -> torch.Tensor | None:
-    """The posterior step t -> s in one kernel (shared/kernels) when the dispatch picks Triton, else None.
-
-    Same result as the torch code below it (bit for bit in the interpreter for
-    isotropic processes, within float32 rounding of the DCT otherwise).
-    """
-    if not dispatch.use_triton(u.device) or u.dtype not in (torch.float32, torch.float64):
-        return None
-    sn = _step_noise(noise, step)
-    if sn is False or (not process.isotropic and max(u.shape[-2:]) > 64):
-        return None
-    post = process.posterior(t, s)
-    std = post.var.sqrt() if std is None else std
-    if process.isotropic and noise_in_basis:
-        return dispatch.reverse_step(u, u0_hat, post.coef_ut, post.coef_u0, std, sn)
-    return dispatch.spectral_step(u, u0_hat, post.coef_ut, post.coef_u0, std, sn, noise_in_basis=noise_in_basis)
-
-
 def sample_ancestral(
-    process: Process,
+    process: LinearGaussianProcess,
     denoiser: Denoiser,
     u: torch.Tensor,
     schedule: list[int],
@@ -93,22 +66,15 @@ def sample_ancestral(
     """
     for k, (t, s) in enumerate(zip(schedule[:-1], schedule[1:])):
         u0_hat = _clip(denoiser.predict_u0(u, t, noise.ids), clip)
-        fused = _fused_step(process, u, u0_hat, t, s, noise, s if s > schedule[-1] else None)
-        if fused is not None:
-            u = fused
-        else:
-            post = process.posterior(t, s)
-            dt, dev = u.dtype, u.device
-            mean = post.coef_ut.to(dev, dt) * process.to_basis(u) + post.coef_u0.to(dev, dt) * process.to_basis(u0_hat)
-            if s > schedule[-1]:
-                mean = mean + post.var.sqrt().to(dev, dt) * noise(s)
-            u = process.from_basis(mean)
+        post = process.posterior(t, s)
+        u = dispatch.posterior_step(u, u0_hat, post.coef_ut, post.coef_u0, post.var.sqrt(), noise,
+                                    s if s > schedule[-1] else None, isotropic=process.isotropic)
         _report(callback, k, schedule, s, u)
     return u
 
 
 def sample_ddim(
-    process: Process,
+    process: LinearGaussianProcess,
     denoiser: Denoiser,
     u: torch.Tensor,
     schedule: list[int],
@@ -130,20 +96,12 @@ def sample_ddim(
     for k, (t, s) in enumerate(zip(schedule[:-1], schedule[1:])):
         u0_hat = _clip(denoiser.predict_u0(u, t, noise.ids), clip)
         coef_ut, coef_u0, c = ddim_coefficients(process, t, s, eta)
-        step = s if c > 0 and s > schedule[-1] else None
-        sn = _step_noise(noise, step)
-        if sn is not False:  # the fused kernel, or its torch reference (the same expression)
-            u = dispatch.reverse_step(u, u0_hat, coef_ut, coef_u0, c, sn)
-        else:  # a noise callable other than a NoiseSource
-            dt, dev = u.dtype, u.device
-            u = torch.tensor(coef_ut, dtype=torch.float64).to(dev, dt) * u + torch.tensor(coef_u0, dtype=torch.float64).to(dev, dt) * u0_hat
-            if step is not None:
-                u = u + torch.tensor(c, dtype=torch.float64).to(dev, dt) * noise(s)
+        u = dispatch.linear_step(u, u0_hat, coef_ut, coef_u0, c, noise, s if c > 0 and s > schedule[-1] else None)
         _report(callback, k, schedule, s, u)
     return u
 
 
-def ddim_coefficients(process: Process, t: int, s: int, eta: float) -> tuple[float, float, float]:
+def ddim_coefficients(process: LinearGaussianProcess, t: int, s: int, eta: float) -> tuple[float, float, float]:
     """(coef_ut, coef_u0, c) of the DDIM step t -> s: u_s = coef_ut u_t + coef_u0 u0_hat + c z, in float64."""
     a_t, a_s = float(process.alpha(t)), float(process.alpha(s))
     sig_t, sig_s = float(process.sigma(t)), float(process.sigma(s))
@@ -153,7 +111,7 @@ def ddim_coefficients(process: Process, t: int, s: int, eta: float) -> tuple[flo
 
 
 def sample_degraded(
-    process: Process,
+    process: DegradedPrior,
     denoiser: Denoiser,
     u: torch.Tensor,
     schedule: list[int],
@@ -165,42 +123,32 @@ def sample_degraded(
 
     The chain starts from degraded data plus noise (the process's prior), adds
     delta = 1.25 sigma of fresh noise after every step but the last, and
-    returns the last mean.
+    returns the last mean. When the denoiser's reverse mean is the posterior
+    mean at its u0_hat (the oracle on heat), mean and noise are one step.
     """
-    delta = getattr(process, "delta", None) if delta is None else delta
-    if delta is None:
-        raise ScalespaceError(f"sampler 'heat' needs a process with a sampling noise delta, not {process.name!r}")
+    delta = process.delta if delta is None else delta
+    spectral = _posterior_reverse_mean(process, denoiser)
     for k, (t, s) in enumerate(zip(schedule[:-1], schedule[1:])):
         step = s if s > schedule[-1] else None
-        fused = None
-        if dispatch.use_triton(u.device) and _default_reverse_mean(process, denoiser):
-            # the posterior step with the noise added in pixels: one kernel
-            fused = _fused_step(process, u, denoiser.predict_u0(u, t, noise.ids), t, s, noise, step,
-                                noise_in_basis=False, std=delta)
-        if fused is not None:
-            u = fused
-            _report(callback, k, schedule, s, u)
-            continue
-        mean = denoiser.reverse_mean(process, u, t, s, noise.ids)
-        sn = _step_noise(noise, step) if step is not None and dispatch.use_triton(mean.device) else False
-        if sn:  # "mean + delta z" with the noise drawn in the kernel
-            u = dispatch.reverse_step(mean, None, 1.0, 0.0, delta, sn)
+        if spectral is not None:
+            post = spectral.posterior(t, s)
+            u = dispatch.posterior_step(u, denoiser.predict_u0(u, t, noise.ids), post.coef_ut, post.coef_u0, delta, noise,
+                                        step, isotropic=process.isotropic, noise_in_basis=False)
         else:
-            u = mean + delta * noise(s) if s > schedule[-1] else mean
+            u = dispatch.add_noise(denoiser.reverse_mean(process, u, t, s, noise.ids), delta, noise, step)
         _report(callback, k, schedule, s, u)
     return u
 
 
-def _default_reverse_mean(process: Process, denoiser: Denoiser) -> bool:
-    """True when reverse_mean is the posterior mean at predict_u0 (so the fused spectral step applies)."""
-    from scalespace.denoisers.base import Denoiser
-    from scalespace.processes.base import Process
-
-    return (
-        process.spectral
+def _posterior_reverse_mean(process: Process, denoiser: Denoiser) -> LinearGaussianProcess | None:
+    """The process when the reverse mean is its posterior mean at predict_u0 (the step is one posterior step), else None."""
+    if (
+        isinstance(process, LinearGaussianProcess)
         and type(denoiser).reverse_mean is Denoiser.reverse_mean
-        and type(process).reverse_mean is Process.reverse_mean
-    )
+        and type(process).reverse_mean is LinearGaussianProcess.reverse_mean
+    ):
+        return process
+    return None
 
 
 @dataclass(frozen=True)

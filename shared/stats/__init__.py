@@ -1,8 +1,16 @@
-"""Statistics of sample sets: moments, Gaussian distances, entropies, quality.
+"""Estimators on sample sets: moments, Gaussian (Fréchet) distances, entropies, features and quality.
 
 Pure torch (float64 where it matters); no Celery or HTTP. Accumulators
 (`Moments`, `MeanAccumulator`) stream, merge exactly across workers and
 round-trip through JSON via to_dict/from_dict.
+
+Modules: moments (streaming Moments), frechet (Fréchet distance, KL and
+entropy of Gaussians, FrechetReference for many sets against one), entropy
+(histogram and Monte Carlo entropies), features (feature extractors,
+Inception), quality (FID, KID, bootstrap, memorisation), marginals (marginal
+densities p_t of a process for the Monte Carlo entropies), reference_cache
+(reference features cached in the store). What is measured with them, the
+property checks, plots and the report, is `scalespace.evaluation`.
 """
 
 from scalespace.stats.entropy import (
@@ -23,10 +31,14 @@ from scalespace.stats.features import (
     register_extractor,
 )
 from scalespace.stats.frechet import (
+    FrechetReference,
+    fd_moments,
     frechet_distance,
     frechet_from_moments,
     gaussian_entropy,
     kl_to_standard_normal,
+    moment_matched,
+    second_moment,
     trace_sqrt_product,
 )
 from scalespace.stats.moments import BatchStats, Moments, batch_stats, merge_all
@@ -44,6 +56,7 @@ from scalespace.stats.quality import (
 __all__ = [
     "BatchStats",
     "FeatureExtractor",
+    "FrechetReference",
     "InceptionExtractor",
     "MeanAccumulator",
     "Moments",
@@ -53,6 +66,7 @@ __all__ = [
     "batch_stats",
     "bootstrap_ci",
     "conditional_entropy_gaussian",
+    "fd_moments",
     "fid",
     "fid_from_features",
     "fid_statistic",
@@ -68,8 +82,10 @@ __all__ = [
     "marginal_entropy_mc",
     "memorisation_ratio",
     "merge_all",
+    "moment_matched",
     "nearest_neighbour_distance",
     "reference_statistics",
     "register_extractor",
+    "second_moment",
     "trace_sqrt_product",
 ]

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from scalespace import ScalespaceError
+from scalespace.kernels import dispatch
 from scalespace.stats._checks import device_batch_2d, vector
 
 FORMAT = "scalespace.mean_accumulator/1"
@@ -30,8 +31,6 @@ def histogram_entropy(x: Any, bins: int = 64, range: tuple[float, float] = (-1.0
     lo, hi = float(range[0]), float(range[1])
     if not hi > lo:
         raise ScalespaceError(f"range: upper bound must exceed lower, got {range}; pass e.g. (-1, 1)")
-    from scalespace.kernels import dispatch
-
     # On a device where the kernels run, the counts are made there (scalespace.kernels.histogram, exact
     # integer counts equal to the reference's); only (B, bins) integers come back.
     t = device_batch_2d(x, "x")

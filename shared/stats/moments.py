@@ -18,6 +18,7 @@ from typing import Any, Iterable, NamedTuple
 import torch
 
 from scalespace import ScalespaceError
+from scalespace.kernels import dispatch
 from scalespace.stats._checks import as_f64, batch_2d, device_batch_2d
 
 FORMAT = "scalespace.moments/1"
@@ -204,8 +205,6 @@ def batch_moments(t: torch.Tensor, full: bool) -> tuple[torch.Tensor, torch.Tens
     otherwise by the float64 torch references. Two passes: the batch mean,
     then the sums of the centred values (no cancellation in the squares).
     """
-    from scalespace.kernels import dispatch
-
     s, _ = dispatch.pixel_moments(t)
     c = s / t.shape[0]
     _, m2 = dispatch.pixel_moments(t, c)

@@ -19,6 +19,7 @@ import torch
 
 from scalespace.data import load_dataset
 from scalespace.stats.features import FeatureExtractor, get_extractor
+from scalespace.stats.frechet import FrechetReference
 from scalespace.stats.moments import Moments
 from scalespace.stats.quality import FID_MIN_SAMPLES, kid
 from scalespace.storage.base import ArtifactStore
@@ -75,8 +76,6 @@ class QualityReference:
     """
 
     def __init__(self, features: torch.Tensor, extractor: FeatureExtractor):
-        from scalespace.stats.lyapunov import FrechetReference
-
         self.features = features
         self.extractor = extractor
         self.moments = Moments.from_samples(features, full=features.shape[1] <= FULL_COVARIANCE_FEATURES)

@@ -269,7 +269,7 @@ class WorkerProcess:
 
     def __init__(self, env: dict[str, str], log: Path, name: str):
         self.log = log
-        self.proc = subprocess.Popen([sys.executable, "-m", "scalespace.scheduler.cli", "worker", "--name", name],
+        self.proc = subprocess.Popen([sys.executable, "-m", "scalespace.cli", "worker", "--name", name],
                                      env=env, stdout=open(log, "ab"), stderr=subprocess.STDOUT)
 
     def text(self) -> str:

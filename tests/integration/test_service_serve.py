@@ -27,7 +27,7 @@ def test_serve_runs_jobs_with_nothing_else_installed(tmp_path):
     env.update(SCALESPACE_HEARTBEAT_FILE=str(tmp_path / "hb"), SCALESPACE_WORKER_SHUTDOWN_TIMEOUT_S="5",
                PYTHONUNBUFFERED="1")
     log = open(tmp_path / "serve.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "scalespace.scheduler.cli", "serve", "--port", str(port), "--out", str(out)],
+    proc = subprocess.Popen([sys.executable, "-m", "scalespace.cli", "serve", "--port", str(port), "--out", str(out)],
                             env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         with Client(f"http://127.0.0.1:{port}", token="") as c:
@@ -48,10 +48,10 @@ def test_serve_runs_jobs_with_nothing_else_installed(tmp_path):
             np.testing.assert_array_equal(a["samples"], b["samples"])
         # the CLI against the same service
         cli_env = dict(env, SCALESPACE_API_URL=f"http://127.0.0.1:{port}")
-        status = subprocess.run([sys.executable, "-m", "scalespace.scheduler.cli", "status", job["id"]], env=cli_env,
+        status = subprocess.run([sys.executable, "-m", "scalespace.cli", "status", job["id"]], env=cli_env,
                                 capture_output=True, text=True, timeout=120)
         assert status.returncode == 0 and f"{job['id']} sample succeeded" in status.stdout
-        missing = subprocess.run([sys.executable, "-m", "scalespace.scheduler.cli", "status", "no-such-job"], env=cli_env,
+        missing = subprocess.run([sys.executable, "-m", "scalespace.cli", "status", "no-such-job"], env=cli_env,
                                  capture_output=True, text=True, timeout=120)
         assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "no job 'no-such-job'" in missing.stderr
     finally:

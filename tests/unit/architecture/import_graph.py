@@ -87,13 +87,13 @@ def build(root: Path = ROOT) -> ImportGraph:
                     mod = ".".join(anchor + ([node.module] if node.module else []))
                 else:
                     mod = node.module or ""
-                targets = [f"{mod}.{a.name}" for a in node.names] + [mod]
+                # `from m import a, b`: the submodules a and b where they are modules, else m itself
+                subs = [f"{mod}.{a.name}" for a in node.names if f"{mod}.{a.name}" in g.modules]
+                targets = subs + ([mod] if len(subs) < len(node.names) else [])
             for t in targets:
                 r = g.resolve(t)
                 if r is not None and r != name:
                     out.setdefault(r, []).append(node.lineno)
-                    if isinstance(node, ast.ImportFrom):
-                        break  # `from m import a, b`: the most specific target is enough
         g.edges[name] = out
     return g
 

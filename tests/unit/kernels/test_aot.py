@@ -1,4 +1,4 @@
-"""Every kernel compiles for the GPUs the service runs on, without a GPU (scalespace.kernels.aot).
+"""Every kernel compiles for the GPUs the service runs on, without a GPU (bench/aot.py).
 
 The interpreter tests check what the kernels compute; this checks that what a
 GPU would run compiles (Triton front end, LLVM, ptxas) and keeps the
@@ -32,7 +32,7 @@ HOT = ("fused step with noise", "fused step, last step", "osmosis stencil", "ora
 @pytest.fixture(scope="module", params=[90, 80], ids=["sm_90", "sm_80"])
 def report(request):
     env = {**os.environ, "TRITON_INTERPRET": "0"}
-    out = subprocess.run([sys.executable, "-m", "scalespace.kernels.aot", "--json", "--arch", str(request.param)],
+    out = subprocess.run([sys.executable, "bench/aot.py", "--json", "--arch", str(request.param)],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert out.stdout.strip(), out.stderr[-2000:]
     rep = json.loads(out.stdout.strip().splitlines()[-1])
@@ -78,6 +78,6 @@ def test_oracle_default_weighted_sum_keeps_several_programs_an_sm(report):
 
 @pytest.mark.parametrize("interpret,arch,message", [("1", "90", "TRITON_INTERPRET unset or 0"), ("0", "75", "--arch 75: use one of")])
 def test_bad_settings_are_refused_with_the_fix(interpret, arch, message):
-    out = subprocess.run([sys.executable, "-m", "scalespace.kernels.aot", "--arch", arch], cwd=ROOT, capture_output=True,
+    out = subprocess.run([sys.executable, "bench/aot.py", "--arch", arch], cwd=ROOT, capture_output=True,
                          text=True, timeout=300, env={**os.environ, "TRITON_INTERPRET": interpret})
     assert out.returncode == 2 and message in out.stderr

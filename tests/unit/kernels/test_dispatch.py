@@ -53,10 +53,36 @@ def test_describe_records_mode_and_determinism(monkeypatch, tmp_path):
 
 def test_entry_points_fall_back_for_unsupported_inputs(rand, gen):
     x = rand(1, 1, 70, 8, dtype=torch.float64)  # larger than the DCT kernel's 64
-    scale = torch.rand(70, 8, generator=gen, dtype=torch.float64)
+    cut, cu0 = (torch.rand(70, 8, generator=gen, dtype=torch.float64) for _ in range(2))
     with dispatch.override(kernels="triton"):
-        got = dispatch.dct_scale(x, scale)
-    assert torch.equal(got, dispatch.kernel("dct_operator").dct_scale_reference(x, scale))
+        got = dispatch.spectral_step(x, 0.5 * x, cut, cu0, 0.0, None)
+    assert torch.equal(got, dispatch.kernel("spectral_step").spectral_step_reference(x, 0.5 * x, cut, cu0, 0.0, None))
+
+
+@pytest.mark.parametrize("isotropic", [True, False])
+@pytest.mark.parametrize("noise_in_basis", [True, False])
+def test_posterior_step_picks_the_kernel_or_torch(rand, gen, isotropic, noise_in_basis):
+    """The samplers' step: the fused kernel when the kernels run, the references' torch code with the
+    NoiseSource's own draws otherwise; the same numbers either way (deterministic mode)."""
+    from scalespace.noise import NoiseSource
+
+    u = rand(2, 1, 8, 8, dtype=torch.float64)
+    coef = (torch.tensor(0.9, dtype=torch.float64), torch.tensor(0.2, dtype=torch.float64)) if isotropic else \
+        tuple(torch.rand(8, 8, generator=gen, dtype=torch.float64) for _ in range(2))
+    std = 0.3 if not noise_in_basis else (torch.tensor(0.3, dtype=torch.float64) if isotropic else torch.rand(8, 8, generator=gen, dtype=torch.float64))
+    noise = NoiseSource(5, torch.tensor([3, 8]), (1, 8, 8))
+    out = {}
+    for mode in ("reference", "triton"):
+        with dispatch.override(kernels=mode, deterministic=True):
+            out[mode] = [dispatch.posterior_step(u, 0.5 * u, *coef, std, noise, step, isotropic=isotropic,
+                                                 noise_in_basis=noise_in_basis) for step in (4, None)]
+    for ref, got in zip(out["reference"], out["triton"]):
+        torch.testing.assert_close(got, ref, rtol=0, atol=1e-12)
+    assert not torch.equal(out["reference"][0], out["reference"][1])  # step 4 adds noise, the last step none
+    # the torch path draws the NoiseSource's noise: one (u, 0, std z) step is std z itself
+    with dispatch.override(kernels="reference"):
+        z = dispatch.add_noise(torch.zeros_like(u), 0.3, noise, 4)
+    assert torch.equal(z, 0.3 * noise(4))
 
 
 def test_oracle_takes_the_reference_for_float32_unless_forced(monkeypatch):

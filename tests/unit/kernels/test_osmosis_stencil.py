@@ -46,13 +46,26 @@ def test_stencil_uneven_step_counts_and_mass(gen):
     assert torch.allclose(got.sum(dim=(1, 2, 3)), u.sum(dim=(1, 2, 3)), rtol=1e-13)  # osmosis keeps the mass
 
 
-def test_evolve_explicit_dispatches_to_the_kernel(gen):
+def test_evolve_explicit_runs_the_dispatch_it_is_given(gen, monkeypatch):
+    """The process layer never picks: evolve_explicit runs the loop it is given (the torch loop by default),
+    and a process bound to the dispatch evolves through the kernel, with the same bits."""
+    from scalespace.kernels import osmosis_stencil
+    from scalespace.processes import make_process
+
+    assert osmosis_explicit_reference is scheme.explicit_steps  # one torch definition of the loop
     u = torch.rand(2, 1, 9, 9, generator=gen, dtype=torch.float64) + 1.0
     d = scheme.drift(torch.rand(1, 1, 9, 9, generator=gen, dtype=torch.float64) + 0.5)
     ref = scheme.evolve_explicit(u, d, 1.7)
+    launches = []
+    real = osmosis_stencil.osmosis_explicit_triton
+    monkeypatch.setattr(osmosis_stencil, "osmosis_explicit_triton", lambda *a, **k: launches.append(1) or real(*a, **k))
     with dispatch.override(kernels="triton"):
-        got = scheme.evolve_explicit(u, d, 1.7)
-    assert torch.equal(got, ref)
+        assert torch.equal(scheme.evolve_explicit(u, d, 1.7), ref) and launches == []
+        assert torch.equal(scheme.evolve_explicit(u, d, 1.7, run=dispatch.osmosis_explicit), ref) and launches == [1]
+        p = make_process("osmosis", (1, 9, 9), {"K": 3, "t_max": 2.0})
+        alone = p.marginal_mean(3, u - 2.0)
+        assert len(launches) == 1  # the process's own torch loop
+        assert torch.equal(dispatch.bind(p).marginal_mean(3, u - 2.0), alone) and len(launches) == 4
 
 
 @pytest.mark.parametrize("h,pow2", [(1.0, True), (0.5, True), (0.25, True), (0.3, False), (1 / 28, False)])

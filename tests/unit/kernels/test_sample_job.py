@@ -78,7 +78,7 @@ def test_ddim_runs_the_fused_step_bit_for_bit(process, eta, monkeypatch):
     with in-kernel noise, equal bit for bit to the torch code (no FMA contraction in deterministic mode)."""
     from scalespace.kernels import reverse_step
     from scalespace.processes import make_process
-    from scalespace.sampling.noise import NoiseSource, Stream
+    from scalespace.noise import NoiseSource, Stream
     from scalespace.sampling.samplers import sample_ddim
     from scalespace.sampling.schedule import respace
 

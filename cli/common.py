@@ -1,0 +1,72 @@
+"""Helpers shared by subcommands: reading specs, progress bars, printing results."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, get_args
+
+import yaml
+
+from scalespace import ScalespaceError
+from scalespace.jobs.specs import Device
+
+if TYPE_CHECKING:
+    from scalespace.jobs.context import Progress  # imports torch: a type only
+
+
+def read_spec_file(path: str) -> dict[str, Any]:
+    """A job spec from a YAML or JSON file (yaml.safe_load reads both)."""
+    p = Path(path)
+    try:
+        text = p.read_text() if path != "-" else sys.stdin.read()
+    except OSError as e:
+        raise ScalespaceError(f"cannot read job file {path}: {e.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ScalespaceError(f"job file {path} is not valid YAML/JSON: {str(e).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ScalespaceError(f"job file {path} must hold a mapping (a spec with a 'kind' field)")
+    return data
+
+
+class ProgressBar:
+    """A progress bar on a terminal (stderr), silent otherwise."""
+
+    def __init__(self, enabled: bool | None = None):
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self._bars: dict[str, Any] = {}
+
+    def __call__(self, p: Progress) -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        bar = self._bars.get(p.phase)
+        if bar is None:
+            bar = self._bars[p.phase] = tqdm(total=p.total, desc=p.phase, unit="step", file=sys.stderr, leave=True)
+        bar.total = p.total
+        bar.n = p.done
+        if p.figures:
+            bar.set_postfix({k: (f"{v:.3g}" if isinstance(v, float) else v) for k, v in p.figures.items()}, refresh=False)
+        bar.refresh()
+
+    def close(self) -> None:
+        for bar in self._bars.values():
+            bar.close()
+
+
+def print_json(obj: Any) -> None:
+    print(json.dumps(obj, indent=2, sort_keys=True))
+
+
+def add_job_options(p: Any) -> None:
+    """The options every embedded job command shares: data, process parameters, device, output."""
+    p.add_argument("--data-size", type=int, help="resize images to this many pixels a side")
+    p.add_argument("--data-limit", type=int, help="use only the first images of the training split")
+    p.add_argument("--param", action="append", metavar="KEY=VALUE", help="a process parameter (repeatable)")
+    p.add_argument("--device", choices=list(get_args(Device)), help="where the job runs (default auto: a GPU if there is one)")
+    p.add_argument("--out", default="scalespace-results", help="output folder (default ./scalespace-results)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -1,1 +1,0 @@
-"""Subcommand groups of the `scalespace` command line."""

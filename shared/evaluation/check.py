@@ -1,0 +1,93 @@
+"""One verdict per scale-space property (SPEC section 3), and what theory expects of each process.
+
+A `Check` says whether a property applies to the process, whether it holds
+(figure within tolerance), and what SPEC promises: "holds", "fails" (theory
+says it does not hold: the check must report it failing) or "report" (measured
+and shown, never asserted: F3 d, R3 for most processes, invariances osmosis is
+not promised). `agrees` is False only when an asserted property came out the
+other way, which is what a test or a nightly sweep flags.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from scalespace.processes import PROCESSES
+from scalespace.processes.base import Expectation
+
+#: every check key some process's SPEC table names (a key no process names is reported, never asserted)
+KNOWN_KEYS = frozenset(k for cls in PROCESSES.values() for k in cls.expected)
+
+
+def expected_for(key: str, process: str) -> Expectation:
+    """What SPEC section 3 says of check `key` for the process named `process` (its class's `expected`)."""
+    cls = PROCESSES.get(process)
+    if cls is None:
+        return "report"
+    return cls.expected.get(key, "n/a" if key in KNOWN_KEYS else "report")
+
+
+def finite_or_none(x: Any) -> Any:
+    """JSON has no inf or NaN: non-finite floats become None, recursively."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: finite_or_none(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [finite_or_none(v) for v in x]
+    return x
+
+
+@dataclass
+class Check:
+    """The verdict on one property: figure against tolerance, with a one-paragraph explanation."""
+
+    key: str
+    name: str
+    process: str
+    applies: bool
+    holds: bool | None
+    figure: float | None
+    tolerance: float | None
+    explanation: str
+    #: extra series for plots and the JSON report (e.g. the sequence over t)
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def expected(self) -> Expectation:
+        return expected_for(self.key, self.process) if self.applies else "n/a"
+
+    @property
+    def agrees(self) -> bool:
+        """False only when an asserted property came out the other way."""
+        e = self.expected
+        if e == "holds":
+            return self.holds is True
+        if e == "fails":
+            return self.holds is False
+        return True
+
+    def to_dict(self, with_details: bool = True) -> dict[str, Any]:
+        out = {
+            "key": self.key,
+            "name": self.name,
+            "applies": self.applies,
+            "holds": self.holds,
+            "expected": self.expected,
+            "agrees": self.agrees,
+            "figure": self.figure,
+            "tolerance": self.tolerance,
+            "explanation": self.explanation,
+        }
+        if with_details and self.details:
+            out["details"] = self.details
+        return finite_or_none(out)
+
+
+def not_applicable(key: str, name: str, process: str, why: str) -> Check:
+    return Check(key, name, process, applies=False, holds=None, figure=None, tolerance=None, explanation=why)
+
+
+__all__ = ["Check", "Expectation", "expected_for", "finite_or_none", "not_applicable"]

@@ -1,0 +1,314 @@
+"""Forward scale-space properties F1 to F4 (SPEC section 3) from a forward trajectory.
+
+`forward_checks` lists every forward check of one process: F1 to F4 here,
+and for osmosis its own laws O1 to O3 (osmosis_laws.py). F5 lives in
+invariances.py, R1 to R4 in reverse.py.
+
+Monotonicity of a Monte Carlo sequence is judged on the paired differences
+between neighbouring steps (same samples, same noise): a step against the
+expected direction counts only when it exceeds Z_SCORE standard errors of
+that difference, plus a small absolute slack for rounding. Closed-form
+sequences are judged with a rounding tolerance alone.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from scalespace.evaluation.check import Check
+from scalespace.evaluation.forward_trajectory import ForwardTrajectory
+from scalespace.evaluation.osmosis_laws import osmosis_laws
+from scalespace.kernels import dispatch
+from scalespace.processes import osmosis_scheme as scheme
+from scalespace.processes.base import DriftDiffusionProcess, LinearGaussianProcess, Process
+from scalespace.stats.frechet import fd_moments, second_moment
+
+#: standard errors a Monte Carlo step may go the wrong way before it counts
+Z_SCORE = 4.0
+#: absolute slack (nats) for rounding in entropy sequences
+ENTROPY_SLACK = 1e-9
+F1_TOL = 1e-3
+F2_TOL = 1e-9
+F2_OSMOSIS_TOL = 1e-2
+#: explicit osmosis steps at this fraction of the stable bound in the F2 check (smaller time error)
+F2_OSMOSIS_SAFETY = 0.1
+F4_TOL = 0.02
+
+
+@dataclass
+class Monotone:
+    """Verdict on a sequence: `worst` is the largest step against the expected direction."""
+
+    holds: bool
+    worst: float
+    worst_at: int | None
+    allowed: float
+    wrong_steps: list[int]
+
+
+def monotone(
+    values: dict[int, float | None],
+    direction: int,
+    allowed: dict[int, float] | float = 0.0,
+    strict: bool = False,
+) -> Monotone:
+    """Is values[i] (over ascending i) monotone in `direction` (+1 up, -1 down)?
+
+    `allowed[i]` is how far the step from i to the next present index may go the
+    wrong way (weak sense); `strict` requires every step to go the right way.
+    Missing or non-finite values are skipped. The returned `wrong_steps` are the
+    indices i where the step i -> next broke the rule.
+    """
+    keys = [i for i in sorted(values) if values[i] is not None and math.isfinite(values[i])]
+    worst, worst_at, worst_allowed, wrong = -math.inf, None, 0.0, []
+    for a, b in zip(keys[:-1], keys[1:]):
+        back = -direction * (values[b] - values[a])  # > 0: a step the wrong way
+        tol = allowed.get(a, 0.0) if isinstance(allowed, dict) else float(allowed)
+        bad = back >= 0 if strict else back > tol
+        if bad:
+            wrong.append(a)
+        if back > worst:
+            worst, worst_at, worst_allowed = back, a, tol
+    if worst_at is None:
+        worst = 0.0
+    return Monotone(holds=not wrong, worst=worst, worst_at=worst_at, allowed=worst_allowed, wrong_steps=wrong)
+
+
+def _mc_sequence(traj: ForwardTrajectory, measure: str, sign: float = 1.0) -> tuple[dict, dict, dict]:
+    """Means, standard errors and allowed wrong-way steps (Z_SCORE paired standard errors) of a measure."""
+    vals, ses, allowed = {}, {}, {}
+    for i in traj.indices:
+        v, se = traj.mc(measure, i, sign)
+        if v is not None:
+            vals[i], ses[i] = v, se
+        d = traj.diffs[measure].get(i)
+        if d is not None and d.count >= 2:
+            allowed[i] = Z_SCORE * d.stderr() + ENTROPY_SLACK * max(1.0, abs(v or 0.0))
+    return vals, ses, allowed
+
+
+def _t(process: Process, i: int | None) -> str:
+    return "-" if i is None else f"t = {float(process.times()[i]):.4g} (index {i})"
+
+
+def check_f1(process: Process, traj: ForwardTrajectory) -> Check:
+    """F1: p(u_0) is the data distribution."""
+    i0 = traj.indices[0]
+    rel = fd_moments(traj.moments[i0], traj.data) / max(second_moment(traj.data), 1e-300)
+    return Check(
+        "F1", "F1 initial state is the data distribution", process.name, True, rel <= F1_TOL, rel, F1_TOL,
+        f"Fréchet distance between the samples at index {i0} and the data they came from, relative to E|u_0|^2 "
+        f"(sigma_0 = {process.sigma(i0):.3g} adds only a little noise).",
+    )
+
+
+def _basis_matrix(process: LinearGaussianProcess) -> torch.Tensor:
+    """The orthonormal D x D matrix of the process's basis (identity for isotropic processes)."""
+    d = math.prod(process.shape)
+    eye = torch.eye(d, dtype=torch.float64)
+    if process.isotropic:
+        return eye
+    return process.to_basis(eye.reshape((d,) + process.shape)).reshape(d, d).T
+
+
+def _propagate(process: LinearGaussianProcess, s: int, t: int, mu: torch.Tensor, cov: torch.Tensor | None):
+    """Moments (in the basis) of u_t when u_s has mean mu (D,) and covariance cov (D, D), via p(u_t | u_s)."""
+    a, s2 = process.transition(s, t)
+    a = a.expand(process.shape).reshape(-1)
+    s2 = s2.expand(process.shape).reshape(-1)
+    return a * mu, (None if cov is None else a[:, None] * cov * a[None, :] + torch.diag(s2))
+
+
+def _triples(indices: list[int]) -> list[tuple[int, int, int]]:
+    n = len(indices)
+    if n < 3:
+        return []
+    picks = {(0, n // 2, n - 1), (0, 1, 2), (n - 3, n - 2, n - 1), (n // 4, n // 2, (3 * n) // 4)}
+    return sorted((indices[a], indices[b], indices[c]) for a, b, c in picks if a < b < c)
+
+
+def check_f2(process: Process, traj: ForwardTrajectory, u0: torch.Tensor) -> Check:
+    """F2: Chapman-Kolmogorov: s -> r -> t equals s -> t, on the moments of u_s (and F(t1) F(t2) = F(t1 + t2) for heat)."""
+    name = "F2 semigroup (Chapman-Kolmogorov)"
+    triples = _triples(traj.indices)
+    if isinstance(process, DriftDiffusionProcess):
+        return _f2_osmosis(process, triples, u0)
+    assert isinstance(process, LinearGaussianProcess)
+    basis = _basis_matrix(process)
+    worst, where = 0.0, None
+    for s, r, t in triples:
+        m = traj.moments[s]
+        mu = basis @ m.mean()
+        cov = basis @ m.cov() @ basis.T if m.full else None
+        mu_r, cov_r = _propagate(process, s, r, mu, cov)
+        mu_c, cov_c = _propagate(process, r, t, mu_r, cov_r)
+        mu_d, cov_d = _propagate(process, s, t, mu, cov)
+        err = float((mu_c - mu_d).norm() / mu_d.norm().clamp_min(1e-300))
+        if cov is not None:
+            err = max(err, float((cov_c - cov_d).norm() / cov_d.norm().clamp_min(1e-300)))
+        if err >= worst:
+            worst, where = err, (s, r, t)
+    extra = ""
+    flow = process.semigroup()
+    if flow is not None:
+        x = u0[:16].to(torch.float64)
+        lhs = flow(flow(x, 3.0), 5.0)
+        rhs = flow(x, 8.0)
+        e = float((lhs - rhs).norm() / rhs.norm())
+        extra = f" Heat semigroup F(3) F(5) = F(8) on data images: relative error {e:.2g}."
+        worst = max(worst, e)
+    return Check(
+        "F2", name, process.name, True, worst <= F2_TOL, worst, F2_TOL,
+        f"Moments (mean and covariance) of the samples at s pushed through p(u_r | u_s) then p(u_t | u_r), "
+        f"against p(u_t | u_s) directly; largest relative difference over {len(triples)} triples, at (s, r, t) = {where}.{extra}",
+        details={"triples": [list(x) for x in triples]},
+    )
+
+
+def _f2_osmosis(process: DriftDiffusionProcess, triples: list[tuple[int, int, int]], u0: torch.Tensor) -> Check:
+    x = u0[:8].to(torch.float64) + process.params.offset
+    ids = torch.arange(x.shape[0])
+    d = scheme.drift(process.guidance(ids, x.shape[0], torch.float64, "cpu"))
+    times = process.times()
+    worst, where = 0.0, None
+
+    def evolve(u: torch.Tensor, dt: float) -> torch.Tensor:
+        return scheme.evolve_explicit(u, d, dt, safety=F2_OSMOSIS_SAFETY, run=dispatch.osmosis_explicit)
+
+    for s, r, t in triples:
+        us = process.marginal_mean(s, x - process.params.offset, ids) + process.params.offset
+        composed = evolve(evolve(us, float(times[r] - times[s])), float(times[t] - times[r]))
+        direct = evolve(us, float(times[t] - times[s]))
+        err = float((composed - direct).norm() / (direct - process.params.offset).norm())
+        if err >= worst:
+            worst, where = err, (s, r, t)
+    return Check(
+        "F2", "F2 semigroup (Chapman-Kolmogorov)", process.name, True, worst <= F2_OSMOSIS_TOL, worst, F2_OSMOSIS_TOL,
+        "Osmosis P(t_r -> t_t) P(t_s -> t_r) against P(t_s -> t_t) on data images at time t_s (explicit scheme "
+        f"at {F2_OSMOSIS_SAFETY:g} of the stable step, each evolution with its own step size, so they agree up to "
+        "the scheme's first-order time error); "
+        f"largest relative difference at (s, r, t) = {where}.",
+        details={"triples": [list(x) for x in triples]},
+    )
+
+
+def check_f3a(process: Process) -> Check:
+    """F3 a: H(u_t | u_0) = N/2 ln(2 pi e sigma_t^2), over every index (closed form)."""
+    vals = {i: process.conditional_entropy(i) for i in range(process.T + 1)}
+    strict = not process.constant_noise
+    scale = max(abs(v) for v in vals.values() if math.isfinite(v))
+    tol = 0.0 if strict else 1e-12 * scale
+    m = monotone(vals, +1, tol, strict=strict)
+    kind = "strictly increasing" if strict else "non-decreasing (constant sigma: the weak sense only)"
+    return Check(
+        "F3a", "F3a conditional entropy H(u_t | u_0) increasing", process.name, True, m.holds, m.worst, tol,
+        f"Closed form N/2 ln(2 pi e sigma_t^2) at all {process.T + 1} indices must be {kind}. "
+        f"Figure: the largest step down in nats (negative: every step goes up), at {_t(process, m.worst_at)}.",
+        details={"indices": list(vals), "values": list(vals.values())},
+    )
+
+
+def check_f3b(process: Process, traj: ForwardTrajectory, n_train: int | None) -> Check:
+    """F3 b: information loss H(u_0 | u_t) non-decreasing, between 0 and ln n."""
+    vals, ses, allowed = _mc_sequence(traj, "post_entropy")
+    if len(vals) < 2:
+        return Check("F3b", "F3b information loss H(u_0 | u_t) non-decreasing", process.name, False, None, None, None,
+                     "needs the oracle pass (a finite training set)")
+    m = monotone(vals, +1, allowed)
+    bounds_ok, bound_txt = True, ""
+    if n_train:
+        ln_n = math.log(n_train)
+        lo = min(vals[i] + Z_SCORE * ses[i] for i in vals)
+        hi = max(vals[i] - Z_SCORE * ses[i] for i in vals)
+        bounds_ok = lo >= -1e-9 and hi <= ln_n + 1e-9
+        bound_txt = (f" It runs from {vals[min(vals)]:.3g} to {vals[max(vals)]:.3g} nats, within [0, ln n = {ln_n:.3g}]"
+                     + ("." if bounds_ok else ": OUT OF BOUNDS."))
+    return Check(
+        "F3b", "F3b information loss H(u_0 | u_t) non-decreasing", process.name, True, m.holds and bounds_ok,
+        m.worst, m.allowed,
+        f"Mean posterior entropy over the {n_train or 'given'} training images, {traj.count} samples; a step down "
+        f"counts beyond {Z_SCORE:g} standard errors of the paired difference. Figure: the largest step down "
+        f"(nats), at {_t(process, m.worst_at)}; tolerance: what was allowed there.{bound_txt}",
+        details={"indices": list(vals), "values": list(vals.values()), "stderr": list(ses.values())},
+    )
+
+
+def check_f3c(process: Process, traj: ForwardTrajectory) -> Check:
+    """F3 c: KL(p_t || N(0, I)) non-increasing (promised for vp)."""
+    vals, ses, allowed = _mc_sequence(traj, "kl")
+    if len(vals) < 2:
+        return Check("F3c", "F3c KL(p_t || N(0, I)) non-increasing", process.name, False, None, None, None,
+                     "needs the marginal density (oracle pass)")
+    m = monotone(vals, -1, allowed)
+    why = (f"N(0, I) is the stationary law of the {process.name} chain, so KL to it cannot grow (data processing)"
+           if process.expected.get("F3c") == "holds" else "promised for vp only; shown for comparison")
+    return Check(
+        "F3c", "F3c KL(p_t || N(0, I)) non-increasing", process.name, True, m.holds, m.worst, m.allowed,
+        f"Monte Carlo mean of log p_t(u_t) - log N(u_t; 0, I) over {traj.count} samples: {why}. Figure: the "
+        f"largest step up (nats), at {_t(process, m.worst_at)}.",
+        details={"indices": list(vals), "values": list(vals.values()), "stderr": list(ses.values())},
+    )
+
+
+def check_f3d(process: Process, traj: ForwardTrajectory) -> Check:
+    """F3 d: the marginal entropy H(p_t); reported (it is not monotone in general), never asserted."""
+    vals, ses, allowed = _mc_sequence(traj, "log_p", -1.0)
+    if len(vals) < 2:
+        return Check("F3d", "F3d marginal entropy H(p_t) (reported)", process.name, False, None, None, None,
+                     "needs the marginal density (oracle pass)")
+    m = monotone(vals, +1, allowed)
+    verdict = "non-decreasing here" if m.holds else f"DECREASES here (first at {_t(process, m.wrong_steps[0])})"
+    return Check(
+        "F3d", "F3d marginal entropy H(p_t) non-decreasing (reported)", process.name, True, m.holds, m.worst, m.allowed,
+        f"-E log p_t(u_t) over {traj.count} samples is {verdict}. Theory does not make it a Lyapunov sequence "
+        "(for vp with data N(0, 4) it decreases), so it is shown, not asserted.",
+        details={"indices": list(vals), "values": list(vals.values()), "stderr": list(ses.values())},
+    )
+
+
+def check_f4(process: Process, traj: ForwardTrajectory) -> Check:
+    """F4: distance to the steady state at the last step."""
+    T = traj.indices[-1]
+    scale = process.steady_scale(T)
+    fd = fd_moments(traj.moments[T], traj.steady, scale)
+    rel = fd / max(second_moment(traj.steady), 1e-300)
+    return Check(
+        "F4", "F4 steady state reached", process.name, True, rel <= F4_TOL, rel, F4_TOL,
+        f"Steady state: {process.steady_state_text}. Figure: Fréchet distance between the samples at index {T} and draws of the steady "
+        f"state paired with them, relative to the steady state's E|x|^2.",
+    )
+
+
+def forward_checks(process: Process, traj: ForwardTrajectory, u0: torch.Tensor, n_train: int | None) -> list[Check]:
+    """F1, F2, F3 a-d, F4 (and O1-O3 for osmosis). u0: data images (B, C, H, W) for the deterministic checks."""
+    checks = [
+        check_f1(process, traj),
+        check_f2(process, traj, u0),
+        check_f3a(process),
+        check_f3b(process, traj, n_train),
+        check_f3c(process, traj),
+        check_f3d(process, traj),
+        check_f4(process, traj),
+    ]
+    if isinstance(process, DriftDiffusionProcess):  # the osmosis filter's own laws
+        checks += osmosis_laws(process, u0[:64], traj.indices)
+    return checks
+
+
+__all__ = [
+    "F4_TOL",
+    "Monotone",
+    "Z_SCORE",
+    "check_f1",
+    "check_f2",
+    "check_f3a",
+    "check_f3b",
+    "check_f3c",
+    "check_f3d",
+    "check_f4",
+    "forward_checks",
+    "monotone",
+]
