@@ -62,6 +62,11 @@ def print_json(obj: Any) -> None:
     print(json.dumps(obj, indent=2, sort_keys=True))
 
 
+def spec_choices(spec: Any, field: str) -> list[str]:
+    """The values a spec's Literal field accepts: the command line offers exactly those."""
+    return list(get_args(spec.model_fields[field].annotation))
+
+
 def add_job_options(p: Any) -> None:
     """The options every embedded job command shares: data, process parameters, device, output."""
     p.add_argument("--data-size", type=int, help="resize images to this many pixels a side")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from scalespace.cli.common import add_job_options
+from scalespace.cli.common import add_job_options, spec_choices
 from scalespace.cli.embedded import _params, run_and_report
+from scalespace.jobs.specs import EvaluateSpec
 from scalespace.storage import LocalStore
 
 
@@ -63,7 +64,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--robust-steps", type=int, help="reverse steps of the robustness runs (default 50)")
     p.add_argument("--step-counts", help="comma-separated step counts for quality against steps")
     p.add_argument("--seeds", help="comma-separated seeds of the seed spread")
-    p.add_argument("--quality-extractor", choices=["pixels", "random-conv", "inception"])
+    p.add_argument("--quality-extractor", choices=spec_choices(EvaluateSpec, "quality_extractor"),
+                   help="feature space of the quality figures (default pixels; inception: FID, slow on a CPU)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--table", action="store_true", help="print the table of properties as markdown")
     add_job_options(p)

@@ -23,10 +23,10 @@ from pydantic import ValidationError
 from scalespace import ScalespaceError
 from scalespace.cli.common import print_json, read_spec_file
 from scalespace.cli.embedded import run_and_report
-from scalespace.config import get_settings
+from scalespace.config import LANES, get_settings
 from scalespace.jobs.specs import KINDS
 from scalespace.scheduler.infra import redact, redis_client, wait_for_redis, wait_for_store
-from scalespace.scheduler.jobstore import LANES, NIGHTLY_LANE, STATES, TERMINAL, JobStore
+from scalespace.scheduler.jobstore import NIGHTLY_LANE, STATES, TERMINAL, JobStore
 from scalespace.storage import store_from_settings
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"

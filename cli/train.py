@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from scalespace.cli.common import ProgressBar, add_job_options, print_json
+from scalespace.cli.common import ProgressBar, add_job_options, print_json, spec_choices
 from scalespace.cli.embedded import _params
-from scalespace.jobs.specs import parse_spec
+from scalespace.jobs.specs import TrainSpec, parse_spec
 from scalespace.storage import LocalStore
 
 
@@ -67,13 +67,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a denoiser for one process and register it as a model (embedded)")
     p.add_argument("--process", required=True, help="vp, ve, blurring, heat or osmosis")
     p.add_argument("--data", required=True, help="fashion-mnist, digits or gaussian-mixture")
-    p.add_argument("--preset", choices=["tiny", "small", "base"], default="tiny",
+    p.add_argument("--preset", choices=spec_choices(TrainSpec, "preset"), default="tiny",
                    help="network size and training defaults (default tiny)")
     p.add_argument("--steps", type=int, help="optimisation steps (default: the preset's)")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float, help="peak learning rate")
     p.add_argument("--ema-decay", type=float)
-    p.add_argument("--objective", choices=["auto", "eps", "v", "one_step"])
+    p.add_argument("--objective", choices=spec_choices(TrainSpec, "objective"),
+                   help="what the network predicts (default auto: the process's own)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eval-every", type=int, help="evaluate every k steps (default: only at the end)")
     p.add_argument("--eval-samples", type=int)

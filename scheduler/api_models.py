@@ -7,8 +7,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from scalespace.config import LANES
 from scalespace.jobs.specs import KINDS, JobSpec
-from scalespace.scheduler.jobstore import LANES, STATES
+from scalespace.scheduler.jobstore import STATES
 
 # Literal of a tuple: its values, defined once (the job store's lanes and states, the specs' kinds)
 Lane = Literal[LANES]  # type: ignore[valid-type]

@@ -28,14 +28,13 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from scalespace.config import LANES
 from scalespace.scheduler import jobstore_lua as lua
 from scalespace.scheduler.infra import redis_client
 
 #: a job's states: queued, then running, then one of the final four (TERMINAL)
 STATES = ("queued", "running", "succeeded", "failed", "cancelled", "expired")
 TERMINAL = frozenset(STATES[2:])
-#: the priority lanes, highest first (one broker queue each: scalespace.scheduler.queues)
-LANES = ("interactive", "batch", "nightly")
 #: the lane nightly sweeps are queued on
 NIGHTLY_LANE = LANES[-1]
 DURATION_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)

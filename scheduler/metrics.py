@@ -12,7 +12,8 @@ from typing import Any, Iterable
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
-from scalespace.scheduler.jobstore import DURATION_BUCKETS, LANES
+from scalespace.config import LANES
+from scalespace.scheduler.jobstore import DURATION_BUCKETS
 
 
 class JobStoreCollector:

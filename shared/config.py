@@ -12,6 +12,10 @@ from functools import lru_cache
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+#: the priority lanes, highest first (one broker queue each), and how many queued jobs each holds by default
+LANE_LIMITS = {"interactive": 100, "batch": 1000, "nightly": 10000}
+LANES = tuple(LANE_LIMITS)
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SCALESPACE_", extra="ignore")
@@ -34,10 +38,10 @@ class Settings(BaseSettings):
     api_host: str = Field("127.0.0.1", description="address `scalespace api` listens on")
     api_port: int = Field(8000, ge=1, le=65535, description="port `scalespace api` listens on")
     max_body_bytes: int = Field(1 << 20, ge=1024, description="largest request body the API accepts")
-    lane_limits: str = Field("interactive=100,batch=1000,nightly=10000", description="max queued jobs per lane")
-    default_lane: str = Field("batch", description="lane of a job submitted without one")
+    lane_limits: str = Field(",".join(f"{k}={v}" for k, v in LANE_LIMITS.items()), description="max queued jobs per lane")
+    default_lane: str = Field(LANES[1], description="lane of a job submitted without one")
     retry_after_s: int = Field(30, ge=1, description="Retry-After sent with a 429 when a lane is full")
-    worker_lanes: str = Field("interactive,batch,nightly", description="lanes a worker consumes, highest priority first")
+    worker_lanes: str = Field(",".join(LANES), description="lanes a worker consumes, highest priority first")
     retry_backoff_s: float = Field(2.0, gt=0, description="first delay before a job retries after a transient error")
     retry_backoff_max_s: float = Field(300.0, gt=0, description="longest delay between retries")
     startup_wait_s: float = Field(30.0, ge=0, description="how long api and worker wait for Redis/S3 at startup")
