@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args
 
-import yaml
-
 from scalespace import ScalespaceError
+from scalespace.jobs import spec_files
 from scalespace.jobs.specs import Device
 
 if TYPE_CHECKING:
@@ -17,18 +15,12 @@ if TYPE_CHECKING:
 
 
 def read_spec_file(path: str) -> dict[str, Any]:
-    """A job spec from a YAML or JSON file (yaml.safe_load reads both)."""
-    p = Path(path)
-    try:
-        text = p.read_text() if path != "-" else sys.stdin.read()
-    except OSError as e:
-        raise ScalespaceError(f"cannot read job file {path}: {e.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise ScalespaceError(f"job file {path} is not valid YAML/JSON: {str(e).splitlines()[0]}") from None
+    """A job spec from a YAML or JSON file ('-': stdin), read by the one safe spec reader
+    (scalespace.jobs.spec_files: no anchors or aliases, at most SCALESPACE_MAX_SPEC_BYTES)."""
+    data = spec_files.read_spec_file(path, "job file")
     if not isinstance(data, dict):
         raise ScalespaceError(f"job file {path} must hold a mapping (a spec with a 'kind' field)")
+    spec_files.check_finite(data)  # .nan / .inf: refused here too when the spec goes to the API
     return data
 
 

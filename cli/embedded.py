@@ -6,10 +6,9 @@ import argparse
 import json
 from typing import Any
 
-import yaml
-
 from scalespace import ScalespaceError
 from scalespace.cli.common import ProgressBar, add_job_options, print_json, read_spec_file
+from scalespace.jobs.spec_files import load_spec_text
 from scalespace.jobs.specs import parse_spec
 from scalespace.storage import LocalStore
 
@@ -58,7 +57,7 @@ def _params(items: list[str]) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ScalespaceError(f"--param expects KEY=VALUE, got {item!r}")
-        out[key] = yaml.safe_load(value)
+        out[key] = load_spec_text(value, f"--param {key}")
     return out
 
 

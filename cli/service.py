@@ -80,7 +80,7 @@ def cmd_api(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from scalespace.scheduler.queues import queue_name  # Celery (the service extra)
-    from scalespace.worker.celery_app import make_celery  # Celery (the service extra)
+    from scalespace.worker.celery_app import make_celery, worker_nodename  # Celery (the service extra)
 
     settings = _settings()
     if args.lanes:
@@ -92,7 +92,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     logging.getLogger("scalespace.worker").info(
         "worker on %s, lanes %s", redact(settings.redis_url or ""), ",".join(settings.worker_lane_list()))
     w = app.Worker(
-        hostname=args.name or f"scalespace-{os.getpid()}@{socket.gethostname()}", queues=[queue_name(x) for x in settings.worker_lane_list()], pool="solo", concurrency=1,
+        hostname=worker_nodename(args.name), queues=[queue_name(x) for x in settings.worker_lane_list()], pool="solo", concurrency=1,
         loglevel=args.loglevel, beat=args.beat, without_mingle=True, without_gossip=True, without_heartbeat=True,
         optimization="fair",
     )
@@ -138,8 +138,9 @@ def _line(job: dict[str, Any]) -> str:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
+    spec = read_spec_file(args.job)  # refused here, before the API is contacted
     with _client(args) as c:
-        job = c.submit(read_spec_file(args.job), lane=args.lane, deadline_s=args.deadline, idempotency_key=args.key)
+        job = c.submit(spec, lane=args.lane, deadline_s=args.deadline, idempotency_key=args.key)
         print(job["id"])
         if not args.wait:
             return 0
@@ -188,12 +189,13 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 def cmd_sweep_run(args: argparse.Namespace) -> int:
     """Submit tonight's run of a named sweep straight to Redis (a CronJob needs no API), or run it here."""
-    from scalespace.scheduler.sweeps import named_sweep, nightly_key, submit_named_sweep  # imports torch
+    from scalespace.scheduler.sweeps import named_sweep, nightly_key, submit_named_sweep  # submitting imports torch
 
     settings = _settings()
     path = args.file or settings.sweeps_file
+    spec = named_sweep(args.name, path)  # the sweeps file is read (and refused) before Redis is contacted
     if args.embedded:
-        return run_and_report(named_sweep(args.name, path), args.out, quiet=False)
+        return run_and_report(spec, args.out, quiet=False)
     from scalespace.scheduler.queues import Enqueuer, celery_client  # Celery (the service extra)
 
     _check_backends(settings)
@@ -223,7 +225,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("worker", help="run a Celery worker (one per GPU)")
     p.add_argument("--lanes", help="lanes to take, highest priority first (default SCALESPACE_WORKER_LANES)")
-    p.add_argument("--name", help="worker name (default scalespace-<pid>@<host>; %%h = host name)")
+    p.add_argument("--name", help="worker name as Celery's -n (default scalespace-<pid>@%%h; %%h = host name, "
+                                  "%%n = its first part, %%d = its domain)")
     p.add_argument("--beat", action="store_true", help="also run the nightly schedule (one worker only)")
     p.add_argument("--loglevel", default="INFO")
     p.set_defaults(func=cmd_worker)

@@ -9,6 +9,7 @@
     GET    /v1/dead-letter               jobs that gave up
     GET    /v1/health, /v1/ready          liveness, readiness (Redis and the store): no token needed
     GET    /metrics                      Prometheus
+    GET    /openapi.json                 this API's OpenAPI document (no /docs page: it would need a CDN)
 
 Every route but health and ready needs `Authorization: Bearer <token>` (one of
 SCALESPACE_API_TOKEN). Errors are JSON {"error", "detail", "field"}, never a
@@ -34,6 +35,7 @@ from scalespace import ScalespaceError
 from scalespace.config import Settings, get_settings
 from scalespace.data import DATASETS
 from scalespace.ids import check_id
+from scalespace.jobs.spec_files import check_finite
 from scalespace.processes import PROCESSES
 from scalespace.sampling import SAMPLERS
 from scalespace.scheduler.api_errors import ApiError, install_error_handlers
@@ -131,9 +133,12 @@ def _record(svc: Services, job_id: str) -> dict[str, Any]:
 def create_app(settings: Any = None, *, jobstore: Any = None, store: Any = None, enqueue: Any = None) -> FastAPI:
     settings = settings or get_settings()
     svc = Services(settings, jobstore, store, enqueue)
+    # No /docs or /redoc: FastAPI's pages load Swagger UI / ReDoc from a CDN (blank on a cluster without internet).
+    # The schema is GET /openapi.json behind the token like every route but health and ready (below).
     app = FastAPI(
         title="scalespace scheduler", version=scalespace.__version__,
         description="Submit diffusion sampling, evaluation, training and sweep jobs; follow them; fetch their results.",
+        openapi_url=None, docs_url=None, redoc_url=None,
     )
     app.state.services = svc
     install_error_handlers(app, settings.max_body_bytes)
@@ -155,6 +160,7 @@ def create_app(settings: Any = None, *, jobstore: Any = None, store: Any = None,
                idempotency_key: str | None = Header(None, alias="Idempotency-Key", max_length=200,
                                                     pattern=r"^[\x21-\x7e]{1,200}$")) -> JobView:
         t0 = time.perf_counter()
+        check_finite(body.spec.model_dump())  # JSON's NaN and Infinity literals: refused in free-form fields too
         spec = check_spec(body.spec, settings, svc.store)
         lane = body.lane or settings.default_lane
         try:
@@ -261,6 +267,11 @@ def create_app(settings: Any = None, *, jobstore: Any = None, store: Any = None,
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+    @app.get("/openapi.json", dependencies=protected, include_in_schema=False)
+    def openapi_json() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
     return app
 
 

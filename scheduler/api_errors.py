@@ -50,6 +50,8 @@ def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
     first = errors[0]
     field = _loc(first.get("loc", ()))
     msg = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+    if first.get("type") == "finite_number":  # JSON's NaN / Infinity literals
+        msg = "NaN and Infinity are not allowed; use a finite number"
     if first.get("type") == "missing" and field == "body":
         msg = "a JSON body is required: {\"spec\": {...}}"
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""

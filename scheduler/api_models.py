@@ -20,7 +20,7 @@ Kind = Literal[KINDS]  # type: ignore[valid-type]
 class JobRequest(BaseModel):
     """POST /v1/jobs: a job spec, the lane to queue it on, and an optional deadline."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     spec: JobSpec = Field(description="a sample, evaluate, train or sweep spec (its `kind` field says which)")
     lane: Lane | None = Field(None, description="priority lane; default SCALESPACE_DEFAULT_LANE")
     deadline_s: int | None = Field(None, ge=1, le=30 * 86400,

@@ -22,6 +22,7 @@ import httpx
 
 from scalespace import ScalespaceError
 from scalespace.config import get_settings
+from scalespace.jobs.spec_files import check_finite
 from scalespace.scheduler.jobstore import TERMINAL
 
 
@@ -73,6 +74,7 @@ class Client:
     def submit(self, spec: dict[str, Any], *, lane: str | None = None, deadline_s: int | None = None,
                idempotency_key: str | None = None, wait_if_full_s: float = 0.0) -> dict[str, Any]:
         """Submit a spec; with wait_if_full_s > 0, a full lane is retried (after Retry-After) for that long."""
+        check_finite(spec)  # JSON has no NaN or Infinity: refused here with the field's name, as the API would
         body: dict[str, Any] = {"spec": spec}
         if lane:
             body["lane"] = lane

@@ -123,7 +123,9 @@ class JobStore:
     def submit(self, job_id: str, spec: dict[str, Any], *, kind: str, spec_hash: str, lane: str, limit: int,
                deadline_s: float | None = None, idempotency_key: str | None = None,
                parent: str | None = None) -> Outcome:
-        """Create a queued job. Outcome.action: created, existing (idempotency key), exists (same id), full."""
+        """Create a queued job, only under an id not taken (a conditional insert: an existing record is never
+        touched). Outcome.action: created, existing (the idempotency key's job: parent), exists (the id is
+        taken: nothing written; draw another id), full."""
         now = time.time()
         fields = {
             "id": job_id, "kind": kind, "lane": lane, "spec": json.dumps(spec, sort_keys=True), "spec_hash": spec_hash,

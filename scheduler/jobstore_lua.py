@@ -43,6 +43,7 @@ end
 """
 
 # ARGV: 4 id, 5 lane, 6 limit (-1: none), 7 idempotency key ('' none), 8 spec hash, 9 ttl while live, 10.. fields
+# A conditional insert: an id that exists is refused ('exists', nothing written), never merged or overwritten.
 SUBMIT = PRELUDE + r"""
 local id, lane, limit, idem, hash, live = ARGV[4], ARGV[5], tonumber(ARGV[6]), ARGV[7], ARGV[8], ARGV[9]
 if idem ~= '' then

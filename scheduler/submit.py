@@ -1,12 +1,12 @@
 """Admission of a job: validate the spec against this service's limits, then queue it.
 
 Everything that can be refused before a worker spends time on it is refused
-here, as a ScalespaceError "field: reason" (the API answers 422): the spec's
-own validation, n above SCALESPACE_MAX_N, a model id with no card in the
-store, a process whose schedule is invalid, and whatever the check of the
-spec's kind refuses (scalespace.jobs.kinds: a step count or sampler that does
-not fit the process, a training objective it cannot take, ...). A sweep's
-children are admitted one by one, each with its own kind's check.
+here, as a ScalespaceError "field: reason" (the API answers 422), by the one
+admission check every door calls (scalespace.jobs.admission.admit: the
+spec's own validation, every size field against this service's limits, the
+kind's check, the estimated peak memory; a sweep's children each like a job
+of their own), on processes cached by their parameter values; then a model id
+with no card in the store.
 """
 
 from __future__ import annotations
@@ -19,10 +19,12 @@ from typing import Any, Callable
 from scalespace import ScalespaceError
 from scalespace.data import dataset_shape
 from scalespace.ids import check_id
+from scalespace.jobs.admission import admit
 from scalespace.jobs.kinds import job_kind
 from scalespace.jobs.run import new_job_id
-from scalespace.jobs.specs import GRID_FIELDS, ProcessDataSpec, Spec, parse_spec
-from scalespace.processes import make_process, process_class
+from scalespace.jobs.sample import build_process
+from scalespace.jobs.specs import ProcessDataSpec, Spec
+from scalespace.processes import process_class
 
 
 class LaneFull(Exception):
@@ -35,6 +37,10 @@ class IdempotencyConflict(Exception):
     def __init__(self, job_id: str):
         super().__init__(f"Idempotency-Key was already used for job {job_id} with a different spec; use a new key")
         self.job_id = job_id
+
+
+#: ids drawn for one submission before giving up (a collision of 130 random bits is all but impossible)
+ID_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -52,49 +58,44 @@ def field_and_reason(message: str) -> tuple[str | None, str]:
 
 
 def check_spec(data: Any, settings: Any, store: Any) -> Spec:
-    """The parsed spec, or ScalespaceError("field: reason") naming what to fix."""
-    spec = data if isinstance(data, Spec) else parse_spec(data)
-    kind = job_kind(spec.kind)
-    if kind.grid:
-        for child in kind.check(spec):  # the grid's cells, each a validated spec
-            try:
-                _check_one(parse_spec(child.spec), settings)
-            except ScalespaceError as e:
-                field, reason = field_and_reason(str(e))
-                axis = GRID_FIELDS.get(field or "", f"template.{field}")
-                raise ScalespaceError(f"{axis}: {reason}" if field else str(e)) from None
+    """The parsed spec, or ScalespaceError("field: reason") naming what to fix: the one admission check
+    (scalespace.jobs.admission.admit, what run_job and so the worker call) on cached processes, then the
+    model ids against the store."""
+    spec, _ = admit(data, settings, build=_cached_process)
+    if job_kind(spec.kind).grid:
         for model in spec.models:
             _check_model(model, store, "models")
         return spec
-    _check_one(spec, settings)
     _check_model(getattr(spec, "model", "oracle"), store, "model")
     return spec
 
 
-def _check_one(spec: ProcessDataSpec, settings: Any) -> None:
-    """A single job: n within this service's limit, then its kind's check on the (cached) process."""
-    n = getattr(spec, "n", None)
-    if n is not None and n > settings.max_n:
-        raise ScalespaceError(f"n: {n} is above this service's limit of {settings.max_n} (SCALESPACE_MAX_N); ask for fewer")
-    params = json.dumps(spec.process_params, sort_keys=True)
-    # parameters drawn from the job's seed (osmosis guidance): the seed is part of the cache key only for them
-    seed = spec.seed if process_class(spec.process).seeded_params else None
-    process = _process(spec.process, params, spec.data, spec.data_size, seed)
-    job_kind(spec.kind).check(spec, process)
-
-
-@lru_cache(maxsize=128)
-def _process(name: str, params: str, data: str, size: int | None, seed: int | None) -> Any:
-    """Build (and so validate) a process once per configuration: a schedule check can take a while."""
-    p = dict(json.loads(params))
-    if seed is not None:
-        for param in process_class(name).seeded_params:
-            p.setdefault(param, seed)
+def _cached_process(spec: ProcessDataSpec) -> Any:
+    """The spec's process from the cache, keyed by its parameter values (defaults filled in, so {} and
+    {"T": 1000} are one entry); parameters drawn from the job's seed (osmosis guidance) take it first."""
+    cls = process_class(spec.process)
+    params = dict(spec.process_params)
+    for name in cls.seeded_params:
+        params.setdefault(name, int(spec.seed))
     try:
-        return make_process(name, dataset_shape(data, size), p)
-    except ScalespaceError as e:
-        field, reason = field_and_reason(str(e))
-        raise ScalespaceError(str(e) if field else f"process_params: {e}") from None
+        key = cls.Params(**params).model_dump_json()
+    except Exception:  # invalid parameters: let the build name the field
+        key = json.dumps(params, sort_keys=True, default=str)
+    return _process(spec.process, key, dataset_shape(spec.data, spec.data_size))
+
+
+@lru_cache(maxsize=256)
+def _process(name: str, params: str, shape: tuple[int, int, int]) -> Any:
+    """Build (and so validate) a process once per parameter values and image shape, on one torch thread
+    (whole-array operations on at most a few hundred thousand values: more threads only wait for each other)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return build_process(name, shape, json.loads(params))
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _check_model(model: str, store: Any, field: str) -> None:
@@ -109,14 +110,28 @@ def _check_model(model: str, store: Any, field: str) -> None:
 def submit_spec(spec: Spec, *, settings: Any, jobstore: Any, enqueue: Callable[[str, str], None], lane: str,
                 deadline_s: float | None = None, idempotency_key: str | None = None,
                 job_id: str | None = None) -> Submitted:
-    """Create the record and put the job on its lane's queue (atomic admission, then the message)."""
-    job_id = job_id or new_job_id(spec)
+    """Create the record and put the job on its lane's queue (atomic admission, then the message).
+
+    The job store creates a record only under an id it does not hold yet: a
+    drawn id that collides with another job is drawn again (never merged with
+    that job); an explicit `job_id` that exists is refused.
+    """
     limit = settings.lanes().get(lane, -1)
-    out = jobstore.submit(job_id, spec.model_dump(mode="json"), kind=spec.kind, spec_hash=spec.spec_hash(),
-                          lane=lane, limit=limit, deadline_s=deadline_s, idempotency_key=idempotency_key)
+    for _ in range(ID_ATTEMPTS):
+        drawn = job_id or new_job_id(spec)
+        out = jobstore.submit(drawn, spec.model_dump(mode="json"), kind=spec.kind,
+                              spec_hash=spec.spec_hash(), lane=lane, limit=limit, deadline_s=deadline_s,
+                              idempotency_key=idempotency_key)
+        if out.action != "exists":
+            break
+        if job_id:
+            raise ScalespaceError(f"job_id: a job {job_id!r} exists already; leave the id out to get a new one")
+    else:
+        raise ScalespaceError(f"could not draw an unused job id in {ID_ATTEMPTS} attempts; submit again")
+    job_id = drawn
     if out.action == "full":
         raise LaneFull(lane, int(out.parent or 0), limit)
-    if out.action in ("existing", "exists"):
+    if out.action == "existing":
         if out.extra and out.extra[0] != spec.spec_hash():
             raise IdempotencyConflict(out.parent)
         return Submitted(out.parent, created=False)

@@ -17,28 +17,22 @@ CronJob. Either way the submission carries the idempotency key
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, Callable
 
-import yaml
-
 from scalespace import ScalespaceError
+from scalespace.jobs.spec_files import read_spec_file
 from scalespace.jobs.specs import parse_spec
-from scalespace.jobs.sweep import FAILURE, child_job_id, plan_sweep, record_failure
 from scalespace.scheduler.jobstore import NIGHTLY_LANE
-from scalespace.scheduler.submit import check_spec, submit_spec
+
+# scalespace.jobs.sweep and scalespace.scheduler.submit import torch: they are imported in the functions that
+# need them, so reading a sweeps file (and refusing a bad one) stays fast and small
 
 
 def load_sweeps(path: str | None) -> dict[str, dict[str, Any]]:
-    """Sweep specs by name from a YAML file (yaml.safe_load)."""
+    """Sweep specs by name from a YAML file (the safe spec reader: no aliases, SCALESPACE_MAX_SPEC_BYTES)."""
     if not path:
         raise ScalespaceError("no sweeps file: set SCALESPACE_SWEEPS_FILE or pass --file")
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except OSError as e:
-        raise ScalespaceError(f"cannot read the sweeps file {path} (SCALESPACE_SWEEPS_FILE): {e.strerror}") from None
-    except yaml.YAMLError as e:
-        raise ScalespaceError(f"sweeps file {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    data = read_spec_file(path, "sweeps file")
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
         raise ScalespaceError(f"sweeps file {path} must map each sweep name to a sweep spec")
     return {str(name): {**spec, "kind": "sweep", "name": str(spec.get("name", name))} for name, spec in data.items()}
@@ -59,6 +53,8 @@ def nightly_key(name: str, when: datetime | None = None) -> str:
 def submit_named_sweep(name: str, settings: Any, jobstore: Any, store: Any, enqueue: Callable[[str, str], None],
                        *, path: str | None = None, lane: str = NIGHTLY_LANE, key: str | None = None) -> str:
     """Queue tonight's run of a named sweep (once per UTC day); returns its job id."""
+    from scalespace.scheduler.submit import check_spec, submit_spec
+
     spec = check_spec(named_sweep(name, path or settings.sweeps_file), settings, store)
     out = submit_spec(spec, settings=settings, jobstore=jobstore, enqueue=enqueue, lane=lane,
                       idempotency_key=key or nightly_key(name))
@@ -73,7 +69,10 @@ def fan_out(parent: str, owner: str, spec: dict[str, Any], lane: str, jobstore: 
     them and only re-sends the ones still queued (a duplicate message is dropped
     by the worker that gets it second).
     """
-    children = plan_sweep(parse_spec(spec))
+    from scalespace.jobs.admission import admit
+    from scalespace.jobs.sweep import child_job_id
+
+    _, children = admit(spec)  # the one admission check (this worker's limits), the grid's children planned
     ids = []
     for k, child in enumerate(children):
         cid = child_job_id(parent, k)
@@ -89,6 +88,8 @@ def fan_out(parent: str, owner: str, spec: dict[str, Any], lane: str, jobstore: 
 
 def mark_failed_children(rec: dict[str, Any], jobstore: Any, store: Any) -> None:
     """Before aggregating: write failure.json for each child that ended without results."""
+    from scalespace.jobs.sweep import FAILURE, record_failure
+
     for cid in rec.get("children") or []:
         child = jobstore.get(cid)
         state = child.get("state") if child else "expired"

@@ -18,12 +18,24 @@ for delivery:
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from scalespace.config import Settings
 from scalespace.scheduler.queues import celery_client
 from scalespace.worker.pulse import PulseStep
 from scalespace.worker.tasks import register
+
+
+def worker_nodename(name: str | None, *, pid: int | None = None, host: str | None = None) -> str:
+    """The worker's node name, made as Celery's own `celery worker -n NAME` makes it (host_format of
+    default_nodename): `%h` becomes the full host name, `%n` its first part, `%d` its domain, and a name
+    without `@` gets Celery's `celery@` in front. Default: `scalespace-<pid>@<host name>`."""
+    from celery.utils.nodenames import default_nodename, host_format
+
+    if not name:
+        return host_format(f"scalespace-{pid or os.getpid()}@%h", host=host)
+    return host_format(default_nodename(name), host=host)
 
 
 def make_celery(settings: Settings | None = None, *, with_tasks: bool = False) -> Any:

@@ -13,9 +13,11 @@ from __future__ import annotations
 import gzip
 import math
 import os
+import zlib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -39,13 +41,47 @@ class DataSplit:
         return tuple(self.images.shape[1:])  # type: ignore[return-value]
 
 
-def _read_idx(path: Path) -> np.ndarray:
-    with gzip.open(path, "rb") as f:
-        raw = f.read()
-    magic = int.from_bytes(raw[:4], "big")
-    ndim = magic & 0xFF
-    dims = [int.from_bytes(raw[4 + 4 * k : 8 + 4 * k], "big") for k in range(ndim)]
-    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+#: the largest fashion-mnist split (its 60,000 training images); a file claiming more is not the data set
+FASHION_MAX_ITEMS = 100_000
+FASHION_FIX = (f"reinstall it with 'apt-get install --reinstall dataset-fashion-mnist' "
+               f"or set {FASHION_DIR_ENV} to a folder with good copies")
+
+
+class _Corrupt(Exception):
+    """What is wrong with an idx file (made into a one-line ScalespaceError naming the file)."""
+
+
+def _read_exactly(f: Any, n: int, what: str) -> bytes:
+    raw = f.read(n)
+    if len(raw) < n:
+        raise _Corrupt(f"truncated: it ends inside the {what} ({len(raw)} of {n} bytes)")
+    return raw
+
+
+def _read_idx(path: Path, ndim: int, item_shape: tuple[int, ...]) -> np.ndarray:
+    """An idx file of unsigned bytes (gzip), checked against its header: `ndim` dimensions, items of `item_shape`.
+
+    The header's sizes are checked before anything is allocated, and no more than they announce is read,
+    so a garbage or truncated file (or a gzip bomb) is a one-line ScalespaceError naming the file and the fix.
+    """
+    try:
+        with gzip.open(path, "rb") as f:
+            magic = int.from_bytes(_read_exactly(f, 4, "header"), "big")
+            if magic >> 8 != 0x08 or magic & 0xFF != ndim:  # 0x0000 0x08 (unsigned byte) <ndim>
+                raise _Corrupt(f"not an idx file of {ndim}-d unsigned bytes (magic number 0x{magic:08x})")
+            dims = [int.from_bytes(_read_exactly(f, 4, "header"), "big") for _ in range(ndim)]
+            if tuple(dims[1:]) != item_shape or not 1 <= dims[0] <= FASHION_MAX_ITEMS:
+                raise _Corrupt(f"unexpected dimensions {dims}")
+            size = math.prod(dims)
+            raw = _read_exactly(f, size, "data")
+            if f.read(1):
+                raise _Corrupt(f"longer than its header says ({size} bytes of data)")
+    except _Corrupt as e:
+        raise ScalespaceError(f"data set 'fashion-mnist': {path} is corrupt ({e}); {FASHION_FIX}") from None
+    except (OSError, EOFError, zlib.error) as e:  # not gzip, a truncated stream, a bad checksum, unreadable
+        reason = getattr(e, "strerror", None) or str(e) or type(e).__name__
+        raise ScalespaceError(f"data set 'fashion-mnist': cannot read {path} ({reason}); {FASHION_FIX}") from None
+    return np.frombuffer(raw, dtype=np.uint8).reshape(dims)
 
 
 @lru_cache(maxsize=4)
@@ -58,8 +94,14 @@ def _fashion(split: str) -> tuple[torch.Tensor, torch.Tensor]:
             f"data set 'fashion-mnist' not found in {root}: install it with "
             f"'apt-get install dataset-fashion-mnist' or set {FASHION_DIR_ENV}"
         )
-    x = torch.from_numpy(_read_idx(img).astype(np.float32))[:, None] / 127.5 - 1.0
-    y = torch.from_numpy(_read_idx(lab).astype(np.int64))
+    images, labels = _read_idx(img, 3, (28, 28)), _read_idx(lab, 1, ())
+    if len(images) != len(labels):
+        raise ScalespaceError(f"data set 'fashion-mnist': {img} holds {len(images)} images but {lab} "
+                              f"{len(labels)} labels; {FASHION_FIX}")
+    if labels.size and int(labels.max()) > 9:
+        raise ScalespaceError(f"data set 'fashion-mnist': {lab} is corrupt (a label above 9); {FASHION_FIX}")
+    x = torch.from_numpy(images.astype(np.float32))[:, None] / 127.5 - 1.0
+    y = torch.from_numpy(labels.astype(np.int64))
     return x, y
 
 

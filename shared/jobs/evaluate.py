@@ -18,6 +18,7 @@ import torch
 
 from scalespace import ScalespaceError
 from scalespace.data import dataset_shape, load_dataset
+from scalespace.data.sizes import split_sizes
 from scalespace.evaluation import density as dens
 from scalespace.evaluation import robustness as rob
 from scalespace.evaluation.check import Check, finite_or_none
@@ -48,6 +49,7 @@ def check_evaluate_spec(spec: EvaluateSpec, process: Process | None = None) -> P
         process = process_for(spec, dataset_shape(spec.data, spec.data_size))
     if not process.shared_operator:
         raise ScalespaceError("process_params.guidance: the evaluation's oracle needs 'shared' osmosis guidance")
+    _oracle_memory(process, split_sizes(spec.data, spec.data_limit)[0])
     return process
 
 

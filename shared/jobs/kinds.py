@@ -15,8 +15,10 @@ first, so a job run here and a job admitted by the service are refused alike.
 - run_job (scalespace.jobs.run) runs a spec with its kind's runner, and keeps
   the artifacts of a failed run of a resumable kind (train resumes from its
   checkpoint);
-- the scheduler admits a spec with its kind's check, and each child of a grid
-  with the child's own kind's check (scalespace.scheduler.submit);
+- every door admits a spec with scalespace.jobs.admission.admit: this
+  service's limits on every size field, the kind's check, the estimated peak
+  memory; a grid's children each like a job of their own (the API through
+  scalespace.scheduler.submit, run_job and so the worker and the command line);
 - the worker fans a grid's children out as jobs of their own, then runs the
   grid to aggregate them;
 - the API and the command line list the kinds (KINDS, in scalespace.jobs.specs).

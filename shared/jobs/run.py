@@ -9,12 +9,12 @@ whose manifest already exists returns that manifest (exactly-once effect).
 
 from __future__ import annotations
 
-import secrets
 import time
 from datetime import datetime, timezone
 from typing import Any
 
-from scalespace.ids import check_id
+from scalespace.ids import check_id, new_id
+from scalespace.jobs.admission import admit
 from scalespace.jobs.context import JobContext, JobStopped, ProgressFn, StopFn, resolve_device
 from scalespace.jobs.kinds import job_kind
 from scalespace.jobs.manifest import code_version, device_info, package_versions
@@ -24,8 +24,8 @@ from scalespace.storage.base import MANIFEST, ArtifactStore
 
 
 def new_job_id(spec: Spec) -> str:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    return f"{spec.kind}-{stamp}-{spec.spec_hash()[:8]}-{secrets.token_hex(2)}"
+    """`<kind>-<UTC time to the ms>Z-<26 random base32 chars>` (scalespace.ids.new_id): time-sortable, 130 random bits."""
+    return new_id(spec.kind)
 
 
 def run_job(
@@ -43,6 +43,7 @@ def run_job(
     existing = store.manifest(job_id)
     if existing is not None:
         return existing
+    admit(spec)  # the one admission check: this service's limits, the memory estimate, the kind's check
     store.check_writable()
     device = resolve_device(getattr(spec, "device", "auto"))
 

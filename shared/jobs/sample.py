@@ -23,7 +23,7 @@ from scalespace.processes import Process, make_process, process_class
 from scalespace.processes.base import Process as _P  # noqa: F401  (re-export for type checkers)
 from scalespace.sampling.pipeline import TrajectoryMoments, generate  # noqa: F401  (TrajectoryMoments: re-export)
 from scalespace.sampling.samplers import check_sampler
-from scalespace.sampling.schedule import respace
+from scalespace.sampling.schedule import check_steps, respace
 from scalespace.storage.base import ArtifactStore
 
 
@@ -33,7 +33,18 @@ def process_for(spec: Any, shape: tuple[int, int, int]) -> Process:
     params = dict(spec.process_params)
     for name in process_class(spec.process).seeded_params:
         params.setdefault(name, int(spec.seed))
-    return dispatch.bind(make_process(spec.process, shape, params))
+    return dispatch.bind(build_process(spec.process, shape, params))
+
+
+def build_process(name: str, shape: tuple[int, int, int], params: dict[str, Any]) -> Process:
+    """make_process, its refusals as "process_params...: reason" (what admission reports, everywhere)."""
+    try:
+        return make_process(name, shape, params)
+    except ScalespaceError as e:
+        msg = str(e)
+        head, sep, _ = msg.partition(": ")
+        named = sep and head and all(p.replace("_", "").replace("-", "").isalnum() for p in head.split("."))
+        raise ScalespaceError(msg if named else f"process_params: {msg}") from None
 
 
 def load_denoiser(
@@ -51,10 +62,12 @@ def check_sample_spec(spec: SampleSpec, process: Process | None = None) -> Proce
     if process is None:
         process = process_for(spec, dataset_shape(spec.data, spec.data_size))
     try:
-        respace(process.T, spec.steps)
+        check_steps(process.T, spec.steps)
     except ScalespaceError as e:
         raise ScalespaceError(f"steps: {e}") from None
     check_sampler(spec.sampler, process)
+    if spec.model == "oracle" and not process.shared_operator:
+        raise ScalespaceError("process_params.guidance: the oracle needs 'shared' osmosis guidance (one for all samples)")
     return process
 
 

@@ -41,6 +41,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, 
 
 from scalespace import ScalespaceError
 from scalespace.ids import check_id
+from scalespace.jobs.spec_files import check_finite
 
 MAX_N = 1_000_000
 
@@ -91,7 +92,7 @@ Device = Literal["auto", "cpu", "cuda"]
 
 
 class Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # finite floats only (free-form fields: parse_spec)
 
     kind: str  # each spec narrows it to its own Literal (the tag of the JobSpec union)
 
@@ -150,14 +151,14 @@ class SampleSpec(ProcessDataSpec):
 class RobustnessOptions(BaseModel):
     """How much of SPEC section 6 to measure (sizes are per run)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     n: int = Field(64, ge=2, le=MAX_N, description="samples per run")
-    eps: list[float] = Field(default_factory=lambda: [1e-3, 1e-2, 1e-1, 1.0], min_length=1,
+    eps: list[float] = Field(default_factory=lambda: [1e-3, 1e-2, 1e-1, 1.0], min_length=1, max_length=64,
                              description="perturbation sizes |eps z| of u_T")
     steps: int | None = Field(50, ge=1, description="reverse steps of the sensitivity and seed runs (None: T)")
-    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1, description="seeds of the spread")
-    step_counts: list[int] = Field(default_factory=lambda: [5, 10, 20, 50, 100], min_length=1,
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1, max_length=64, description="seeds of the spread")
+    step_counts: list[int] = Field(default_factory=lambda: [5, 10, 20, 50, 100], min_length=1, max_length=64,
                                    description="numbers of reverse steps for quality against steps")
     n_boot: int = Field(100, ge=2, le=10_000, description="bootstrap resamples")
 
@@ -308,6 +309,7 @@ def parse_spec(data: Any) -> Spec:
         raise ScalespaceError("a job spec must be a mapping with a 'kind' field")
     if "kind" not in data:
         raise ScalespaceError(f"kind: missing; choose one of {', '.join(KINDS)}")
+    check_finite(data)  # no NaN or Infinity anywhere, free-form fields (process_params, network, template) included
     try:
         return _adapter.validate_python(data)
     except ValidationError as e:

@@ -34,7 +34,7 @@ from scalespace.jobs.sample import process_for
 from scalespace.jobs.specs import TrainSpec
 from scalespace.processes import Process
 from scalespace.sampling.pipeline import generate
-from scalespace.sampling.schedule import respace
+from scalespace.sampling.schedule import check_steps
 from scalespace.stats import available_extractors, fid
 
 CHECKPOINT = "checkpoint.safetensors"
@@ -68,7 +68,7 @@ def train_config(spec: TrainSpec) -> TrainConfig:
 def eval_steps(spec: TrainSpec, process: Process) -> int:
     """Reverse steps of an evaluation sample: as given, else 100 (or T when smaller, or for one-step models)."""
     steps = spec.eval_steps or (process.T if process.prior_needs_data else min(100, process.T))
-    respace(process.T, steps)
+    check_steps(process.T, steps)
     return steps
 
 
@@ -81,7 +81,10 @@ def check_train_spec(spec: TrainSpec, process: Process | None = None) -> tuple[P
         raise ScalespaceError("process_params.guidance: training osmosis needs 'shared' guidance (one for all images)")
     objective = objective_for(process, spec.objective)
     network_config(spec)
-    eval_steps(spec, process)
+    try:
+        eval_steps(spec, process)
+    except ScalespaceError as e:
+        raise ScalespaceError(f"eval_steps: {e}") from None
     if spec.eval_extractor not in available_extractors():
         raise ScalespaceError(
             f"eval_extractor: unknown {spec.eval_extractor!r}; choose one of {', '.join(available_extractors())}"

@@ -291,29 +291,120 @@ class LinearGaussianProcess(Process):
         """The process's exact deterministic flow F(tau) on images, when it has one (heat); None otherwise."""
         return None
 
+    # --- the whole schedule at once (validation) ---------------------------------------
+    #: alpha_i(lambda) never grows with lambda and alpha_t / alpha_s is largest at lambda = 0 when the times
+    #: increase (blurring, heat): the validation may then read lambda = 0 and the largest lambda only (below)
+    monotone_in_lambda: ClassVar[bool] = False
+    #: ln alpha_i = -lambda tau_i in closed form with sigma_i constant (heat): alpha_{t|s} = exp(lambda (tau_s -
+    #: tau_t)) <= 1 exactly in floating point once the times increase, so every sigma_{t|s}^2 >= 0
+    contracting: ClassVar[bool] = False
+
+    def sigma_all(self) -> torch.Tensor:
+        """sigma_i for every step, float64 (T + 1,): the values sigma(i) gives."""
+        return torch.tensor([self.sigma(i) for i in range(self.T + 1)], dtype=torch.float64)
+
+    def alphas(self, idx: torch.Tensor, lam: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(alpha_i, ln alpha_i) for the steps `idx`, float64 (len(idx), *alpha's shape), at the eigenvalues
+        `lam` (default: the image's, self.lam(); spectral processes only): element for element the values
+        alpha(i) and log_alpha(i) give (processes override it with whole-array operations)."""
+        a = torch.stack([self.alpha(int(i)) for i in idx])
+        la = torch.stack([self.log_alpha(int(i)) for i in idx])
+        if lam is not None and a.ndim > 1:  # pick the eigenvalues asked for from the whole grid
+            grid = self.lam().reshape(-1)
+            pick = torch.stack([(grid == v).nonzero()[0, 0] for v in lam.reshape(-1)])
+            a, la = a.reshape(len(idx), -1)[:, pick], la.reshape(len(idx), -1)[:, pick]
+        return a, la
+
+    #: values per chunk of steps the validation holds at once (alpha's shape times the steps)
+    VALIDATE_CHUNK = 1 << 18
+    #: relative slack on alpha_{t|s}^2 at lambda = 0 within which a step is checked at every eigenvalue
+    SCREEN_SLACK = 1e-11
+    #: alphas below this (near the subnormals, where their rounding is coarse) are checked at every eigenvalue
+    SCREEN_TINY = 1e-290
+
     def validate(self) -> None:
-        """Refuse a schedule with non-finite values or a negative sigma_{t|s}^2."""
-        for i in range(self.T + 1):
-            a, s = self.alpha(i), self.sigma(i)
-            if not torch.isfinite(a).all() or not math.isfinite(s) or s < 0:
-                raise ScalespaceError(
-                    f"process {self.name!r}: schedule is not finite at step {i}; check process_params"
-                )
-            if not torch.isfinite(self.log_alpha(i)).all():
+        """Refuse a schedule with non-finite values or a negative sigma_{t|s}^2.
+
+        Whole-array operations over all steps (in chunks of steps), in float64, with the same formulas as
+        the step-by-step closed forms (alpha, log_alpha, sigma, transition): the verdict and the message,
+        the first failing step and the minimum included, are those of a loop over the steps and every
+        DCT coefficient (tests/unit/processes/test_validate_vectorised.py holds both to it).
+
+        A process whose alpha is monotone in lambda (monotone_in_lambda) is read at two eigenvalues
+        only, lambda = 0 and the largest: alpha is largest at the one and smallest at the other, so
+        finiteness and alpha > 0 hold at every lambda when they hold at both, and alpha_{t|s} is largest
+        at lambda = 0 (to rounding), so a transition whose variance at lambda = 0 clears the bound with
+        room to spare (SCREEN_SLACK, far above the rounding of the logs) clears it at every lambda. The
+        transitions that do not, and those where the times do not increase or alpha nears the
+        subnormals, are checked at every eigenvalue, as the loop would. A contracting process with
+        constant noise (heat) has sigma_{t|s}^2 >= 0 at every step once its times increase (exactly, in
+        floating point: see `contracting`), so its transitions need no reading.
+        """
+        sig = self.sigma_all()
+        T = self.T
+        lam = None
+        if self.monotone_in_lambda:
+            grid = self.lam()
+            lam = torch.stack([grid.reshape(-1)[0], grid.max()])  # lambda(0, 0) = 0 and the largest
+        per_step = max(1, math.prod(self.alpha(0).shape)) if lam is None else 2
+        chunk = max(2, self.VALIDATE_CHUNK // per_step)
+        # 1. finite alpha and sigma >= 0, then alpha > 0, at each step (the first failing step decides)
+        bad_sig = ~torch.isfinite(sig) | (sig < 0)
+        a_ends: list[torch.Tensor] = []  # alpha at (lambda 0, lambda max) of every step, for the screen
+        la_ends: list[torch.Tensor] = []
+        lo = 0
+        while lo <= T:
+            hi = min(lo + chunk, T + 1)
+            a, la = self.alphas(torch.arange(lo, hi), lam)
+            bad = ~torch.isfinite(a).reshape(hi - lo, -1).all(1) | bad_sig[lo:hi]
+            zero = ~torch.isfinite(la).reshape(hi - lo, -1).all(1)
+            fail = (bad | zero).nonzero()
+            if len(fail):
+                k = int(fail[0])
+                i = lo + k
+                if bool(bad[k]):
+                    raise ScalespaceError(
+                        f"process {self.name!r}: schedule is not finite at step {i}; check process_params"
+                    )
                 raise ScalespaceError(
                     f"process {self.name!r}: alpha is 0 at step {i}, transitions would divide by it; "
                     "check process_params"
                 )
+            if lam is not None:
+                a_ends.append(a)
+                la_ends.append(la)
+            lo = hi
         t = self.times()
         if not bool((t[1:] > t[:-1]).all()):
             raise ScalespaceError(f"process {self.name!r}: time grid must increase; check process_params")
-        for i in range(1, self.T + 1):
-            _, s2 = self.transition(i - 1, i)
-            scale = max(self.sigma(i) ** 2, 1e-300)
-            if bool((s2 < -1e-10 * scale).any()):
+        # 2. sigma_{t|s}^2 = sigma_t^2 - alpha_{t|s}^2 sigma_s^2 >= 0 between neighbouring steps
+        s2_all = sig * sig
+        bound_all = -1e-10 * s2_all.clamp_min(1e-300)
+        steps = torch.arange(1, T + 1)
+        if self.contracting and self.constant_noise:
+            steps = steps[:0]
+        elif lam is not None:  # only the transitions the screen cannot clear, at every eigenvalue
+            ends = torch.cat(a_ends)
+            la0 = torch.cat(la_ends)[:, 0]
+            ratio2 = torch.exp(la0[1:] - la0[:-1]) ** 2 * (1 + self.SCREEN_SLACK)
+            clear = (s2_all[1:] - ratio2 * s2_all[:-1] >= bound_all[1:] + 1e-300) & (t[1:] >= t[:-1])
+            clear &= (ends[1:].min(1).values >= self.SCREEN_TINY) & (ends[:-1].min(1).values >= self.SCREEN_TINY)
+            steps = steps[~clear]
+        full = max(2, self.VALIDATE_CHUNK // max(1, math.prod(self.alpha(0).shape)))
+        for lo in range(0, len(steps), full):
+            i_t = steps[lo:lo + full]
+            _, la_t = self.alphas(i_t)
+            _, la_s = self.alphas(i_t - 1)
+            a = torch.exp(la_t - la_s)
+            shape = (len(i_t),) + (1,) * (a.ndim - 1)
+            s2 = s2_all[i_t].reshape(shape) - a**2 * s2_all[i_t - 1].reshape(shape)
+            neg = (s2 < bound_all[i_t].reshape(shape)).reshape(len(i_t), -1).any(1).nonzero()
+            if len(neg):
+                k = int(neg[0])
+                i = int(i_t[k])
                 raise ScalespaceError(
                     f"process {self.name!r}: sigma_{{t|s}}^2 < 0 between steps {i - 1} and {i} "
-                    f"(min {float(s2.min()):.3g}); {self._schedule_hint()}"
+                    f"(min {float(s2[k].min()):.3g}); {self._schedule_hint()}"
                 )
 
 

@@ -24,14 +24,16 @@ class BlurringParams(ProcessParams):
     T: int = Field(1000, ge=1, le=100_000)
     sigma_blur_max: float = Field(20.0, ge=0, description="sigma_B,max, in pixels")
     d_min: float = Field(0.001, gt=0, le=1)
-    logsnr_min: float = Field(-10.0, description="logSNR at t = 1")
-    logsnr_max: float = Field(10.0, description="logSNR at t = 0")
+    # |logSNR| beyond 1400 would overflow exp(-logSNR / 2) in float64 (and means a signal of 0 or 1 to 300 digits)
+    logsnr_min: float = Field(-10.0, ge=-1400, le=1400, description="logSNR at t = 1")
+    logsnr_max: float = Field(10.0, ge=-1400, le=1400, description="logSNR at t = 0")
 
 
 class Blurring(LinearGaussianProcess):
     name = "blurring"
     Params = BlurringParams
     default_objective = "v"
+    monotone_in_lambda = True
     steady_state_text = "N(0, I)"
     dc_factor_text = "a_t c"
     step_entropy_text = "not monotone at 32x32, T = 1000 between t = 0.15 and 0.27: reported"
@@ -68,6 +70,16 @@ class Blurring(LinearGaussianProcess):
 
     def sigma(self, i: int) -> float:
         return float(self.s[i])
+
+    def sigma_all(self) -> torch.Tensor:
+        return self.s.clone()
+
+    def alphas(self, idx: torch.Tensor, lam: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        dm = self.params.d_min
+        lam = self.lam() if lam is None else lam
+        col = (-1,) + (1,) * lam.ndim
+        a = self.a[idx].reshape(col) * ((1 - dm) * torch.exp(-lam * self.tau[idx].reshape(col)) + dm)
+        return a, torch.log(a)
 
     def _schedule_hint(self) -> str:
         return "blur faster than the noise allows; lower process_params.sigma_blur_max or raise T"

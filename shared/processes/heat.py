@@ -29,6 +29,8 @@ class Heat(DegradedPrior, LinearGaussianProcess):
     name = "heat"
     Params = HeatParams
     constant_noise = True
+    monotone_in_lambda = True
+    contracting = True
     keeps_mean = "in expectation"
     steady_state_text = "the data-dependent state: each image's mean colour (plus its noise)"
     dc_factor_text = "c"
@@ -61,6 +63,14 @@ class Heat(DegradedPrior, LinearGaussianProcess):
 
     def sigma(self, i: int) -> float:
         return self.params.sigma
+
+    def sigma_all(self) -> torch.Tensor:
+        return torch.full((self.T + 1,), self.params.sigma, dtype=torch.float64)
+
+    def alphas(self, idx: torch.Tensor, lam: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        lam = self.lam() if lam is None else lam
+        la = -lam * self.tau[idx].reshape((-1,) + (1,) * lam.ndim)
+        return torch.exp(la), la
 
     def heat_semigroup(self, u: torch.Tensor, tau: float) -> torch.Tensor:
         """F(tau) u: homogeneous diffusion for time tau (exact, in the DCT basis)."""

