@@ -39,7 +39,7 @@ TERMINAL = frozenset(STATES[2:])
 NIGHTLY_LANE = LANES[-1]
 DURATION_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)
 _INT_FIELDS = ("attempts", "redeliveries", "retries", "progress_done", "children_total", "children_done")
-_FLOAT_FIELDS = ("created_at", "queued_at", "started_at", "finished_at", "updated_at", "heartbeat_at",
+_FLOAT_FIELDS = ("created_at", "queued_at", "started_at", "finished_at", "updated_at", "heartbeat_at", "outage_since",
                  "attempt_started_at", "deadline_at", "duration_s")
 _JSON_FIELDS = ("spec", "progress", "artifacts", "summary", "children")
 
@@ -209,9 +209,16 @@ class JobStore:
         return _outcome(self._run("FINISH", job_id, state, error[:2000], "" if stopped_step is None else stopped_step,
                                   "1" if dead_letter else "0"))
 
-    def requeue(self, job_id: str, owner: str, error: str, *, refund: bool = False, delay_s: float = 0) -> int:
-        """Back to its lane: 1 (enqueue it now), 2 (delayed: due() hands it back later), 0 (not ours)."""
-        return int(self._run("REQUEUE", job_id, owner, error[:2000], "1" if refund else "0", f"{delay_s:.3f}"))
+    def requeue(self, job_id: str, owner: str, error: str, *, refund: bool = False, outage: bool = False,
+                delay_s: float = 0) -> int:
+        """Back to its lane: 1 (enqueue it now), 2 (delayed: due() hands it back later), 0 (not ours).
+
+        refund: the attempt was not the job's fault (a shutdown) and is given back; outage: S3 or Redis
+        was unreachable: the attempt is given back too, the retry is counted, and `outage_since` keeps
+        when the first of the job's outages began (cleared when the job ends).
+        """
+        mode = "2" if outage else "1" if refund else "0"
+        return int(self._run("REQUEUE", job_id, owner, error[:2000], mode, f"{delay_s:.3f}"))
 
     def reap(self, lease_s: float) -> list[tuple[str, str]]:
         """Running jobs whose worker was lost go back to their lane: [(id, lane)] to enqueue."""

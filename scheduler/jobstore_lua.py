@@ -16,6 +16,7 @@ local function finish(id, state, err)
   local k = jk(id)
   local kind = redis.call('HGET', k, 'kind') or 'unknown'
   redis.call('HSET', k, 'state', state, 'finished_at', NOW, 'updated_at', NOW, 'waiting', '0')
+  redis.call('HDEL', k, 'outage_since')  -- an outage waited out ends with the job
   if err then redis.call('HSET', k, 'error', err) end
   redis.call('EXPIRE', k, TTL)
   local lane = redis.call('HGET', k, 'lane')
@@ -172,7 +173,9 @@ if ARGV[8] == '1' then dead_letter(id) end
 return {ARGV[5], parent}
 """
 
-# ARGV: 4 id, 5 owner, 6 error, 7 '1' when the attempt is not the job's fault, 8 delay s
+# ARGV: 4 id, 5 owner, 6 error, 7 mode, 8 delay s. mode '0': the job's own failure (a retry);
+# '1': not the job's fault (shutdown: the attempt is given back); '2': S3 or Redis unreachable (the attempt
+# is given back, the retry counted, and the outage's start kept in outage_since)
 REQUEUE = PRELUDE + r"""
 local id, owner = ARGV[4], ARGV[5]
 local k = jk(id)
@@ -183,8 +186,9 @@ redis.call('HSET', k, 'state', 'queued', 'error', ARGV[6], 'queued_at', NOW, 'up
 redis.call('DEL', P .. 'lease:' .. id)
 redis.call('ZREM', P .. 'running', id)
 redis.call('ZADD', P .. 'lane:' .. (redis.call('HGET', k, 'lane') or 'batch'), NOW, id)
-if ARGV[7] == '1' then redis.call('HINCRBY', k, 'attempts', -1)
-else redis.call('HINCRBY', k, 'retries', 1); redis.call('HINCRBY', P .. 'stats', 'retries', 1) end
+if ARGV[7] ~= '0' then redis.call('HINCRBY', k, 'attempts', -1) end
+if ARGV[7] ~= '1' then redis.call('HINCRBY', k, 'retries', 1); redis.call('HINCRBY', P .. 'stats', 'retries', 1) end
+if ARGV[7] == '2' then redis.call('HSETNX', k, 'outage_since', NOW) end
 local delay = tonumber(ARGV[8]) or 0
 if delay > 0 then redis.call('ZADD', P .. 'delayed', tonumber(NOW) + delay, id); return 2 end
 return 1

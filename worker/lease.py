@@ -12,32 +12,48 @@ log = logging.getLogger("scalespace.worker")
 
 
 class Lease:
-    """Renews the lease every heartbeat_s; `lost` turns true when another worker holds the job."""
+    """Renews the lease every heartbeat_s; `lost` turns true when another worker holds the job.
 
-    def __init__(self, jobstore: Any, job_id: str, owner: str, lease_s: float, heartbeat_s: float):
+    A lease registers itself in `registry` (the worker's runtime keeps one) while
+    it is held, so the pulse can renew every lease of this worker at once when
+    Redis comes back, before anything is reaped.
+    """
+
+    def __init__(self, jobstore: Any, job_id: str, owner: str, lease_s: float, heartbeat_s: float,
+                 registry: set["Lease"] | None = None):
         self.js, self.job_id, self.owner = jobstore, job_id, owner
         self.lease_s, self.heartbeat_s = lease_s, heartbeat_s
         self.lost = False
+        self._misses = 0
+        self._registry = registry
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"lease-{job_id}", daemon=True)
 
     def __enter__(self) -> "Lease":
+        if self._registry is not None:
+            self._registry.add(self)
         self._thread.start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self._stop.set()
+        if self._registry is not None:
+            self._registry.discard(self)
         self._thread.join(timeout=self.heartbeat_s + 5)
 
+    def renew(self) -> bool:
+        """One heartbeat now; raises when Redis is unreachable."""
+        if self.js.heartbeat(self.job_id, self.owner, self.lease_s):
+            self._misses = 0
+            return True
+        self._misses += 1
+        self.lost = self._misses >= 2  # one miss can be a commit racing the heartbeat
+        return False
+
     def _loop(self) -> None:
-        misses = 0
         while not self._stop.wait(self.heartbeat_s):
             try:
-                if self.js.heartbeat(self.job_id, self.owner, self.lease_s):
-                    misses = 0
-                else:
-                    misses += 1
-                    self.lost = misses >= 2  # one miss can be a commit racing the heartbeat
+                self.renew()
             except Exception as e:  # noqa: BLE001 - Redis away: keep working, renew when it is back
                 log.warning("lease heartbeat for %s failed (%s); retrying", self.job_id, type(e).__name__)
 

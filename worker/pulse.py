@@ -7,6 +7,12 @@ Every SCALESPACE_HEARTBEAT_S it
 - hands jobs whose retry backoff is over back to their lane.
 Any worker may do the last two; the transitions are atomic in Redis, so two
 workers never requeue the same job twice.
+
+The lease clock: a lease's expiry keeps running while Redis is away, so after
+an outage every lease may look lapsed. So a worker reaps only once it has seen
+Redis answer for a whole lease period (SCALESPACE_LEASE_S): after a
+reconnection, or after it starts, every live worker has renewed its leases by
+then. And when Redis comes back, a worker renews its own leases first.
 """
 
 from __future__ import annotations
@@ -35,18 +41,38 @@ def touch(path: str) -> None:
         log.warning("cannot write the heartbeat file %s (SCALESPACE_HEARTBEAT_FILE): %s", path, e.strerror)
 
 
-def pulse_once(rt: Any) -> int:
-    """One beat; returns how many jobs it put back on the queue."""
+def pulse_once(rt: Any, *, reap: bool = True) -> int:
+    """One beat; returns how many jobs it put back on the queue (lost workers' jobs only when `reap`)."""
     s = rt.settings
     touch(s.heartbeat_file)
     js = rt.jobstore
     js.register_worker(rt.worker_name, 3 * s.heartbeat_s + 5, {"pid": os.getpid(), "lanes": s.worker_lane_list()})
     moved = 0
-    for job_id, lane in js.reap(s.lease_s) + js.due():
+    for job_id, lane in (js.reap(s.lease_s) if reap else []) + js.due():
         rt.enqueue(job_id, lane)
         moved += 1
         log.info("job %s back on lane %s", job_id, lane)
     return moved
+
+
+class Pulse:
+    """The beats of one worker, with the lease clock of the module docstring."""
+
+    def __init__(self, rt: Any, clock: Any = time.monotonic):
+        self.rt, self.clock = rt, clock
+        self.up_since = clock()  # a new worker waits a lease period before reaping too
+        self.down = False
+
+    def beat(self) -> int:
+        if self.down:
+            for lease in list(self.rt.leases):  # our own jobs first: their leases lapsed while Redis was away
+                lease.renew()
+            self.down = False
+            self.up_since = self.clock()
+        return pulse_once(self.rt, reap=self.clock() - self.up_since >= self.rt.settings.lease_s)
+
+    def failed(self) -> None:
+        self.down = True
 
 
 class PulseStep(bootsteps.StartStopStep):
@@ -66,10 +92,12 @@ class PulseStep(bootsteps.StartStopStep):
         self._thread.start()
 
     def _loop(self) -> None:
+        pulse = Pulse(self.rt)
         while True:
             try:
-                pulse_once(self.rt)
+                pulse.beat()
             except Exception as e:  # noqa: BLE001 - Redis away: the file is still touched, try again next beat
+                pulse.failed()
                 touch(self.rt.settings.heartbeat_file)
                 log.warning("pulse: %s: %s", type(e).__name__, str(e).splitlines()[0] if str(e) else "")
             if self._stop.wait(self.rt.settings.heartbeat_s):

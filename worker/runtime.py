@@ -31,6 +31,8 @@ class Runtime:
         self.worker_name = f"{socket.gethostname()}.{os.getpid()}"
         #: set when a warm shutdown has waited SCALESPACE_WORKER_SHUTDOWN_TIMEOUT_S: the job is requeued
         self.shutdown_requested = threading.Event()
+        #: the leases this worker holds now (scalespace.worker.lease.Lease registers itself)
+        self.leases: set[Any] = set()
         self._jobstore: Any = None
         self._store: Any = None
         self._enqueue: Any = None

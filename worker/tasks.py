@@ -22,6 +22,7 @@ the job store import without torch.
 from __future__ import annotations
 
 import logging
+import random
 import time
 import uuid
 from typing import Any
@@ -64,13 +65,14 @@ def _transient(e: BaseException) -> bool:
     return isinstance(e, (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError))
 
 
-def _retry_delay(rt: Runtime, attempts: int) -> float:
+def _retry_delay(rt: Runtime, retries: int) -> float:
+    """Capped exponential backoff with jitter (half to all of the step), so retries after an outage spread out."""
     s = rt.settings
-    return min(s.retry_backoff_s * 2 ** max(attempts - 1, 0), s.retry_backoff_max_s)
+    return min(s.retry_backoff_s * 2 ** max(retries - 1, 0), s.retry_backoff_max_s) * random.uniform(0.5, 1.0)
 
 
-def _durable(fn: Any, *args: Any, patience_s: float = 120.0, **kwargs: Any) -> Any:
-    """Record an outcome even across a Redis restart: retry while Redis is unreachable."""
+def _durable(fn: Any, *args: Any, patience_s: float, **kwargs: Any) -> Any:
+    """Record an outcome even across a Redis outage: retry while Redis is unreachable, for up to patience_s."""
     deadline = time.monotonic() + patience_s
     delay = 0.5
     while True:
@@ -104,15 +106,14 @@ def run_task(rt: Runtime, job_id: str) -> str:
         if got.action == "dead":
             _discard_partial(rt, job_id)
         return got.action
-    attempts = int(got.parent or 1)  # for 'run' the second field is the attempt number
     rec = js.get(job_id) or {}
-    with Lease(js, job_id, owner, s.lease_s, s.heartbeat_s) as lease:
+    with Lease(js, job_id, owner, s.lease_s, s.heartbeat_s, registry=rt.leases) as lease:
         reporter = StepReporter(js, job_id, owner, lease, deadline_at=rec.get("deadline_at"),
                                 shutdown=rt.shutdown_requested)
-        return _execute(rt, job_id, owner, rec, reporter, attempts)
+        return _execute(rt, job_id, owner, rec, reporter)
 
 
-def _execute(rt: Runtime, job_id: str, owner: str, rec: dict[str, Any], reporter: StepReporter, attempts: int) -> str:
+def _execute(rt: Runtime, job_id: str, owner: str, rec: dict[str, Any], reporter: StepReporter) -> str:
     js, spec = rt.jobstore, rec.get("spec") or {}
     kind = JOB_KINDS.get(spec.get("kind"))
     t0 = time.monotonic()
@@ -136,31 +137,52 @@ def _execute(rt: Runtime, job_id: str, owner: str, rec: dict[str, Any], reporter
             return _stopped(rt, job_id, owner, e.reason, reporter)
     except Exception as e:  # noqa: BLE001 - every outcome is recorded on the job
         if _transient(e):
-            delay = _retry_delay(rt, attempts)
-            why = f"attempt {attempts} failed, retrying in {delay:.0f} s: {_one_line(e)}"
-            n = _durable(js.requeue, job_id, owner, why, delay_s=delay)
-            log.warning("job %s: transient failure (%s); retry in %.1f s", job_id, _one_line(e), delay)
-            return "retrying" if n else "lost"
+            return _wait_out(rt, job_id, owner, e, reporter)
         if isinstance(e, ScalespaceError):
             reason = _one_line(e)
         else:
             log.exception("job %s failed", job_id)
             reason = f"{type(e).__name__}: {_one_line(e)}"
-        out = _durable(js.finish, job_id, "failed", reason, stopped_step=reporter.done)
+        out = _durable(js.finish, job_id, "failed", reason, stopped_step=reporter.done,
+                       patience_s=rt.settings.outage_tolerance_s)
         rt.enqueue_parent(out.parent)
         return "failed"
     artifacts = [{"name": a["name"], "sha256": a["sha256"], "bytes": a["bytes"]} for a in manifest.get("artifacts", [])]
-    out = _durable(js.commit, job_id, artifacts, manifest.get("summary"), time.monotonic() - t0)
+    out = _durable(js.commit, job_id, artifacts, manifest.get("summary"), time.monotonic() - t0,
+                   patience_s=rt.settings.outage_tolerance_s)
     rt.enqueue_parent(out.parent)
     log.info("job %s: %s in %.2f s", job_id, out.action, time.monotonic() - t0)
     return out.action
+
+
+def _wait_out(rt: Runtime, job_id: str, owner: str, e: BaseException, reporter: StepReporter) -> str:
+    """S3 or Redis unreachable: not the job's failure. Back off and retry without using an attempt, until the
+    outage has lasted SCALESPACE_OUTAGE_TOLERANCE_S (counted from the first outage of this job); then fail."""
+    js, s = rt.jobstore, rt.settings
+    rec = _durable(js.get, job_id, patience_s=s.outage_tolerance_s) or {}
+    since = rec.get("outage_since") or time.time()
+    lasted = time.time() - since
+    if lasted >= s.outage_tolerance_s:
+        reason = (f"gave up after waiting {lasted:.0f} s for an unreachable store or job store (longer than "
+                  f"SCALESPACE_OUTAGE_TOLERANCE_S={s.outage_tolerance_s:g}): {_one_line(e)}; retry the job once it is back")
+        out = _durable(js.finish, job_id, "failed", reason, stopped_step=reporter.done, patience_s=s.outage_tolerance_s)
+        rt.enqueue_parent(out.parent)
+        log.error("job %s: %s", job_id, reason)
+        return "failed"
+    retries = int(rec.get("retries") or 0) + 1
+    delay = min(_retry_delay(rt, retries), max(s.outage_tolerance_s - lasted, 0.0) + 1.0)
+    why = f"waiting out an outage ({lasted:.0f} s so far), retrying in {delay:.0f} s: {_one_line(e)}"
+    n = _durable(js.requeue, job_id, owner, why, outage=True, delay_s=delay, patience_s=s.outage_tolerance_s)
+    log.warning("job %s: %s", job_id, why)
+    return "retrying" if n else "lost"
 
 
 def _stopped(rt: Runtime, job_id: str, owner: str, reason: str, reporter: StepReporter) -> str:
     js = rt.jobstore
     where = f"at step {reporter.done}" + (f" of {reporter.latest['total']}" if reporter.latest else "")
     if reason == "shutdown":
-        _durable(js.requeue, job_id, owner, f"requeued: the worker shut down {where}", refund=True)
+        _durable(js.requeue, job_id, owner, f"requeued: the worker shut down {where}", refund=True,
+                 patience_s=rt.settings.outage_tolerance_s)
         rt.enqueue(job_id, (js.get(job_id) or {}).get("lane") or rt.settings.default_lane)
         return "requeued"
     if reason == "lease-lost":
@@ -168,7 +190,7 @@ def _stopped(rt: Runtime, job_id: str, owner: str, reason: str, reporter: StepRe
         return "lease-lost"
     state = "expired" if reason == "deadline" else "cancelled"
     text = f"deadline passed {where}" if state == "expired" else f"cancelled by request {where}"
-    out = _durable(js.finish, job_id, state, text, stopped_step=reporter.done)
+    out = _durable(js.finish, job_id, state, text, stopped_step=reporter.done, patience_s=rt.settings.outage_tolerance_s)
     rt.enqueue_parent(out.parent)
     return state
 

@@ -3,6 +3,8 @@ a worker that starts before Redis; cancellation and deadlines."""
 
 from __future__ import annotations
 
+import hashlib
+
 import io
 import signal
 import time
@@ -21,6 +23,9 @@ LONG = {"kind": "sample", "process": "vp", "data": "digits", "data_limit": 64, "
 VERY_LONG = {**LONG, "steps": 1000}
 # about 75 s of work on 2 cores (512 samples over all 1,437 digits, 1,000 steps): far beyond a 3 s deadline
 # however idle the machine (VERY_LONG alone can finish within 3 s)
+#: how long S3 stays away in the outage test (with 60 s, SeaweedFS here kept answering InternalError to writes for
+#: minutes after it was reachable again, on a loaded 2-core machine: see the closing notes)
+OUTAGE_S = 30
 HEAVY = {"kind": "sample", "process": "vp", "data": "digits", "n": 512, "batch_size": 512, "steps": 1000, "seed": 11}
 
 
@@ -89,54 +94,91 @@ def test_redis_restart_with_jobs_queued_and_running(make_settings, tmp_path):
         redis.stop()
 
 
-def test_s3_outage_job_retries_and_succeeds(make_settings, weed, tmp_path):
+def test_redis_outage_longer_than_the_lease_abandons_no_running_job(make_settings, tmp_path):
+    """Redis away for 60 s with the default lease (60 s, heartbeat 10 s): every lease has lapsed when it comes back,
+    yet the running job is neither reaped nor rerun: the worker renews its lease before anything is reaped."""
+    from fastapi.testclient import TestClient
+
+    from scalespace.config import Settings
+    from scalespace.scheduler.api import create_app
+    from service_infra import TOKEN
+
+    defaults = Settings.model_fields
+    redis = RedisServer(tmp_path / "outage-redis").start()
+    try:
+        settings = make_settings(redis_url=f"{redis.url}/0", lease_s=defaults["lease_s"].default,
+                                 heartbeat_s=defaults["heartbeat_s"].default)
+        with TestClient(create_app(settings), headers={"Authorization": f"Bearer {TOKEN}"}) as api, \
+                inprocess_worker(settings):
+            job = submit(api, HEAVY)
+            wait_progress(api, job["id"], at_least=3, timeout_s=180)
+            redis.stop()
+            time.sleep(60)
+            redis.start()
+            done = wait_state(api, job["id"], timeout_s=600)
+        assert done["state"] == "succeeded", done["error"]
+        assert done["attempts"] == 1 and done["redeliveries"] == 0, done
+    finally:
+        redis.stop()
+
+
+def test_s3_outage_is_waited_out_without_using_an_attempt(make_settings, weed, tmp_path):
+    """S3 away for OUTAGE_S across a job's writes: the job backs off and retries, succeeds once S3 is back,
+    leaves nothing partial, and its attempt count is unchanged (an outage is not the job's failure)."""
     from fastapi.testclient import TestClient
 
     from scalespace.scheduler.api import create_app
     from service_infra import TOKEN
 
     proxy = FaultProxy(weed.s3_port)
-    settings = make_settings(s3_endpoint=proxy.endpoint, max_deliveries=6)
+    settings = make_settings(s3_endpoint=proxy.endpoint, retry_backoff_s=1, retry_backoff_max_s=8)
     spec = {**LONG, "steps": 10}
     try:
         with TestClient(create_app(settings), headers={"Authorization": f"Bearer {TOKEN}"}) as api, \
                 inprocess_worker(settings):
             proxy.down()
+            down_at = time.monotonic()
             job = submit(api, spec)
 
             def retried():
                 j = api.get(f"/v1/jobs/{job['id']}").json()
-                return j if j["retries"] >= 1 else None
+                return j if j["retries"] >= 2 else None
 
-            failing = wait_for(retried, 120, "a failed attempt")
+            failing = wait_for(retried, 60, "two waits for S3")
             assert "S3" in failing["error"] and failing["state"] in ("queued", "running")
+            time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - down_at)))
             proxy.up()
-            done = wait_state(api, job["id"], timeout_s=120)
+            done = wait_state(api, job["id"], timeout_s=180)
         assert done["state"] == "succeeded", done["error"]
-        assert done["retries"] >= 1 and done["attempts"] == done["retries"] + 1
-        np.testing.assert_array_equal(_samples(S3Store.from_settings(settings), job["id"]), _embedded(spec, tmp_path))
+        assert done["retries"] >= 2 and done["attempts"] == 1, (done["retries"], done["attempts"])
+        store = S3Store.from_settings(settings)
+        manifest = store.manifest(job["id"])
+        names = set(store.list("jobs", job["id"]))
+        assert names == {a["name"] for a in manifest["artifacts"]} | {"manifest.json"}  # nothing partial left
+        for a in manifest["artifacts"]:
+            assert hashlib.sha256(store.get("jobs", job["id"], a["name"])).hexdigest() == a["sha256"]
+        np.testing.assert_array_equal(_samples(store, job["id"]), _embedded(spec, tmp_path))
     finally:
         proxy.close()
 
 
-def test_s3_outage_at_commit_fails_after_the_cap_and_leaves_no_results(make_settings, weed):
+def test_s3_outage_at_commit_fails_after_the_outage_tolerance_and_leaves_no_results(make_settings, weed):
     from fastapi.testclient import TestClient
 
     from scalespace.scheduler.api import create_app
     from service_infra import TOKEN
 
     proxy = FaultProxy(weed.s3_port)
-    settings = make_settings(s3_endpoint=proxy.endpoint, max_deliveries=2)
+    settings = make_settings(s3_endpoint=proxy.endpoint, outage_tolerance_s=8, retry_backoff_s=1, retry_backoff_max_s=2)
     try:
         with TestClient(create_app(settings), headers={"Authorization": f"Bearer {TOKEN}"}) as api, \
                 inprocess_worker(settings):
             proxy.fail_on(b"manifest.json")  # S3 goes away at the commit point and stays away
             job = submit(api, {**LONG, "steps": 10})
-            done = wait_state(api, job["id"], timeout_s=120)
+            done = wait_state(api, job["id"], timeout_s=180)
             assert proxy.tripped.is_set()
-            assert done["state"] == "failed" and done["dead_letter"]
-            assert "gave up after 2 attempts" in done["error"] and "S3" in done["error"]
-            assert api.get("/v1/dead-letter").json()["jobs"] == [job["id"]]
+            assert done["state"] == "failed" and not done["dead_letter"] and done["attempts"] == 1
+            assert "SCALESPACE_OUTAGE_TOLERANCE_S=8" in done["error"] and "S3" in done["error"], done["error"]
             proxy.up()
             assert done["artifacts"] is None
             assert api.get(f"/v1/jobs/{job['id']}/artifacts/samples.npz").status_code == 404

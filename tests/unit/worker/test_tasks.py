@@ -58,21 +58,33 @@ def test_task_records_user_errors_cancellation_and_transient_store_failures(api,
     queued = api.post("/v1/jobs", json={"spec": SPEC}).json()["id"]
     api.delete(f"/v1/jobs/{queued}")
     assert run_task(rt, queued) == "terminal"
-    # the store unreachable: back to the lane with backoff, then dead-lettered after the cap
+    # the store unreachable: not the job's failure: back to the lane with backoff, no attempt used,
+    # as often as it takes, until the outage has lasted SCALESPACE_OUTAGE_TOLERANCE_S
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "k")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s")
     broken = settings.model_copy(update={"s3_endpoint": "http://127.0.0.1:1", "s3_max_attempts": 1,
-                                         "s3_bucket": "nowhere"})
+                                         "s3_bucket": "nowhere", "outage_tolerance_s": 600})
     rt_broken = _runtime(broken)
     flaky = api.post("/v1/jobs", json={"spec": SPEC}).json()["id"]
-    assert run_task(rt_broken, flaky) == "retrying"
+    for k in range(1, 4):  # more than SCALESPACE_MAX_DELIVERIES=2 of these tests
+        assert run_task(rt_broken, flaky) == "retrying"
+        rec = jobstore.get(flaky)
+        assert rec["state"] == "queued" and "S3 unreachable" in rec["error"] and "waiting out an outage" in rec["error"]
+        assert rec["retries"] == k and rec["attempts"] == 0 and rec["outage_since"] > 0
+    key = jobstore.key("job", flaky)
+    jobstore.r.hset(key, "outage_since", rec["outage_since"] - 601)  # the outage has now lasted the tolerance
+    assert run_task(rt_broken, flaky) == "failed"
     rec = jobstore.get(flaky)
-    assert rec["state"] == "queued" and "S3 unreachable" in rec["error"] and rec["retries"] == 1
-    assert run_task(rt_broken, flaky) == "retrying"
-    assert run_task(rt_broken, flaky) == "dead"  # SCALESPACE_MAX_DELIVERIES=2 in these tests
-    rec = jobstore.get(flaky)
+    assert rec["state"] == "failed" and not rec.get("dead_letter") and rec["attempts"] == 1
+    assert "SCALESPACE_OUTAGE_TOLERANCE_S=600" in rec["error"] and "S3 unreachable" in rec["error"]
+    assert "outage_since" not in jobstore.get(flaky)  # cleared when the job ended
+    # the delivery cap counts the job's own attempts (workers lost mid-job): dead-lettered after it
+    lost = api.post("/v1/jobs", json={"spec": SPEC}).json()["id"]
+    jobstore.r.hset(jobstore.key("job", lost), "attempts", 2)
+    assert run_task(rt, lost) == "dead"
+    rec = jobstore.get(lost)
     assert rec["state"] == "failed" and rec["dead_letter"] and "gave up after 2 attempts" in rec["error"]
-    assert api.get("/v1/dead-letter").json()["jobs"] == [flaky]
+    assert api.get("/v1/dead-letter").json()["jobs"] == [lost]
 
 
 def test_pulse_touches_heartbeat_file_and_requeues(settings, jobstore, tmp_path):
@@ -90,6 +102,49 @@ def test_pulse_touches_heartbeat_file_and_requeues(settings, jobstore, tmp_path)
     assert jobstore.get("lost")["state"] == "queued"
     beat = json.loads((tmp_path / "heartbeat").read_text())
     assert abs(beat["time"] - time.time()) < 30 and rt.worker_name in jobstore.workers()
+
+
+def _lapsed_job(jobstore, job_id: str, owner: str) -> None:
+    """A running job whose lease and heartbeat have lapsed, as after a Redis outage longer than the lease."""
+    import time
+
+    jobstore.submit(job_id, SPEC, kind="sample", spec_hash="h", lane="batch", limit=-1)
+    jobstore.begin(job_id, owner, "w", lease_s=0.05, max_attempts=3)
+    jobstore.r.hset(jobstore.key("job", job_id), "heartbeat_at", time.time() - 60)
+    time.sleep(0.1)
+
+
+def test_after_an_outage_a_worker_renews_its_leases_before_it_reaps(settings, jobstore):
+    """The lease clock: a lapsed lease of a live worker is renewed, not reaped, when Redis comes back."""
+    from scalespace.worker.lease import Lease
+    from scalespace.worker.pulse import Pulse
+
+    rt = _runtime(settings)
+    now = [1000.0]
+    pulse = Pulse(rt, clock=lambda: now[0])
+    now[0] += settings.lease_s  # a worker that has been up for a lease period reaps
+    _lapsed_job(jobstore, "mine", "me/1")
+    with Lease(jobstore, "mine", "me/1", settings.lease_s, 3600, registry=rt.leases):
+        pulse.failed()  # Redis was away
+        assert pulse.beat() == 0  # back: our lease renewed first, and no reaping for a lease period
+        assert jobstore.get("mine")["state"] == "running"
+        now[0] += settings.lease_s - 0.5
+        assert pulse.beat() == 0 and jobstore.get("mine")["state"] == "running"
+
+    # a dead worker's job (no live lease renews it) is reaped once the lease period has passed
+    _lapsed_job(jobstore, "theirs", "gone/1")
+    assert pulse.beat() == 0  # still inside the period
+    now[0] += 1.0
+    assert pulse.beat() == 1 and jobstore.get("theirs")["state"] == "queued"
+
+
+def test_without_the_lease_clock_the_live_job_would_be_reaped(settings, jobstore):
+    """The counterexample the lease clock exists for: reaping straight after the outage takes a live job."""
+    from scalespace.worker.pulse import pulse_once
+
+    rt = _runtime(settings)
+    _lapsed_job(jobstore, "mine", "me/1")
+    assert pulse_once(rt, reap=True) == 1 and jobstore.get("mine")["state"] == "queued"
 
 
 def test_worker_modules_do_not_import_torch():
