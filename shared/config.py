@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 #: the priority lanes, highest first (one broker queue each), and how many queued jobs each holds by default
 LANE_LIMITS = {"interactive": 100, "batch": 1000, "nightly": 10000}
 LANES = tuple(LANE_LIMITS)
+_DEFAULT_LANE_LIMITS = ",".join(f"{k}={v}" for k, v in LANE_LIMITS.items())
 
 
 class Settings(BaseSettings):
@@ -39,7 +40,7 @@ class Settings(BaseSettings):
     api_port: int = Field(8000, ge=1, le=65535, description="port `scalespace api` listens on")
     max_body_bytes: int = Field(1 << 20, ge=1024, description="largest request body the API accepts")
     max_spec_bytes: int = Field(1 << 20, ge=1024, description="largest spec file (job, sweeps) the command line reads")
-    lane_limits: str = Field(",".join(f"{k}={v}" for k, v in LANE_LIMITS.items()), description="max queued jobs per lane")
+    lane_limits: str = Field(_DEFAULT_LANE_LIMITS, description="max queued jobs per lane")
     default_lane: str = Field(LANES[1], description="lane of a job submitted without one")
     retry_after_s: int = Field(30, ge=1, description="Retry-After sent with a 429 when a lane is full")
     worker_lanes: str = Field(",".join(LANES), description="lanes a worker consumes, highest priority first")
@@ -87,7 +88,7 @@ class Settings(BaseSettings):
         for part in v.split(","):
             name, sep, limit = part.partition("=")
             if part.strip() and (not sep or not name.strip() or not limit.strip().isdigit()):
-                raise ValueError("SCALESPACE_LANE_LIMITS must look like 'interactive=100,batch=1000,nightly=10000'")
+                raise ValueError(f"SCALESPACE_LANE_LIMITS must look like {_DEFAULT_LANE_LIMITS!r}")
         return v
 
     def lanes(self) -> dict[str, int]:

@@ -58,12 +58,13 @@ class ImportGraph:
 def build(root: Path = ROOT) -> ImportGraph:
     dirs = package_dirs(root)
     g = ImportGraph()
+    mapped = set(dirs.values())
     for pkg, folder in dirs.items():
         for path in sorted(folder.rglob("*.py")):
             rel = path.relative_to(folder).with_suffix("")
             parts = list(rel.parts)
             # a folder mapped to a package of its own is read under that name
-            if any(str(folder / Path(*parts[:k])) in {str(d) for d in dirs.values()} for k in range(1, len(parts))):
+            if any(folder / Path(*parts[:k]) in mapped for k in range(1, len(parts))):
                 continue
             is_pkg = parts[-1] == "__init__"
             if is_pkg:
