@@ -48,7 +48,7 @@ def main() -> None:
             t0 = time.perf_counter()
             m = run_job(spec, store)
             dt = time.perf_counter() - t0
-            s = torch.from_numpy(from_npz(store.get("jobs", m["job_id"], "samples.npz"))["samples"]).flatten(1)
+            s = torch.from_numpy(from_npz(store.read_artifact(m["job_id"], "samples.npz", m))["samples"]).flatten(1)
             nn = torch.cdist(s, train).min(1).values
             steps = args.steps or m["summary"]["process"]["T"]
             print(f"{name:<10} {steps:>6} {float(nn.median()):>10.4f} {float(nn.max()):>10.4f} "

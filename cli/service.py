@@ -207,13 +207,16 @@ def cmd_sweep_run(args: argparse.Namespace) -> int:
     if not args.wait:
         return 0
     while True:
-        rec = jobstore.get(job_id) or {}
-        if rec.get("state") in TERMINAL:
+        rec = jobstore.get(job_id)
+        if rec is None:  # the record expired (SCALESPACE_RESULT_TTL_S) before it was seen to end
+            print(f"sweep {args.name}: its job record {job_id} is gone", file=sys.stderr)
+            return 1
+        if rec.state in TERMINAL:
             break
         time.sleep(5)
-    summary = rec.get("summary") or {}
-    print(f"sweep {args.name}: {rec.get('state')}; regressions: {summary.get('regressions', 'n/a')}", file=sys.stderr)
-    return 0 if rec.get("state") == "succeeded" and not summary.get("regressions") else 1
+    summary = rec.summary if isinstance(rec.summary, dict) else {}
+    print(f"sweep {args.name}: {rec.state}; regressions: {summary.get('regressions', 'n/a')}", file=sys.stderr)
+    return 0 if rec.state == "succeeded" and not summary.get("regressions") else 1
 
 
 def register(sub: argparse._SubParsersAction) -> None:

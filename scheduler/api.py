@@ -41,11 +41,11 @@ from scalespace.sampling import SAMPLERS
 from scalespace.scheduler.api_errors import ApiError, install_error_handlers
 from scalespace.scheduler.api_models import (ERRORS, ArtifactView, DeadLetters, Health, JobList, JobRequest, JobView, Kind,
                                              Lane, ProgressView, Ready, State, ts)
-from scalespace.scheduler.jobstore import JobStore
+from scalespace.scheduler.jobstore import JobRecord, JobStore
 from scalespace.scheduler.metrics import ApiMetrics
 from scalespace.scheduler.queues import Enqueuer, celery_client
 from scalespace.scheduler.submit import IdempotencyConflict, LaneFull, check_spec, submit_spec
-from scalespace.storage import S3Store, store_from_settings
+from scalespace.storage import MANIFEST, S3Store, attempt_folder, store_from_settings
 from scalespace.storage.base import check_key
 
 log = logging.getLogger("scalespace.api")
@@ -82,38 +82,39 @@ class Services:
             return self._enqueue
 
 
-def _view(rec: dict[str, Any], svc: Services, request: Request) -> JobView:
-    state = rec.get("state") or "queued"
+def _artifacts(rec: JobRecord) -> dict[str, dict[str, Any]]:
+    """A succeeded job's artifacts by name, each with its path in the job's folder, and its manifest: the
+    committed attempt's own (the job's manifest.json is a copy of it, published just after the commit)."""
+    out = {a["name"]: {**a, "path": a.get("path") or a["name"]} for a in rec.artifacts or [] if a.get("name")}
+    committed = rec.committed_attempt
+    out[MANIFEST] = {"name": MANIFEST, "path": f"{attempt_folder(committed)}/{MANIFEST}" if committed else MANIFEST}
+    return out
+
+
+def _view(rec: JobRecord, svc: Services, request: Request) -> JobView:
+    state = rec.state or "queued"
     artifacts = None
     if state == "succeeded":
-        names = [dict(a) for a in rec.get("artifacts") or []] + [{"name": "manifest.json"}]
         artifacts = []
-        for a in names:
+        for a in _artifacts(rec).values():
             if isinstance(svc.store, S3Store):
-                url = svc.store.url("jobs", rec["id"], a["name"], svc.settings.s3_presign_expiry_s)
+                url = svc.store.url("jobs", rec.id, a["path"], svc.settings.s3_presign_expiry_s)
             else:
-                url = str(request.url_for("get_artifact", job_id=rec["id"], name=a["name"]))
+                url = str(request.url_for("get_artifact", job_id=rec.id, name=a["name"]))
             artifacts.append(ArtifactView(name=a["name"], bytes=a.get("bytes"), sha256=a.get("sha256"), url=url))
-    position = svc.jobstore.queue_position(rec["id"], rec.get("lane") or "") if state == "queued" else None
-    progress = rec.get("progress")
+    position = svc.jobstore.queue_position(rec.id, rec.lane) if state == "queued" else None
+    progress = rec.progress
     return JobView(
-        id=rec["id"], kind=rec.get("kind") or "", lane=rec.get("lane") or "", state=state,
-        progress=ProgressView(**progress) if isinstance(progress, dict) else None, queue_position=position,
-        created_at=ts(rec.get("created_at")), queued_at=ts(rec.get("queued_at")), started_at=ts(rec.get("started_at")),
-        finished_at=ts(rec.get("finished_at")), deadline_at=ts(rec.get("deadline_at")),
-        duration_s=rec.get("duration_s"), attempts=rec.get("attempts") or 0, redeliveries=rec.get("redeliveries") or 0, retries=rec.get("retries") or 0,
-        worker=rec.get("worker"), error=rec.get("error"), spec_hash=rec.get("spec_hash"), spec=rec.get("spec") or {},
-        artifacts=artifacts, summary=rec.get("summary"), parent=rec.get("parent"), children=rec.get("children"),
-        cancel_requested=bool(rec.get("cancel_requested")), cancel_step=_int(rec.get("cancel_step")),
-        stopped_step=_int(rec.get("stopped_step")), dead_letter=bool(rec.get("dead_letter")),
+        id=rec.id, kind=rec.kind, lane=rec.lane, state=state,
+        progress=ProgressView(**progress) if progress is not None else None, queue_position=position,
+        created_at=ts(rec.created_at), queued_at=ts(rec.queued_at), started_at=ts(rec.started_at),
+        finished_at=ts(rec.finished_at), deadline_at=ts(rec.deadline_at),
+        duration_s=rec.duration_s, attempts=rec.attempts, redeliveries=rec.redeliveries, retries=rec.retries,
+        worker=rec.worker, error=rec.error, spec_hash=rec.spec_hash, spec=rec.spec,
+        artifacts=artifacts, summary=rec.summary, parent=rec.parent, children=rec.children,
+        cancel_requested=rec.cancel_requested, cancel_step=rec.cancel_step,
+        stopped_step=rec.stopped_step, dead_letter=rec.dead_letter,
     )
-
-
-def _int(v: Any) -> int | None:
-    try:
-        return None if v is None else int(v)
-    except (TypeError, ValueError):
-        return None
 
 
 def _job_id(job_id: str) -> str:
@@ -123,7 +124,7 @@ def _job_id(job_id: str) -> str:
         raise ApiError(422, "validation", str(e), "job_id") from None
 
 
-def _record(svc: Services, job_id: str) -> dict[str, Any]:
+def _record(svc: Services, job_id: str) -> JobRecord:
     rec = svc.jobstore.get(_job_id(job_id))
     if rec is None:
         raise ApiError(404, "not_found", f"no job {job_id!r} (unknown, or its record expired after SCALESPACE_RESULT_TTL_S)")
@@ -179,7 +180,7 @@ def create_app(settings: Any = None, *, jobstore: Any = None, store: Any = None,
     def list_jobs(request: Request, state: State | None = None, kind: Kind | None = None, lane: Lane | None = None,
                   limit: int = Query(100, ge=1, le=1000)) -> JobList:
         recs = svc.jobstore.list(state=state, kind=kind, lane=lane, limit=limit)
-        jobs = [_view(r, svc, request) for r in recs if r.get("id")]
+        jobs = [_view(r, svc, request) for r in recs if r.id]
         return JobList(jobs=jobs, count=len(jobs))
 
     @app.get("/v1/jobs/{job_id}", response_model=JobView, dependencies=protected, responses=ERRORS,
@@ -192,20 +193,20 @@ def create_app(settings: Any = None, *, jobstore: Any = None, store: Any = None,
     def cancel_job(job_id: str, request: Request) -> JobView:
         _record(svc, job_id)
         out = svc.jobstore.cancel(job_id)
-        for child in out.extra:  # a sweep waiting for its children: cancel them too
+        for child in out.children:  # a sweep waiting for its children: cancel them too
             svc.jobstore.cancel(child)
-        _enqueue_parent(svc, out.parent)
+        _enqueue_parent(svc, out.ready_parent)
         return _view(_record(svc, job_id), svc, request)
 
     @app.post("/v1/jobs/{job_id}/retry", response_model=JobView, status_code=202, dependencies=protected,
               responses=ERRORS, summary="Queue a failed, cancelled or expired job again")
     def retry_job(job_id: str, request: Request) -> JobView:
         rec = _record(svc, job_id)
-        lane = rec.get("lane") or settings.default_lane
-        deadline = float(rec["deadline_s"]) if rec.get("deadline_s") else None
+        lane = rec.lane or settings.default_lane
+        deadline = rec.deadline_s
         out = svc.jobstore.retry(job_id, limit=settings.lanes().get(lane, -1), deadline_s=deadline)
         if out.action == "refused":
-            raise ApiError(409, "conflict", f"job {job_id} is {out.parent}; only failed, cancelled or expired jobs retry")
+            raise ApiError(409, "conflict", f"job {job_id} is {out.state}; only failed, cancelled or expired jobs retry")
         if out.action == "full":
             raise ApiError(429, "lane_full", f"lane {lane!r} is full; retry later", "lane",
                            headers={"Retry-After": str(settings.retry_after_s)})
@@ -220,12 +221,13 @@ def create_app(settings: Any = None, *, jobstore: Any = None, store: Any = None,
             check_key("jobs", job_id, name)
         except ScalespaceError as e:
             raise ApiError(422, "validation", str(e), "name") from None
-        names = {a.get("name") for a in rec.get("artifacts") or []} | {"manifest.json"}
-        if rec.get("state") != "succeeded" or name not in names:
-            raise ApiError(404, "not_found", f"job {job_id} has no artifact {name!r} (state {rec.get('state')})")
+        found = _artifacts(rec).get(name)
+        if rec.state != "succeeded" or found is None:
+            raise ApiError(404, "not_found", f"job {job_id} has no artifact {name!r} (state {rec.state or None})")
         if isinstance(svc.store, S3Store):
-            return RedirectResponse(svc.store.url("jobs", job_id, name, settings.s3_presign_expiry_s), status_code=307)
-        return Response(svc.store.get("jobs", job_id, name), media_type="application/octet-stream")
+            return RedirectResponse(svc.store.url("jobs", job_id, found["path"], settings.s3_presign_expiry_s),
+                                    status_code=307)
+        return Response(svc.store.get("jobs", job_id, found["path"]), media_type="application/octet-stream")
 
     @app.get("/v1/dead-letter", response_model=DeadLetters, dependencies=protected, responses=ERRORS,
              summary="Jobs that gave up after SCALESPACE_MAX_DELIVERIES attempts")
@@ -279,7 +281,7 @@ def _enqueue_parent(svc: Services, parent: str) -> None:
     if parent:
         rec = svc.jobstore.get(parent)
         if rec is not None:
-            svc.enqueue(parent, rec.get("lane") or svc.settings.default_lane)
+            svc.enqueue(parent, rec.lane or svc.settings.default_lane)
 
 
 def _enrich_openapi(doc: dict[str, Any]) -> dict[str, Any]:

@@ -13,6 +13,7 @@ Keys (prefix `ss:` by default):
     stats           counters (submitted, finished by state and kind, retries, redeliveries)
     durations:<kind> histogram buckets of job durations
     worker:<name>   a live worker (expires unless renewed)
+    janitor         jobs that ended, by end time: the janitor removes other attempts' leftovers after a grace
 
 Finished records expire after SCALESPACE_RESULT_TTL_S, so Redis does not grow
 without bound; the artifacts stay in the store. State changes are Lua scripts
@@ -25,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from scalespace.config import LANES
@@ -38,46 +39,152 @@ TERMINAL = frozenset(STATES[2:])
 #: the lane nightly sweeps are queued on
 NIGHTLY_LANE = LANES[-1]
 DURATION_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)
-_INT_FIELDS = ("attempts", "redeliveries", "retries", "progress_done", "children_total", "children_done")
+_INT_FIELDS = ("attempts", "redeliveries", "retries", "progress_done", "children_total", "children_done", "fence",
+               "committed_attempt")
 _FLOAT_FIELDS = ("created_at", "queued_at", "started_at", "finished_at", "updated_at", "heartbeat_at", "outage_since",
-                 "attempt_started_at", "deadline_at", "duration_s")
+                 "attempt_started_at", "deadline_s", "deadline_at", "duration_s")
 _JSON_FIELDS = ("spec", "progress", "artifacts", "summary", "children")
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """What a transition did: `action`, the sweep parent it made ready (or ''), extra values."""
+    """What a transition did (`action`), with the values that action carries; the others keep their defaults."""
 
     action: str
-    parent: str = ""
-    extra: tuple[str, ...] = ()
+    #: a sweep whose last child just ended: enqueue it to aggregate ('' none)
+    ready_parent: str = ""
+    #: submit: the job that holds the idempotency key (existing) or the id (exists), and its spec hash
+    job_id: str = ""
+    spec_hash: str = ""
+    #: the job's state when a transition was refused (terminal, not-running, not-ours, refused)
+    state: str = ""
+    #: begin: the attempt number (counts toward SCALESPACE_MAX_DELIVERIES) and this delivery's fencing token
+    attempt: int = 0
+    fence: int = 0
+    #: full: the lane's depth; retry: the lane it went back to
+    depth: int = 0
+    lane: str = ""
+    #: begin: who holds the lease (leased); why the job gave up (dead)
+    holder: str = ""
+    reason: str = ""
+    #: cancel of a sweep waiting for its children: the children to cancel too
+    children: tuple[str, ...] = ()
 
 
-def _outcome(raw: Any) -> Outcome:
+#: (script, action) -> the names of the values that follow the action ('*': any other action)
+_SHAPES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("SUBMIT", "full"): ("depth",), ("SUBMIT", "*"): ("job_id", "spec_hash"),
+    ("BEGIN", "run"): ("attempt", "fence"), ("BEGIN", "terminal"): ("state",), ("BEGIN", "leased"): ("holder",),
+    ("BEGIN", "dead"): ("ready_parent", "reason"), ("BEGIN", "*"): ("ready_parent",),
+    ("COMMIT", "not-running"): ("state",), ("COMMIT", "not-ours"): ("state",), ("COMMIT", "*"): ("ready_parent",),
+    ("FINISH", "not-running"): ("state",), ("FINISH", "not-ours"): ("state",), ("FINISH", "*"): ("ready_parent",),
+    ("CANCEL", "cancelled"): ("ready_parent", "children"), ("CANCEL", "*"): (),
+    ("RETRY", "refused"): ("state",), ("RETRY", "full"): ("depth",), ("RETRY", "queued"): ("lane",),
+    ("RETRY", "*"): (),
+}
+
+
+def _outcome(script: str, raw: Any) -> Outcome:
     items = [str(x) for x in (raw or [])]
-    return Outcome(items[0] if items else "", items[1] if len(items) > 1 else "", tuple(items[2:]))
+    action, values = (items[0], items[1:]) if items else ("", [])
+    names = _SHAPES.get((script, action), _SHAPES[(script, "*")])
+    fields: dict[str, Any] = {}
+    for i, name in enumerate(names):
+        if name == "children":
+            fields[name] = tuple(values[i:])
+        elif i < len(values) and values[i] != "":
+            fields[name] = int(values[i]) if name in ("attempt", "fence", "depth") else values[i]
+    return Outcome(action, **fields)
 
 
-def decode(h: dict[str, str]) -> dict[str, Any]:
-    """A record hash as typed values (ints, floats, parsed JSON, None for empty)."""
-    out: dict[str, Any] = {}
-    for key, value in h.items():
-        if value == "" or value is None:
-            out[key] = None
-        elif key in _INT_FIELDS:
-            out[key] = int(float(value))
-        elif key in _FLOAT_FIELDS:
-            out[key] = float(value)
-        elif key in _JSON_FIELDS:
+_OPT_INT_FIELDS = ("cancel_step", "stopped_step")
+_BOOL_FIELDS = ("cancel_requested", "waiting", "dead_letter")
+#: the JSON fields whose value must have a given shape (else the field counts as unset)
+_JSON_SHAPES: dict[str, type] = {"spec": dict, "progress": dict, "artifacts": list, "children": list}
+
+
+def _parse(key: str, value: str) -> Any:
+    """One hash value as its field's type; raises ValueError (or TypeError) when it does not parse."""
+    if key in _INT_FIELDS or key in _OPT_INT_FIELDS:
+        return int(float(value))
+    if key in _FLOAT_FIELDS:
+        return float(value)
+    if key in _JSON_FIELDS:
+        return json.loads(value)
+    if key in _BOOL_FIELDS:
+        return value == "1"
+    return value
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """A job's record (the `job:<id>` hash), typed. Unset or empty fields take the defaults below: 0 for counters,
+    False for flags, '' for id/kind/lane/state, None for the rest (timestamps, optional strings and JSON)."""
+
+    id: str = ""
+    kind: str = ""
+    lane: str = ""
+    state: str = ""
+    spec: dict[str, Any] = field(default_factory=dict)
+    spec_hash: str | None = None
+    parent: str | None = None
+    idempotency_key: str | None = None
+    # timestamps (epoch seconds)
+    created_at: float | None = None
+    queued_at: float | None = None
+    updated_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    attempt_started_at: float | None = None
+    heartbeat_at: float | None = None
+    outage_since: float | None = None
+    deadline_s: float | None = None
+    deadline_at: float | None = None
+    # counters
+    attempts: int = 0
+    redeliveries: int = 0
+    retries: int = 0
+    progress_done: int = 0
+    fence: int = 0
+    committed_attempt: int = 0
+    # the running delivery, progress and the outcome
+    worker: str | None = None
+    lease_owner: str | None = None
+    progress: dict[str, Any] | None = None
+    error: str | None = None
+    artifacts: list[dict[str, Any]] | None = None
+    summary: Any = None
+    duration_s: float | None = None
+    # cancels, stops, dead letters
+    cancel_requested: bool = False
+    cancel_step: int | None = None
+    stopped_step: int | None = None
+    dead_letter: bool = False
+    # a sweep's children
+    waiting: bool = False
+    children: list[str] | None = None
+    children_total: int = 0
+    children_done: int = 0
+
+    @classmethod
+    def from_hash(cls, h: dict[str, str]) -> "JobRecord":
+        """The record of a Redis hash; unknown fields are ignored (older or newer records still load), and a
+        value that does not parse counts as unset."""
+        values: dict[str, Any] = {}
+        for key, value in h.items():
+            if key not in _FIELD_NAMES or value is None or value == "":
+                continue
             try:
-                out[key] = json.loads(value)
-            except ValueError:
-                out[key] = None
-        elif key in ("cancel_requested", "waiting", "dead_letter"):
-            out[key] = value == "1"
-        else:
-            out[key] = value
-    return out
+                parsed = _parse(key, value)
+            except (ValueError, TypeError):
+                continue
+            if key in _JSON_SHAPES and not isinstance(parsed, _JSON_SHAPES[key]):
+                continue
+            values[key] = parsed
+        return cls(**values)
+
+
+_FIELD_NAMES = frozenset(f.name for f in fields(JobRecord))
 
 
 def duration_bucket(seconds: float) -> str:
@@ -99,7 +206,7 @@ class JobStore:
         self.live_ttl_s = int(live_ttl_s or max(self.result_ttl_s, 2 * 86400) * 2)
         self._scripts = {name: client.register_script(getattr(lua, name)) for name in (
             "SUBMIT", "BEGIN", "HEARTBEAT", "STEP", "COMMIT", "FINISH", "REQUEUE", "REAP", "DUE", "CANCEL",
-            "RETRY", "WAIT_CHILDREN", "EXPIRE_IF_DUE")}
+            "RETRY", "WAIT_CHILDREN", "EXPIRE_IF_DUE", "JANITOR_DONE")}
 
     @classmethod
     def from_settings(cls, settings: Any, client: Any = None) -> "JobStore":
@@ -124,8 +231,8 @@ class JobStore:
                deadline_s: float | None = None, idempotency_key: str | None = None,
                parent: str | None = None) -> Outcome:
         """Create a queued job, only under an id not taken (a conditional insert: an existing record is never
-        touched). Outcome.action: created, existing (the idempotency key's job: parent), exists (the id is
-        taken: nothing written; draw another id), full."""
+        touched). Outcome.action: created, existing (the idempotency key's job: job_id, spec_hash), exists (the
+        id is taken: nothing written; draw another id), full (depth)."""
         now = time.time()
         fields = {
             "id": job_id, "kind": kind, "lane": lane, "spec": json.dumps(spec, sort_keys=True), "spec_hash": spec_hash,
@@ -137,9 +244,9 @@ class JobStore:
         }
         idem = self.key("idem", hashlib.sha256(idempotency_key.encode()).hexdigest()) if idempotency_key else ""
         flat = [x for kv in fields.items() for x in kv]
-        return _outcome(self._run("SUBMIT", job_id, lane, limit, idem, spec_hash, self.live_ttl_s, *flat))
+        return _outcome("SUBMIT", self._run("SUBMIT", job_id, lane, limit, idem, spec_hash, self.live_ttl_s, *flat))
 
-    def get(self, job_id: str) -> dict[str, Any] | None:
+    def get(self, job_id: str) -> JobRecord | None:
         """The record, or None; a queued job past its deadline is expired on the way."""
         h = self.r.hgetall(self.key("job", job_id))
         if not h:
@@ -147,7 +254,7 @@ class JobStore:
         if h.get("state") == "queued" and h.get("deadline_at") and time.time() > float(h["deadline_at"]):
             self._run("EXPIRE_IF_DUE", job_id)
             h = self.r.hgetall(self.key("job", job_id)) or h
-        return decode(h)
+        return JobRecord.from_hash(h)
 
     def delete(self, job_id: str) -> None:
         """Remove a record that never reached the broker (the API's rollback)."""
@@ -166,12 +273,12 @@ class JobStore:
         return None if rank is None else int(rank) + 1
 
     def list(self, *, state: str | None = None, kind: str | None = None, lane: str | None = None,
-             limit: int = 100, scan: int = 5000) -> list[dict[str, Any]]:
+             limit: int = 100, scan: int = 5000) -> list[JobRecord]:
         """Newest first, filtered; looks at the newest `scan` jobs at most."""
         index = self.key("index")
         self.r.zremrangebyscore(index, "-inf", time.time() - self.result_ttl_s - 86400)
         ids = self.r.zrevrange(index, 0, scan - 1)
-        out: list[dict[str, Any]] = []
+        out: list[JobRecord] = []
         for start in range(0, len(ids), 200):
             pipe = self.r.pipeline()
             for job_id in ids[start:start + 200]:
@@ -180,15 +287,16 @@ class JobStore:
                 if not h or (state and h.get("state") != state) or (kind and h.get("kind") != kind) \
                         or (lane and h.get("lane") != lane):
                     continue
-                out.append(decode(h))
+                out.append(JobRecord.from_hash(h))
                 if len(out) >= limit:
                     return out
         return out
 
     # --- the worker's transitions -------------------------------------------------------------
     def begin(self, job_id: str, owner: str, worker: str, *, lease_s: float, max_attempts: int) -> Outcome:
-        """Take the lease. action: run (extra: attempts), missing, terminal, leased, waiting, expired, cancelled, dead."""
-        return _outcome(self._run("BEGIN", job_id, owner, int(lease_s * 1000), max_attempts, worker))
+        """Take the lease. action: run (attempt, fence: this delivery's token), missing, terminal (state),
+        leased (holder), waiting, expired, cancelled, dead (reason)."""
+        return _outcome("BEGIN", self._run("BEGIN", job_id, owner, int(lease_s * 1000), max_attempts, worker))
 
     def heartbeat(self, job_id: str, owner: str, lease_s: float) -> bool:
         return bool(self._run("HEARTBEAT", job_id, owner, int(lease_s * 1000)))
@@ -199,15 +307,22 @@ class JobStore:
         done = int(progress.get("done", 0)) if progress else 0
         return str(self._run("STEP", job_id, owner, blob, done) or "")
 
-    def commit(self, job_id: str, artifacts: list[dict[str, Any]], summary: Any, duration_s: float) -> Outcome:
-        return _outcome(self._run("COMMIT", job_id, json.dumps(artifacts), json.dumps(summary, default=str),
-                                  f"{duration_s:.6f}", duration_bucket(duration_s)))
+    def commit(self, job_id: str, owner: str, fence: int, artifacts: list[dict[str, Any]], summary: Any,
+               duration_s: float, *, attempt: int | None = None) -> Outcome:
+        """The commit point: succeeded, with `attempt` (default: the token) as the committed attempt. Valid only
+        for the delivery `owner` that still owns the job with the current token `fence`; else not-ours or
+        not-running, and nothing is written."""
+        return _outcome("COMMIT", self._run("COMMIT", job_id, owner, fence, attempt or fence, json.dumps(artifacts),
+                                            json.dumps(summary, default=str), f"{duration_s:.6f}",
+                                            duration_bucket(duration_s)))
 
-    def finish(self, job_id: str, state: str, error: str, *, stopped_step: int | None = None,
+    def finish(self, job_id: str, owner: str, state: str, error: str, *, stopped_step: int | None = None,
                dead_letter: bool = False) -> Outcome:
-        assert state in ("failed", "cancelled", "expired")
-        return _outcome(self._run("FINISH", job_id, state, error[:2000], "" if stopped_step is None else stopped_step,
-                                  "1" if dead_letter else "0"))
+        """End a running job that `owner` still owns as failed, cancelled or expired (else not-ours)."""
+        if state not in ("failed", "cancelled", "expired"):
+            raise ValueError(f"finish: state must be failed, cancelled or expired, got {state!r}")
+        return _outcome("FINISH", self._run("FINISH", job_id, owner, state, error[:2000],
+                                            "" if stopped_step is None else stopped_step, "1" if dead_letter else "0"))
 
     def requeue(self, job_id: str, owner: str, error: str, *, refund: bool = False, outage: bool = False,
                 delay_s: float = 0) -> int:
@@ -237,12 +352,23 @@ class JobStore:
     # --- the caller's transitions ------------------------------------------------------------
     def cancel(self, job_id: str) -> Outcome:
         """action: cancelled, cancelling (running: stops at its next step), terminal, missing."""
-        return _outcome(self._run("CANCEL", job_id))
+        return _outcome("CANCEL", self._run("CANCEL", job_id))
 
     def retry(self, job_id: str, *, limit: int, deadline_s: float | None) -> Outcome:
-        """action: queued (extra: lane), refused (extra: state), full, missing."""
+        """action: queued (lane), refused (state), full (depth), missing."""
         deadline = "" if deadline_s is None else f"{time.time() + deadline_s:.6f}"
-        return _outcome(self._run("RETRY", job_id, limit, deadline, self.live_ttl_s))
+        return _outcome("RETRY", self._run("RETRY", job_id, limit, deadline, self.live_ttl_s))
+
+    # --- the janitor -------------------------------------------------------------------------
+    def janitor_due(self, grace_s: float, limit: int = 50) -> list[tuple[str, float]]:
+        """Jobs that ended more than grace_s ago and still need tidying: [(id, score)]."""
+        rows = self.r.zrangebyscore(self.key("janitor"), "-inf", time.time() - grace_s, start=0, num=limit,
+                                    withscores=True)
+        return [(str(i), float(s)) for i, s in rows]
+
+    def janitor_done(self, job_id: str, score: float) -> bool:
+        """Done with the job (unless it ended again after `score`: then it stays for the next round)."""
+        return bool(self._run("JANITOR_DONE", job_id, repr(score)))
 
     # --- workers, dead letters, metrics ------------------------------------------------------------
     def register_worker(self, name: str, ttl_s: float, info: dict[str, Any]) -> None:

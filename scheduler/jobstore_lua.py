@@ -4,14 +4,27 @@ Every script takes ARGV[1] = key prefix, ARGV[2] = now (epoch seconds),
 ARGV[3] = TTL of a finished record; its own arguments follow. Keys are built
 inside the scripts from the prefix (one Redis, not a cluster). `finish` is the
 one way into a terminal state: it clears the lane, the running set and the
-lease, counts the outcome, and tells a sweep parent when its last child ends
-(the caller then enqueues the parent for aggregation).
+lease, counts the outcome, hands the job to the janitor (leftovers of other
+attempts), and tells a sweep parent when its last child ends (the caller then
+enqueues the parent for aggregation).
+
+Fencing: each delivery that runs gets `fence`, a token that only grows (never
+reset, not even by a retry), and its owner string in `lease_owner`. Commit,
+finish, requeue and step are valid only for the delivery that still owns the
+job (`ours`), and commit only for the current token: a worker that lost its
+lease can change nothing.
 """
 
 PRELUDE = r"""
 local P, NOW, TTL = ARGV[1], ARGV[2], ARGV[3]
 local function jk(id) return P .. 'job:' .. id end
 local function terminal(st) return st == 'succeeded' or st == 'failed' or st == 'cancelled' or st == 'expired' end
+local function ours(id, owner)  -- the delivery `owner` still owns the running job
+  local k = jk(id)
+  if redis.call('HGET', k, 'state') ~= 'running' or redis.call('HGET', k, 'lease_owner') ~= owner then return false end
+  local holder = redis.call('GET', P .. 'lease:' .. id)
+  return (not holder) or holder == owner
+end
 local function finish(id, state, err)
   local k = jk(id)
   local kind = redis.call('HGET', k, 'kind') or 'unknown'
@@ -25,6 +38,7 @@ local function finish(id, state, err)
   redis.call('ZREM', P .. 'delayed', id)
   redis.call('DEL', P .. 'lease:' .. id)
   redis.call('HINCRBY', P .. 'stats', 'finished|' .. state .. '|' .. kind, 1)
+  redis.call('ZADD', P .. 'janitor', NOW, id)  -- other attempts' leftovers go, after a grace period
   local parent = redis.call('HGET', k, 'parent')
   if parent and parent ~= '' and redis.call('SREM', P .. 'children:' .. parent, id) == 1 then
     local pk = jk(parent)
@@ -105,6 +119,7 @@ if attempts > tonumber(ARGV[7]) then
   dead_letter(id)
   return {'dead', parent, reason}
 end
+local fence = redis.call('HINCRBY', k, 'fence', 1)
 redis.call('SET', lease, ARGV[5], 'PX', ARGV[6])
 redis.call('HSET', k, 'state', 'running', 'worker', ARGV[8], 'lease_owner', ARGV[5], 'attempt_started_at', NOW,
            'heartbeat_at', NOW, 'updated_at', NOW, 'waiting', '0')
@@ -113,7 +128,7 @@ local lane = redis.call('HGET', k, 'lane')
 if lane then redis.call('ZREM', P .. 'lane:' .. lane, id) end
 redis.call('ZREM', P .. 'delayed', id)
 redis.call('ZADD', P .. 'running', NOW, id)
-return {'run', tostring(attempts)}
+return {'run', tostring(attempts), tostring(fence)}
 """
 
 # ARGV: 4 id, 5 owner, 6 lease ms.  Renews the lease; takes it back if it vanished while the job is still ours.
@@ -140,37 +155,39 @@ local id, owner = ARGV[4], ARGV[5]
 local k = jk(id)
 if ARGV[6] ~= '' then redis.call('HSET', k, 'progress', ARGV[6], 'progress_done', ARGV[7], 'updated_at', NOW) end
 if redis.call('HGET', k, 'cancel_requested') == '1' then return 'cancelled' end
-local holder = redis.call('GET', P .. 'lease:' .. id)
-if holder and holder ~= owner then return 'lease-lost' end
-if redis.call('HGET', k, 'state') ~= 'running' then return 'lease-lost' end
+if not ours(id, owner) then return 'lease-lost' end
 return ''
 """
 
-# ARGV: 4 id, 5 artifacts JSON, 6 summary JSON, 7 duration s, 8 histogram bucket field
+# ARGV: 4 id, 5 owner, 6 fence token, 7 committed attempt, 8 artifacts JSON, 9 summary JSON, 10 duration s,
+# 11 histogram bucket field.  The commit point: valid only for the delivery that owns the job, with the current token.
 COMMIT = PRELUDE + r"""
 local id = ARGV[4]
 local k = jk(id)
 local st = redis.call('HGET', k, 'state')
 if not st then return {'missing', ''} end
 if st ~= 'running' then return {'not-running', st} end
-redis.call('HSET', k, 'artifacts', ARGV[5], 'summary', ARGV[6], 'duration_s', ARGV[7], 'error', '')
+if not ours(id, ARGV[5]) or redis.call('HGET', k, 'fence') ~= ARGV[6] then return {'not-ours', st} end
+redis.call('HSET', k, 'artifacts', ARGV[8], 'summary', ARGV[9], 'duration_s', ARGV[10], 'error', '',
+           'committed_attempt', ARGV[7])
 local parent = finish(id, 'succeeded', false)
 local dk = P .. 'durations:' .. (redis.call('HGET', k, 'kind') or 'unknown')
-redis.call('HINCRBY', dk, ARGV[8], 1)
-redis.call('HINCRBYFLOAT', dk, 'sum', ARGV[7])
+redis.call('HINCRBY', dk, ARGV[11], 1)
+redis.call('HINCRBYFLOAT', dk, 'sum', ARGV[10])
 redis.call('HINCRBY', dk, 'count', 1)
 return {'succeeded', parent}
 """
 
-# ARGV: 4 id, 5 state, 6 error, 7 stopped step, 8 '1' to dead-letter
+# ARGV: 4 id, 5 owner, 6 state, 7 error, 8 stopped step, 9 '1' to dead-letter
 FINISH = PRELUDE + r"""
 local id = ARGV[4]
 local st = redis.call('HGET', jk(id), 'state')
 if st ~= 'running' then return {'not-running', st or ''} end
-redis.call('HSET', jk(id), 'stopped_step', ARGV[7])
-local parent = finish(id, ARGV[5], ARGV[6])
-if ARGV[8] == '1' then dead_letter(id) end
-return {ARGV[5], parent}
+if not ours(id, ARGV[5]) then return {'not-ours', st} end
+redis.call('HSET', jk(id), 'stopped_step', ARGV[8])
+local parent = finish(id, ARGV[6], ARGV[7])
+if ARGV[9] == '1' then dead_letter(id) end
+return {ARGV[6], parent}
 """
 
 # ARGV: 4 id, 5 owner, 6 error, 7 mode, 8 delay s. mode '0': the job's own failure (a retry);
@@ -179,9 +196,7 @@ return {ARGV[5], parent}
 REQUEUE = PRELUDE + r"""
 local id, owner = ARGV[4], ARGV[5]
 local k = jk(id)
-if redis.call('HGET', k, 'state') ~= 'running' then return 0 end
-local holder = redis.call('GET', P .. 'lease:' .. id)
-if holder and holder ~= owner then return 0 end
+if not ours(id, owner) then return 0 end
 redis.call('HSET', k, 'state', 'queued', 'error', ARGV[6], 'queued_at', NOW, 'updated_at', NOW)
 redis.call('DEL', P .. 'lease:' .. id)
 redis.call('ZREM', P .. 'running', id)
@@ -277,7 +292,7 @@ return {'queued', lane}
 WAIT_CHILDREN = PRELUDE + r"""
 local id, owner = ARGV[4], ARGV[5]
 local k = jk(id)
-if redis.call('HGET', k, 'state') ~= 'running' then return -1 end
+if not ours(id, owner) then return -1 end
 local kids = cjson.decode(ARGV[6])
 local ck = P .. 'children:' .. id
 redis.call('DEL', ck)
@@ -305,4 +320,12 @@ if dl and dl ~= '' and tonumber(NOW) > tonumber(dl) then
   return {'expired', finish(id, 'expired', 'deadline passed before the job could start')}
 end
 return {'no', ''}
+"""
+
+# ARGV: 4 id, 5 the score it was taken at.  The janitor is done with a job, unless it finished again since.
+JANITOR_DONE = PRELUDE + r"""
+local jan = P .. 'janitor'
+local score = redis.call('ZSCORE', jan, ARGV[4])
+if score and tonumber(score) <= tonumber(ARGV[5]) then redis.call('ZREM', jan, ARGV[4]); return 1 end
+return 0
 """

@@ -130,11 +130,11 @@ def submit_spec(spec: Spec, *, settings: Any, jobstore: Any, enqueue: Callable[[
         raise ScalespaceError(f"could not draw an unused job id in {ID_ATTEMPTS} attempts; submit again")
     job_id = drawn
     if out.action == "full":
-        raise LaneFull(lane, int(out.parent or 0), limit)
+        raise LaneFull(lane, out.depth, limit)
     if out.action == "existing":
-        if out.extra and out.extra[0] != spec.spec_hash():
-            raise IdempotencyConflict(out.parent)
-        return Submitted(out.parent, created=False)
+        if out.spec_hash and out.spec_hash != spec.spec_hash():
+            raise IdempotencyConflict(out.job_id)
+        return Submitted(out.job_id, created=False)
     try:
         enqueue(job_id, lane)
     except Exception:

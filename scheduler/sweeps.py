@@ -22,7 +22,7 @@ from typing import Any, Callable
 from scalespace import ScalespaceError
 from scalespace.jobs.spec_files import read_spec_file
 from scalespace.jobs.specs import parse_spec
-from scalespace.scheduler.jobstore import NIGHTLY_LANE
+from scalespace.scheduler.jobstore import NIGHTLY_LANE, JobRecord
 
 # scalespace.jobs.sweep and scalespace.scheduler.submit import torch: they are imported in the functions that
 # need them, so reading a sweeps file (and refusing a bad one) stays fast and small
@@ -80,20 +80,21 @@ def fan_out(parent: str, owner: str, spec: dict[str, Any], lane: str, jobstore: 
         out = jobstore.submit(cid, parsed.model_dump(mode="json"), kind=parsed.kind, spec_hash=parsed.spec_hash(),
                               lane=lane, limit=-1, parent=parent)
         rec = jobstore.get(cid) if out.action != "created" else None
-        if out.action == "created" or (rec and rec.get("state") == "queued"):
+        if out.action == "created" or (rec is not None and rec.state == "queued"):
             enqueue(cid, lane)
         ids.append(cid)
     return jobstore.wait_for_children(parent, owner, ids)
 
 
-def mark_failed_children(rec: dict[str, Any], jobstore: Any, store: Any) -> None:
+def mark_failed_children(rec: JobRecord, jobstore: Any, store: Any) -> None:
     """Before aggregating: write failure.json for each child that ended without results."""
     from scalespace.jobs.sweep import FAILURE, record_failure
 
-    for cid in rec.get("children") or []:
+    for cid in rec.children or []:
         child = jobstore.get(cid)
-        state = child.get("state") if child else "expired"
+        state = child.state if child is not None else "expired"
         if state == "succeeded":
             continue
+        error = child.error if child is not None else None
         if store.manifest(cid) is None and not store.exists("jobs", cid, FAILURE):
-            record_failure(store, cid, state or "failed", (child or {}).get("error") or f"child job ended {state}")
+            record_failure(store, cid, state or "failed", error or f"child job ended {state or None}")

@@ -8,6 +8,8 @@ import threading
 import time
 from typing import Any
 
+from scalespace.jobs.stopping import JobStopped
+
 log = logging.getLogger("scalespace.worker")
 
 
@@ -93,6 +95,20 @@ class StepReporter:
         self.latest = {"phase": p.phase, "done": int(p.done), "total": int(p.total), "figures": _jsonable(p.figures)}
         self.done = int(p.done)
         self._dirty = True
+
+    def guard(self) -> None:
+        """Before a write: a fresh look in the job store that this delivery still owns the job.
+        Redis away: the write goes on (it lands in this attempt's own folder; the commit decides)."""
+        if self.lease.lost:
+            raise JobStopped("lease-lost")
+        try:
+            reason = self.js.step(self.job_id, self.owner, None)
+        except Exception as e:  # noqa: BLE001 - see above
+            log.debug("ownership check for %s failed: %s", self.job_id, e)
+            return
+        if reason == "lease-lost":
+            self.lease.lost = True
+            raise JobStopped("lease-lost")
 
     def should_stop(self) -> str | None:
         if self.deadline_at is not None and time.time() > self.deadline_at:

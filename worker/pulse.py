@@ -4,8 +4,9 @@ Every SCALESPACE_HEARTBEAT_S it
 - touches SCALESPACE_HEARTBEAT_FILE (the liveness probe reads its age),
 - registers the worker in Redis (readiness and /metrics count live workers),
 - requeues running jobs whose worker was lost (lease expired, heartbeat stale),
-- hands jobs whose retry backoff is over back to their lane.
-Any worker may do the last two; the transitions are atomic in Redis, so two
+- hands jobs whose retry backoff is over back to their lane,
+- runs the janitor over ended jobs (scalespace.scheduler.janitor).
+Any worker may do the last three; the transitions are atomic in Redis, so two
 workers never requeue the same job twice.
 
 The lease clock: a lease's expiry keeps running while Redis is away, so after
@@ -27,6 +28,7 @@ from typing import Any
 
 from celery import bootsteps
 
+from scalespace.scheduler.janitor import tidy
 from scalespace.worker.runtime import runtime_for
 
 log = logging.getLogger("scalespace.worker")
@@ -52,6 +54,8 @@ def pulse_once(rt: Any, *, reap: bool = True) -> int:
         rt.enqueue(job_id, lane)
         moved += 1
         log.info("job %s back on lane %s", job_id, lane)
+    if reap:
+        tidy(js, rt.store, grace_s=s.lease_s, limit=10)
     return moved
 
 

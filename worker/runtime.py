@@ -65,7 +65,7 @@ class Runtime:
             return
         rec = self.jobstore.get(parent)
         if rec is not None:
-            self.enqueue(parent, rec.get("lane") or self.settings.default_lane)
+            self.enqueue(parent, rec.lane or self.settings.default_lane)
 
 
 def runtime_for(app: Any) -> Runtime:

@@ -1,16 +1,22 @@
 """The worker's tasks: thin shells around scalespace.jobs.run_job.
 
 `scalespace.run(job_id)`:
-  1. take the lease (Redis, atomic): drop the message if the job is finished,
-     leased by a live worker, missing, or a sweep still waiting for children;
-     expire or cancel it if its deadline passed or a cancel came; fail it into
-     the dead-letter list when it has used up SCALESPACE_MAX_DELIVERIES;
-  2. run it: `run_job(spec, store, progress, job_id=..., should_stop=...)`,
-     which checks the cancel flag, the deadline and the lease between steps,
-     reports progress, and writes the manifest last (the commit point);
-  3. record the outcome (succeeded with artifact pointers, failed with the
-     reason, cancelled, expired; or back to the lane after a transient error,
-     with backoff) and release the lease.
+  1. take the lease (Redis, atomic) and this delivery's fencing token: drop
+     the message if the job is finished, leased by a live worker, missing, or
+     a sweep still waiting for children; expire or cancel it if its deadline
+     passed or a cancel came; fail it into the dead-letter list when it has
+     used up SCALESPACE_MAX_DELIVERIES;
+  2. run it: `run_job(spec, store, progress, job_id=..., attempt=token, ...)`
+     writes under the attempt's own folder, checks the cancel flag, the
+     deadline and the lease between steps and before every write, and writes
+     the attempt's manifest last;
+  3. commit: one job-store step, valid only while this delivery owns the job
+     with the current token; then publish the manifest as the job's
+     `manifest.json`. Or record the other outcomes (failed with the reason,
+     cancelled, expired; back to the lane after an outage, with backoff).
+A worker that lost its lease writes, deletes and publishes nothing: the new
+owner's results stand, and the janitor (scalespace.scheduler.janitor) removes
+the leftovers of attempts that were not committed.
 A sweep fans out its children as jobs of their own, then comes back to
 aggregate them once the last one has ended.
 
@@ -30,6 +36,8 @@ from typing import Any
 from scalespace import ScalespaceError
 from scalespace.ids import check_id
 from scalespace.jobs.kinds import JOB_KINDS
+from scalespace.scheduler.janitor import publish
+from scalespace.scheduler.jobstore import JobRecord
 from scalespace.scheduler.queues import TASK_NIGHTLY, TASK_RUN
 from scalespace.storage import StoreUnavailable
 from scalespace.worker.lease import Lease, StepReporter
@@ -101,29 +109,30 @@ def run_task(rt: Runtime, job_id: str) -> str:
     owner = f"{rt.worker_name}/{uuid.uuid4().hex[:12]}"
     got = js.begin(job_id, owner, rt.worker_name, lease_s=s.lease_s, max_attempts=s.max_deliveries)
     if got.action != "run":
-        log.info("job %s: %s %s", job_id, got.action, " ".join(got.extra) or got.parent)
-        rt.enqueue_parent(got.parent)
-        if got.action == "dead":
-            _discard_partial(rt, job_id)
+        log.info("job %s: %s %s", job_id, got.action, got.reason or got.state or got.holder)
+        rt.enqueue_parent(got.ready_parent)
         return got.action
-    rec = js.get(job_id) or {}
+    rec = js.get(job_id)
+    if rec is None:  # the record expired between begin and here: nothing left to run or to record
+        log.warning("job %s: its record is gone; dropped", job_id)
+        return "missing"
     with Lease(js, job_id, owner, s.lease_s, s.heartbeat_s, registry=rt.leases) as lease:
-        reporter = StepReporter(js, job_id, owner, lease, deadline_at=rec.get("deadline_at"),
+        reporter = StepReporter(js, job_id, owner, lease, deadline_at=rec.deadline_at,
                                 shutdown=rt.shutdown_requested)
-        return _execute(rt, job_id, owner, rec, reporter)
+        return _execute(rt, job_id, owner, got.fence, rec, reporter)
 
 
-def _execute(rt: Runtime, job_id: str, owner: str, rec: dict[str, Any], reporter: StepReporter) -> str:
-    js, spec = rt.jobstore, rec.get("spec") or {}
+def _execute(rt: Runtime, job_id: str, owner: str, fence: int, rec: JobRecord, reporter: StepReporter) -> str:
+    js, spec = rt.jobstore, rec.spec
     kind = JOB_KINDS.get(spec.get("kind"))
     t0 = time.monotonic()
     try:
-        if kind is not None and kind.grid and not rec.get("children_total"):
+        if kind is not None and kind.grid and not rec.children_total:
             from scalespace.scheduler.sweeps import fan_out  # imports torch: not at import time
 
-            pending = fan_out(job_id, owner, spec, rec.get("lane") or rt.settings.default_lane, rt.jobstore, rt.enqueue)
+            pending = fan_out(job_id, owner, spec, rec.lane or rt.settings.default_lane, rt.jobstore, rt.enqueue)
             if pending == 0:
-                rt.enqueue(job_id, rec.get("lane") or rt.settings.default_lane)
+                rt.enqueue(job_id, rec.lane or rt.settings.default_lane)
             return "fanned-out"
         if kind is not None and kind.grid:
             from scalespace.scheduler.sweeps import mark_failed_children  # imports torch: not at import time
@@ -132,7 +141,8 @@ def _execute(rt: Runtime, job_id: str, owner: str, rec: dict[str, Any], reporter
         from scalespace.jobs import JobStopped, run_job  # torch and CUDA start here, in the worker process
 
         try:
-            manifest = run_job(spec, rt.store, reporter.progress, job_id=job_id, should_stop=reporter.should_stop)
+            manifest = run_job(spec, rt.store, reporter.progress, job_id=job_id, should_stop=reporter.should_stop,
+                               attempt=fence, guard=reporter.guard)
         except JobStopped as e:
             return _stopped(rt, job_id, owner, e.reason, reporter)
     except Exception as e:  # noqa: BLE001 - every outcome is recorded on the job
@@ -143,33 +153,63 @@ def _execute(rt: Runtime, job_id: str, owner: str, rec: dict[str, Any], reporter
         else:
             log.exception("job %s failed", job_id)
             reason = f"{type(e).__name__}: {_one_line(e)}"
-        out = _durable(js.finish, job_id, "failed", reason, stopped_step=reporter.done,
+        out = _durable(js.finish, job_id, owner, "failed", reason, stopped_step=reporter.done,
                        patience_s=rt.settings.outage_tolerance_s)
-        rt.enqueue_parent(out.parent)
-        return "failed"
-    artifacts = [{"name": a["name"], "sha256": a["sha256"], "bytes": a["bytes"]} for a in manifest.get("artifacts", [])]
-    out = _durable(js.commit, job_id, artifacts, manifest.get("summary"), time.monotonic() - t0,
-                   patience_s=rt.settings.outage_tolerance_s)
-    rt.enqueue_parent(out.parent)
+        return _ended(rt, job_id, out, "failed")
+    artifacts = [{k: a.get(k) for k in ("name", "path", "sha256", "bytes")} for a in manifest.get("artifacts", [])]
+    out = _durable(js.commit, job_id, owner, fence, artifacts, manifest.get("summary"), time.monotonic() - t0,
+                   attempt=manifest.get("attempt") or fence, patience_s=rt.settings.outage_tolerance_s)
+    if out.action != "succeeded":
+        log.warning("job %s: not committed (%s, %s): another delivery owns it; this attempt's files stay for the "
+                    "janitor", job_id, out.action, out.state)
+        return "lease-lost"
+    _publish(rt, job_id, int(manifest.get("attempt") or fence))
+    rt.enqueue_parent(out.ready_parent)
     log.info("job %s: %s in %.2f s", job_id, out.action, time.monotonic() - t0)
     return out.action
+
+
+def _ended(rt: Runtime, job_id: str, out: Any, state: str) -> str:
+    """After finish: a sweep parent may be ready; a refused finish means another delivery owns the job."""
+    if out.action in ("not-ours", "not-running"):
+        log.warning("job %s: not marked %s (%s): another delivery owns it", job_id, state, out.action)
+        return "lease-lost"
+    rt.enqueue_parent(out.ready_parent)
+    return state
+
+
+def _publish(rt: Runtime, job_id: str, attempt: int) -> None:
+    """The committed attempt's manifest as the job's manifest.json (only the committer and the janitor write it);
+    across an S3 outage, retried for up to SCALESPACE_OUTAGE_TOLERANCE_S, then left to the janitor."""
+    deadline = time.monotonic() + rt.settings.outage_tolerance_s
+    delay = 0.5
+    while True:
+        try:
+            publish(rt.store, job_id, attempt)
+            return
+        except StoreUnavailable as e:
+            if time.monotonic() + delay > deadline:
+                log.warning("job %s: manifest not published (%s); the janitor will", job_id, _one_line(e))
+                return
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
 
 
 def _wait_out(rt: Runtime, job_id: str, owner: str, e: BaseException, reporter: StepReporter) -> str:
     """S3 or Redis unreachable: not the job's failure. Back off and retry without using an attempt, until the
     outage has lasted SCALESPACE_OUTAGE_TOLERANCE_S (counted from the first outage of this job); then fail."""
     js, s = rt.jobstore, rt.settings
-    rec = _durable(js.get, job_id, patience_s=s.outage_tolerance_s) or {}
-    since = rec.get("outage_since") or time.time()
+    rec = _durable(js.get, job_id, patience_s=s.outage_tolerance_s)
+    since = (rec.outage_since if rec is not None else None) or time.time()
     lasted = time.time() - since
     if lasted >= s.outage_tolerance_s:
         reason = (f"gave up after waiting {lasted:.0f} s for an unreachable store or job store (longer than "
                   f"SCALESPACE_OUTAGE_TOLERANCE_S={s.outage_tolerance_s:g}): {_one_line(e)}; retry the job once it is back")
-        out = _durable(js.finish, job_id, "failed", reason, stopped_step=reporter.done, patience_s=s.outage_tolerance_s)
-        rt.enqueue_parent(out.parent)
+        out = _durable(js.finish, job_id, owner, "failed", reason, stopped_step=reporter.done,
+                       patience_s=s.outage_tolerance_s)
         log.error("job %s: %s", job_id, reason)
-        return "failed"
-    retries = int(rec.get("retries") or 0) + 1
+        return _ended(rt, job_id, out, "failed")
+    retries = (rec.retries if rec is not None else 0) + 1
     delay = min(_retry_delay(rt, retries), max(s.outage_tolerance_s - lasted, 0.0) + 1.0)
     why = f"waiting out an outage ({lasted:.0f} s so far), retrying in {delay:.0f} s: {_one_line(e)}"
     n = _durable(js.requeue, job_id, owner, why, outage=True, delay_s=delay, patience_s=s.outage_tolerance_s)
@@ -183,22 +223,14 @@ def _stopped(rt: Runtime, job_id: str, owner: str, reason: str, reporter: StepRe
     if reason == "shutdown":
         _durable(js.requeue, job_id, owner, f"requeued: the worker shut down {where}", refund=True,
                  patience_s=rt.settings.outage_tolerance_s)
-        rt.enqueue(job_id, (js.get(job_id) or {}).get("lane") or rt.settings.default_lane)
+        rec = js.get(job_id)
+        rt.enqueue(job_id, (rec.lane if rec is not None else "") or rt.settings.default_lane)
         return "requeued"
     if reason == "lease-lost":
         log.warning("job %s: lease lost %s; another worker has it", job_id, where)
         return "lease-lost"
     state = "expired" if reason == "deadline" else "cancelled"
     text = f"deadline passed {where}" if state == "expired" else f"cancelled by request {where}"
-    out = _durable(js.finish, job_id, state, text, stopped_step=reporter.done, patience_s=rt.settings.outage_tolerance_s)
-    rt.enqueue_parent(out.parent)
-    return state
-
-
-def _discard_partial(rt: Runtime, job_id: str) -> None:
-    """A job that gave up keeps no half-written artifacts (best effort: the store may be the cause)."""
-    try:
-        if rt.store.manifest(job_id) is None:
-            rt.store.delete("jobs", job_id)
-    except Exception as e:  # noqa: BLE001
-        log.warning("could not remove partial artifacts of %s: %s", job_id, _one_line(e))
+    out = _durable(js.finish, job_id, owner, state, text, stopped_step=reporter.done,
+                   patience_s=rt.settings.outage_tolerance_s)
+    return _ended(rt, job_id, out, state)

@@ -4,6 +4,7 @@
     kinds.py      kind -> its spec, its check and its runner (JOB_KINDS, `job_kind`)
     run.py        `run_job`: runs a spec with its kind's runner and writes the manifest last
     context.py    what a running job sees (JobContext) and what it reports (Progress)
+    stopping.py   JobStopped: why a running job stops early (torch-free)
     sample.py, evaluate.py, train.py, sweep.py: the runners, each with its check
 
 The names below are imported on first use, not with the package: `specs` and
@@ -17,13 +18,14 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from scalespace.jobs.context import JobContext, JobStopped, Progress
+    from scalespace.jobs.context import JobContext, Progress
+    from scalespace.jobs.stopping import JobStopped
     from scalespace.jobs.run import run_job
     from scalespace.jobs.specs import SampleSpec, Spec, parse_spec
 
 #: name -> the module that defines it
 _EXPORTS = {
-    "JobContext": "context", "JobStopped": "context", "Progress": "context",
+    "JobContext": "context", "JobStopped": "stopping", "Progress": "context",
     "run_job": "run",
     "SampleSpec": "specs", "Spec": "specs", "parse_spec": "specs",
 }

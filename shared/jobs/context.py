@@ -1,5 +1,7 @@
 """What a running job sees: its id, its store, a progress sink and a stop check."""
 
+# JobStopped is defined in scalespace.jobs.stopping (torch-free) and re-exported here
+
 from __future__ import annotations
 
 import json
@@ -10,15 +12,8 @@ from typing import Any, Callable
 import torch
 
 from scalespace import ScalespaceError
-from scalespace.storage.base import ArtifactRef, ArtifactStore
-
-
-class JobStopped(Exception):
-    """Raised between steps when a job is cancelled or past its deadline."""
-
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
+from scalespace.jobs.stopping import JobStopped
+from scalespace.storage.base import ArtifactRef, ArtifactStore, attempt_folder
 
 
 @dataclass
@@ -55,14 +50,39 @@ class JobContext:
     device: torch.device = torch.device("cpu")
     #: set by run_job: the same store, progress sink and stop check
     run_child: RunChildFn | None = None
+    #: the attempt's fencing token when run by the service (artifacts go to its folder); None embedded
+    attempt: int | None = None
+    #: checked before every write: raises JobStopped when this attempt no longer owns the job
+    guard: Callable[[], None] | None = None
     artifacts: list[ArtifactRef] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     manifest_extra: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def folder(self) -> str:
+        """Where this attempt writes inside the job's folder: '' embedded, 'attempt-<n>/' in the service."""
+        return f"{attempt_folder(self.attempt)}/" if self.attempt else ""
+
+    def check_owner(self) -> None:
+        """Before any write: raises JobStopped('lease-lost') when this attempt no longer owns the job."""
+        if self.guard is not None:
+            self.guard()
+
     def put(self, name: str, data: bytes) -> ArtifactRef:
-        ref = self.store.put("jobs", self.job_id, name, data)
+        self.check_owner()  # a worker that lost its lease writes nothing more
+        ref = self.store.put("jobs", self.job_id, self.folder + name, data)
+        ref = ArtifactRef(name=name, sha256=ref.sha256, bytes=ref.bytes, path=self.folder + name)
         self.artifacts = [a for a in self.artifacts if a.name != name] + [ref]
         return ref
+
+    def read_latest(self, name: str) -> bytes | None:
+        """`name` as this job last wrote it: this attempt's, else the newest earlier attempt's (a resumable
+        job restarts from it; earlier attempts' files are only read, never written)."""
+        folders = [self.folder] if not self.attempt else [f"{attempt_folder(a)}/" for a in range(self.attempt, 0, -1)]
+        for folder in folders:
+            if self.store.exists("jobs", self.job_id, folder + name):
+                return self.store.get("jobs", self.job_id, folder + name)
+        return None
 
     def put_json(self, name: str, obj: Any) -> ArtifactRef:
         return self.put(name, json.dumps(obj, indent=2, sort_keys=True, allow_nan=False).encode())

@@ -210,7 +210,7 @@ def markdown_table(report: dict[str, Any]) -> str:
 
 def load_report(store, job_id: str) -> dict[str, Any]:
     """The report.json of a finished evaluate job."""
-    return json.loads(store.get("jobs", job_id, "report.json"))
+    return json.loads(store.read_artifact(job_id, "report.json"))
 
 
 __all__ = ["check_evaluate_spec", "load_report", "markdown_table", "run_evaluate", "summarise"]

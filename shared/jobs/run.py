@@ -1,17 +1,26 @@
 """`run_job`: the one code path that executes a spec, embedded or in a worker.
 
-Artifacts are written under the job id; the manifest is written last and is
-the commit point. A job that fails leaves no manifest (its partial artifacts
-are removed, except for resumable kinds, which restart from them:
-scalespace.jobs.kinds), so nothing half-written looks complete. Running a job
-whose manifest already exists returns that manifest (exactly-once effect).
+The manifest is written last and is the commit point; it names each artifact
+with its path, sha256 and size. Running a job whose manifest already exists
+returns that manifest (exactly-once effect).
+
+Embedded (no `attempt`): artifacts and the manifest land in the job's folder;
+a job that fails leaves no manifest, and its partial artifacts are removed,
+except for resumable kinds, which restart from them (scalespace.jobs.kinds).
+
+In the service (`attempt` = the delivery's fencing token): everything goes
+under `attempt-<n>/`, the attempt's manifest included, and nothing is deleted
+or published here. The worker commits the attempt in the job store (one
+atomic step, valid only for the current token), then publishes its manifest
+as the job's `manifest.json`; leftovers of other attempts are removed by the
+janitor (scalespace.scheduler.janitor), never by a worker that lost its lease.
 """
 
 from __future__ import annotations
 
 import time
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable
 
 from scalespace.ids import check_id, new_id
 from scalespace.jobs.admission import admit
@@ -35,8 +44,14 @@ def run_job(
     *,
     job_id: str | None = None,
     should_stop: StopFn | None = None,
+    attempt: int | None = None,
+    guard: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
-    """Run one job to completion and return its manifest (a dict)."""
+    """Run one job to completion and return its manifest (a dict).
+
+    attempt: the fencing token of this delivery (the service); guard: called before every write, raises
+    JobStopped when the attempt no longer owns the job.
+    """
     if isinstance(spec, dict):
         spec = parse_spec(spec)
     job_id = check_id(job_id, "job id") if job_id else new_job_id(spec)
@@ -51,7 +66,7 @@ def run_job(
         return run_job(child, store, progress, job_id=child_id, should_stop=should_stop)
 
     ctx = JobContext(job_id=job_id, store=store, progress=progress, should_stop=should_stop, device=device,
-                     run_child=run_child)
+                     run_child=run_child, attempt=attempt, guard=guard)
     kind = job_kind(spec.kind)
     runner = kind.run
     started = datetime.now(timezone.utc)
@@ -59,11 +74,12 @@ def run_job(
     try:
         summary = runner(spec, ctx)
     except BaseException:
-        if not kind.resumable:
-            store.delete("jobs", job_id)  # no manifest was written: remove the partial artifacts
+        if attempt is None and not kind.resumable:
+            store.delete("jobs", job_id)  # embedded: no manifest was written; remove the partial artifacts
         raise
     manifest = {
         "job_id": job_id,
+        "attempt": attempt,
         "kind": spec.kind,
         "spec": spec.model_dump(mode="json"),
         "spec_hash": spec.spec_hash(),
@@ -79,7 +95,9 @@ def run_job(
         **ctx.manifest_extra,
         "artifacts": [a.to_dict() for a in ctx.artifacts],
     }
-    store.put_json("jobs", job_id, MANIFEST, manifest)
+    if guard is not None:
+        guard()
+    store.put_json("jobs", job_id, ctx.folder + MANIFEST, manifest)
     return manifest
 
 

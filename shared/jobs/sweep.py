@@ -134,7 +134,7 @@ def previous_report(store: ArtifactStore, name: str, exclude: str | None = None)
         job_id = entry.get("job_id")
         if job_id and job_id != exclude and store.manifest(job_id) is not None:
             try:
-                return job_id, store.get_json("jobs", job_id, REPORT_JSON)
+                return job_id, json.loads(store.read_artifact(job_id, REPORT_JSON))
             except StoreUnavailable:
                 raise
             except (ScalespaceError, json.JSONDecodeError):

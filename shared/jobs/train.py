@@ -135,9 +135,9 @@ def _save_state(ctx: JobContext, spec: TrainSpec, trainer: Trainer, evals: list,
 
 def _resume(ctx: JobContext, spec: TrainSpec, trainer: Trainer) -> tuple[list, float]:
     """Load the job's last checkpoint, if any: (evaluations so far, training seconds so far)."""
-    if not ctx.store.exists("jobs", ctx.job_id, CHECKPOINT):
+    data = ctx.read_latest(CHECKPOINT)
+    if data is None:
         return [], 0.0
-    data = ctx.store.get("jobs", ctx.job_id, CHECKPOINT)
     tensors, state = tensors_from_bytes(data, f"{CHECKPOINT} of job {ctx.job_id!r}")
     if state.get("spec_hash") != spec.spec_hash():
         raise ScalespaceError(f"job id {ctx.job_id!r} holds the training state of another spec; use a new job id")
@@ -193,6 +193,7 @@ def run_train(spec: TrainSpec, ctx: JobContext) -> dict[str, Any]:
         "figures": {"final_loss": trainer.curve.last(), "evaluation": final},
         "code_version": code_version(),
     }
+    ctx.check_owner()  # models are stored by content hash, outside the attempt's folder
     model_id = register_model(ctx.store, trainer.model_tensors(), card)
     ctx.manifest_extra["model"] = {"id": model_id, "location": ctx.store.location("models", model_id)}
     return {

@@ -1,9 +1,16 @@
 """The artifact store interface: objects under <namespace>/<id>/<name>.
 
-Namespaces: `jobs` (a job's artifacts; its manifest.json, written last, is the
-commit point: a job without a manifest has no results), `models` (checkpoints)
-and `cache` (reference statistics). Ids and names are validated before they
-become paths or object keys.
+Namespaces: `jobs` (a job's artifacts; its manifest.json is the commit point:
+a job without a manifest has no results), `models` (checkpoints) and `cache`
+(reference statistics). Ids and names are validated before they become paths
+or object keys.
+
+A job run by the service writes each attempt under a folder of its own,
+`jobs/<id>/attempt-<n>/` (n: the attempt's fencing token from the job store),
+so a worker that lost its lease never overwrites another attempt's files. The
+attempt's manifest names each artifact's `path` inside the job's folder; the
+committed attempt's manifest is published as `jobs/<id>/manifest.json`. A job
+run embedded writes its artifacts beside its manifest (path = name).
 """
 
 from __future__ import annotations
@@ -21,24 +28,39 @@ from scalespace.ids import check_id
 NAMESPACES = ("jobs", "models", "cache")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 MANIFEST = "manifest.json"
+ATTEMPT_PATTERN = re.compile(r"^attempt-[1-9][0-9]{0,11}$")
+
+
+def attempt_folder(attempt: int) -> str:
+    """The folder of a job's attempt `attempt` (its fencing token): `attempt-<n>`."""
+    if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 1:
+        raise ScalespaceError(f"attempt must be a whole number >= 1, got {attempt!r}")
+    return f"attempt-{attempt}"
 
 
 def check_key(namespace: str, ident: str, name: str) -> None:
+    """A valid object: a known namespace, a valid id, a plain name (jobs: optionally inside an attempt folder)."""
     if namespace not in NAMESPACES:
         raise ScalespaceError(f"unknown store namespace {namespace!r}")
     check_id(ident)
-    if not NAME_PATTERN.match(name) or ".." in name:
+    folder, slash, base = name.rpartition("/")
+    if slash and (namespace != "jobs" or not ATTEMPT_PATTERN.match(folder)):
+        raise ScalespaceError(f"invalid artifact name {name!r}")
+    if not NAME_PATTERN.match(base) or ".." in base:
         raise ScalespaceError(f"invalid artifact name {name!r}")
 
 
 @dataclass(frozen=True)
 class ArtifactRef:
+    """One artifact: its name, where it lies inside the job's folder (`path`), its sha256 and size."""
+
     name: str
     sha256: str
     bytes: int
+    path: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "sha256": self.sha256, "bytes": self.bytes}
+        return {"name": self.name, "path": self.path or self.name, "sha256": self.sha256, "bytes": self.bytes}
 
 
 class ArtifactStore(ABC):
@@ -57,11 +79,12 @@ class ArtifactStore(ABC):
 
     @abstractmethod
     def list(self, namespace: str, ident: str | None = None) -> list[str]:
-        """Names under <namespace>/<ident>, or the ids under <namespace> when ident is None."""
+        """Names under <namespace>/<ident> (attempt folders' files as `attempt-<n>/<name>`), or the ids under
+        <namespace> when ident is None."""
 
     @abstractmethod
-    def delete(self, namespace: str, ident: str) -> None:
-        """Remove everything under <namespace>/<ident>."""
+    def delete(self, namespace: str, ident: str, folder: str | None = None) -> None:
+        """Remove everything under <namespace>/<ident>, or only under its attempt folder `folder`."""
 
     @abstractmethod
     def location(self, namespace: str, ident: str, name: str | None = None) -> str:
@@ -91,3 +114,19 @@ class ArtifactStore(ABC):
         if not self.exists("jobs", job_id, MANIFEST):
             return None
         return self.get_json("jobs", job_id, MANIFEST)
+
+    def read_artifact(self, job_id: str, name: str, manifest: dict[str, Any] | None = None) -> bytes:
+        """An artifact of a committed job, found through its manifest (wherever its attempt wrote it)."""
+        manifest = manifest if manifest is not None else self.manifest(job_id)
+        if manifest is None:
+            raise ScalespaceError(f"job {job_id!r} has no results (no {MANIFEST}); wait until it has succeeded")
+        return self.get("jobs", job_id, artifact_path(manifest, name))
+
+
+def artifact_path(manifest: dict[str, Any], name: str) -> str:
+    """Where the artifact `name` of this manifest lies inside the job's folder."""
+    for a in manifest.get("artifacts") or []:
+        if a.get("name") == name:
+            return a.get("path") or name
+    raise ScalespaceError(f"job {manifest.get('job_id')!r} has no artifact {name!r}; "
+                          f"it has {sorted(a.get('name') for a in manifest.get('artifacts') or [])}")

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from scalespace import ScalespaceError
-from scalespace.storage.base import ArtifactRef, ArtifactStore, check_key
+from scalespace.storage.base import ATTEMPT_PATTERN, ArtifactRef, ArtifactStore, check_key
 
 
 class LocalStore(ArtifactStore):
@@ -32,7 +32,7 @@ class LocalStore(ArtifactStore):
         path = self._path(namespace, ident, name)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{name}.", suffix=".tmp")
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
             os.replace(tmp, path)
@@ -58,11 +58,18 @@ class LocalStore(ArtifactStore):
             return sorted(p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith(("_", ".")))
         d = self._dir(namespace, ident)
         check_key(namespace, ident, "x")
-        return sorted(p.name for p in d.iterdir() if p.is_file() and not p.name.startswith(".")) if d.is_dir() else []
+        if not d.is_dir():
+            return []
+        out = [p.name for p in d.iterdir() if p.is_file() and not p.name.startswith(".")]
+        for sub in d.iterdir():
+            if sub.is_dir() and ATTEMPT_PATTERN.match(sub.name):
+                out += [f"{sub.name}/{p.name}" for p in sub.iterdir() if p.is_file() and not p.name.startswith(".")]
+        return sorted(out)
 
-    def delete(self, namespace: str, ident: str) -> None:
-        check_key(namespace, ident, "x")
-        shutil.rmtree(self._dir(namespace, ident), ignore_errors=True)
+    def delete(self, namespace: str, ident: str, folder: str | None = None) -> None:
+        check_key(namespace, ident, f"{folder}/x" if folder else "x")
+        d = self._dir(namespace, ident)
+        shutil.rmtree(d / folder if folder else d, ignore_errors=True)
 
     def location(self, namespace: str, ident: str, name: str | None = None) -> str:
         check_key(namespace, ident, name or "x")

@@ -20,7 +20,7 @@ import re
 from typing import Any
 
 from scalespace import ScalespaceError
-from scalespace.storage.base import ArtifactRef, ArtifactStore, check_key
+from scalespace.storage.base import ATTEMPT_PATTERN, ArtifactRef, ArtifactStore, check_key
 
 PREFIX_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}(/[A-Za-z0-9][A-Za-z0-9._-]{0,63}){0,7}$")
 CONTENT_TYPES = {".json": "application/json", ".png": "image/png", ".html": "text/html; charset=utf-8",
@@ -196,10 +196,13 @@ class S3Store(ArtifactStore):
             return sorted(d[len(base):].rstrip("/") for d in dirs)
         base = self._dir(namespace, ident)
         keys, _ = self._keys(base)
-        return sorted(k[len(base):] for k in keys if "/" not in k[len(base):])
+        names = [k[len(base):] for k in keys]
+        return sorted(n for n in names if "/" not in n or ATTEMPT_PATTERN.match(n.split("/", 1)[0]) and n.count("/") == 1)
 
-    def delete(self, namespace: str, ident: str) -> None:
-        base = self._dir(namespace, ident)
+    def delete(self, namespace: str, ident: str, folder: str | None = None) -> None:
+        if folder:
+            check_key(namespace, ident, f"{folder}/x")
+        base = self._dir(namespace, ident) + (f"{folder}/" if folder else "")
         keys, _ = self._keys(base)
         for i in range(0, len(keys), 1000):  # DeleteObjects takes at most 1000 keys
             batch = {"Objects": [{"Key": k} for k in keys[i:i + 1000]], "Quiet": True}

@@ -73,7 +73,7 @@ def test_ids_that_keep_colliding_fail_clearly(settings, jobstore, monkeypatch):
     monkeypatch.setattr(submit, "new_job_id", lambda spec: "sample-taken")
     with pytest.raises(ScalespaceError, match="could not draw an unused job id"):
         submit.submit_spec(spec, settings=settings, jobstore=jobstore, enqueue=enqueue, lane="batch")
-    assert calls == ["sample-taken"] and jobstore.get("sample-taken")["state"] == "queued"
+    assert calls == ["sample-taken"] and jobstore.get("sample-taken").state == "queued"
 
 
 def test_the_store_never_overwrites_an_existing_id(jobstore):
@@ -82,5 +82,5 @@ def test_the_store_never_overwrites_an_existing_id(jobstore):
     again = jobstore.submit("x", other, kind="sample", spec_hash="h2", lane="interactive", limit=-1)
     assert first.action == "created" and again.action == "exists"
     rec = jobstore.get("x")
-    assert rec["spec"] == SPEC and rec["spec_hash"] == "h1" and rec["lane"] == "batch"
+    assert rec.spec == SPEC and rec.spec_hash == "h1" and rec.lane == "batch"
     assert jobstore.queue_position("x", "interactive") is None

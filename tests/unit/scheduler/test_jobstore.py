@@ -19,11 +19,11 @@ def test_submit_position_idempotency_and_full_lane(jobstore):
     assert _submit(jobstore, "b").action == "created"
     assert jobstore.queue_position("a", "batch") == 1 and jobstore.queue_position("b", "batch") == 2
     rec = jobstore.get("a")
-    assert rec["state"] == "queued" and rec["spec"] == SPEC and rec["attempts"] == 0
+    assert rec.state == "queued" and rec.spec == SPEC and rec.attempts == 0
     assert _submit(jobstore, "a").action == "exists"
     first = _submit(jobstore, "c", idempotency_key="k1")
     again = jobstore.submit("d", SPEC, kind="sample", spec_hash="hc", lane="batch", limit=10, idempotency_key="k1")
-    assert first.action == "created" and again.action == "existing" and again.parent == "c" and again.extra == ("hc",)
+    assert first.action == "created" and again.action == "existing" and again.job_id == "c" and again.spec_hash == "hc"
     assert jobstore.get("d") is None
     assert _submit(jobstore, "e", limit=3).action == "full"
     assert _submit(jobstore, "f", lane="interactive", limit=3).action == "created"  # lanes are separate queues
@@ -34,16 +34,17 @@ def test_submit_position_idempotency_and_full_lane(jobstore):
 def test_lease_run_commit_and_drops(jobstore):
     _submit(jobstore, "j")
     got = jobstore.begin("j", "w1/x", "w1", lease_s=30, max_attempts=3)
-    assert got.action == "run" and got.parent == "1"
+    assert got.action == "run" and got.attempt == 1 and got.fence == 1
     assert jobstore.begin("j", "w2/y", "w2", lease_s=30, max_attempts=3).action == "leased"  # redelivery dropped
     assert jobstore.step("j", "w1/x", {"phase": "sample", "done": 3, "total": 10, "figures": {}}) == ""
     assert jobstore.step("j", "w2/y", None) == "lease-lost"
-    out = jobstore.commit("j", [{"name": "a.npz", "sha256": "0" * 64, "bytes": 3}], {"ok": True}, 1.5)
+    out = jobstore.commit("j", "w1/x", got.fence, [{"name": "a.npz", "sha256": "0" * 64, "bytes": 3}], {"ok": True}, 1.5)
     assert out.action == "succeeded"
     rec = jobstore.get("j")
-    assert rec["state"] == "succeeded" and rec["artifacts"][0]["name"] == "a.npz" and rec["progress"]["done"] == 3
+    assert rec.state == "succeeded" and rec.artifacts[0]["name"] == "a.npz" and rec.progress["done"] == 3
+    assert rec.committed_attempt == 1
     assert jobstore.begin("j", "w3/z", "w3", lease_s=30, max_attempts=3).action == "terminal"
-    assert jobstore.commit("j", [], None, 1.0).action == "not-running"  # committed once
+    assert jobstore.commit("j", "w1/x", 1, [], None, 1.0).action == "not-running"  # committed once
     assert 0 < jobstore.r.ttl(jobstore.key("job", "j")) <= jobstore.result_ttl_s
     assert jobstore.r.exists(jobstore.key("lease", "j")) == 0
     snap = jobstore.snapshot(["batch"])
@@ -53,22 +54,22 @@ def test_lease_run_commit_and_drops(jobstore):
 def test_cancel_queued_and_running(jobstore):
     _submit(jobstore, "q")
     assert jobstore.cancel("q").action == "cancelled"
-    assert jobstore.get("q")["state"] == "cancelled" and jobstore.queue_position("q", "batch") is None
+    assert jobstore.get("q").state == "cancelled" and jobstore.queue_position("q", "batch") is None
     assert jobstore.cancel("q").action == "terminal"
     _submit(jobstore, "r")
     jobstore.begin("r", "w/1", "w", lease_s=30, max_attempts=3)
     jobstore.step("r", "w/1", {"phase": "sample", "done": 7, "total": 10, "figures": {}})
     assert jobstore.cancel("r").action == "cancelling"
-    assert jobstore.get("r")["cancel_step"] == "7"
+    assert jobstore.get("r").cancel_step == 7
     assert jobstore.step("r", "w/1", {"phase": "sample", "done": 8, "total": 10, "figures": {}}) == "cancelled"
-    assert jobstore.finish("r", "cancelled", "cancelled by request", stopped_step=8).action == "cancelled"
+    assert jobstore.finish("r", "w/1", "cancelled", "cancelled by request", stopped_step=8).action == "cancelled"
     assert jobstore.cancel("missing").action == "missing"
 
 
 def test_deadline_expires_queued_job(jobstore):
     _submit(jobstore, "d", deadline_s=0.05)
     time.sleep(0.1)
-    assert jobstore.get("d")["state"] == "expired"  # looked at: expired
+    assert jobstore.get("d").state == "expired"  # looked at: expired
     _submit(jobstore, "e", deadline_s=0.05)
     time.sleep(0.1)
     assert jobstore.begin("e", "w/1", "w", lease_s=30, max_attempts=3).action == "expired"  # delivered: expired
@@ -82,11 +83,11 @@ def test_reaper_requeues_a_lost_worker_and_the_cap_dead_letters(jobstore):
         assert jobstore.reap(0.05) == [("p", "batch")]
         assert jobstore.reap(0.05) == []  # requeued once
         rec = jobstore.get("p")
-        assert rec["state"] == "queued" and rec["redeliveries"] == attempt and "was lost" in rec["error"]
+        assert rec.state == "queued" and rec.redeliveries == attempt and "was lost" in rec.error
     dead = jobstore.begin("p", "w/3", "w", lease_s=0.05, max_attempts=2)
-    assert dead.action == "dead" and "gave up after 2 attempts" in dead.extra[0]
+    assert dead.action == "dead" and "gave up after 2 attempts" in dead.reason
     rec = jobstore.get("p")
-    assert rec["state"] == "failed" and rec["dead_letter"] and "was lost" in rec["error"]
+    assert rec.state == "failed" and rec.dead_letter and "was lost" in rec.error
     assert jobstore.dead_letters() == ["p"]
 
 
@@ -98,17 +99,17 @@ def test_requeue_with_backoff_and_retry_by_request(jobstore):
     time.sleep(0.15)
     assert jobstore.due() == [("t", "batch")] and jobstore.due() == []
     rec = jobstore.get("t")
-    assert rec["state"] == "queued" and rec["retries"] == 1 and rec["attempts"] == 1
+    assert rec.state == "queued" and rec.retries == 1 and rec.attempts == 1
     jobstore.begin("t", "w/2", "w", lease_s=30, max_attempts=3)
     assert jobstore.requeue("t", "w/2", "shutting down", refund=True) == 1
-    assert jobstore.get("t")["attempts"] == 1  # a worker's shutdown is not the job's attempt
+    assert jobstore.get("t").attempts == 1  # a worker's shutdown is not the job's attempt
     assert jobstore.retry("t", limit=10, deadline_s=None).action == "refused"
     jobstore.begin("t", "w/3", "w", lease_s=30, max_attempts=3)
-    jobstore.finish("t", "failed", "boom")
+    jobstore.finish("t", "w/3", "failed", "boom")
     out = jobstore.retry("t", limit=10, deadline_s=60)
     rec = jobstore.get("t")
-    assert out.action == "queued" and rec["state"] == "queued" and rec["attempts"] == 0 and rec["error"] is None
-    assert rec["deadline_at"] > time.time() + 50
+    assert out.action == "queued" and rec.state == "queued" and rec.attempts == 0 and rec.error is None
+    assert rec.deadline_at > time.time() + 50
 
 
 def test_sweep_waits_for_children_and_the_last_one_wakes_it(jobstore):
@@ -121,22 +122,22 @@ def test_sweep_waits_for_children_and_the_last_one_wakes_it(jobstore):
     assert not jobstore.heartbeat("sw", "w/1", 30)  # the fan-out's late heartbeat does not take the lease back
     assert jobstore.r.exists(jobstore.key("lease", "sw")) == 0
     assert jobstore.reap(0) == []  # a waiting sweep holds no lease and is not a lost job
-    assert jobstore.cancel("sw.c000").parent == ""
-    jobstore.begin("sw.c001", "w/3", "w", lease_s=30, max_attempts=3)
-    assert jobstore.commit("sw.c001", [], {}, 0.1).parent == "sw"  # the last child names its parent
+    assert jobstore.cancel("sw.c000").ready_parent == ""
+    child = jobstore.begin("sw.c001", "w/3", "w", lease_s=30, max_attempts=3)
+    assert jobstore.commit("sw.c001", "w/3", child.fence, [], {}, 0.1).ready_parent == "sw"  # the last child names its parent
     parent = jobstore.get("sw")
-    assert parent["progress"] == {"phase": "children", "done": 2, "total": 2} and parent["waiting"]
+    assert parent.progress == {"phase": "children", "done": 2, "total": 2} and parent.waiting
     again = jobstore.begin("sw", "w/4", "w", lease_s=30, max_attempts=3)
-    assert again.action == "run" and jobstore.get("sw")["attempts"] == 1  # aggregation is not a new attempt
+    assert again.action == "run" and jobstore.get("sw").attempts == 1  # aggregation is not a new attempt
 
 
 def test_list_filters_and_worker_registry(jobstore):
     _submit(jobstore, "l1")
     _submit(jobstore, "l2", lane="nightly")
     jobstore.cancel("l1")
-    assert [r["id"] for r in jobstore.list()] == ["l2", "l1"]
-    assert [r["id"] for r in jobstore.list(state="cancelled")] == ["l1"]
-    assert [r["id"] for r in jobstore.list(lane="nightly")] == ["l2"]
+    assert [r.id for r in jobstore.list()] == ["l2", "l1"]
+    assert [r.id for r in jobstore.list(state="cancelled")] == ["l1"]
+    assert [r.id for r in jobstore.list(lane="nightly")] == ["l2"]
     assert jobstore.list(kind="train") == []
     jobstore.register_worker("w@h", 5, {"pid": 1})
     assert jobstore.workers() == ["w@h"]
@@ -153,7 +154,34 @@ def test_duration_buckets():
 
 @pytest.mark.parametrize("raw, expected", [({"attempts": "3", "created_at": "1.5", "cancel_requested": "1", "error": ""},
                                              {"attempts": 3, "created_at": 1.5, "cancel_requested": True, "error": None})])
-def test_decode(raw, expected):
-    from scalespace.scheduler.jobstore import decode
+def test_from_hash(raw, expected):
+    from scalespace.scheduler.jobstore import JobRecord
 
-    assert decode(raw) == expected
+    rec = JobRecord.from_hash(raw)
+    assert {k: getattr(rec, k) for k in expected} == expected
+
+
+def test_a_record_read_back_is_typed_and_unknown_fields_still_load(jobstore):
+    from scalespace.scheduler.jobstore import JobRecord
+
+    _submit(jobstore, "typed", deadline_s=60)
+    rec = jobstore.get("typed")
+    assert isinstance(rec, JobRecord) and rec.id == "typed" and rec.kind == "sample" and rec.state == "queued"
+    assert isinstance(rec.spec, dict) and rec.spec == SPEC and rec.spec_hash == "htyped"
+    for name in ("attempts", "redeliveries", "retries", "progress_done", "fence", "committed_attempt"):
+        assert type(getattr(rec, name)) is int and getattr(rec, name) == 0, name
+    assert type(rec.created_at) is float and type(rec.deadline_s) is float and rec.deadline_s == 60.0
+    assert rec.deadline_at == pytest.approx(rec.created_at + 60, abs=1e-3)
+    for name in ("started_at", "finished_at", "duration_s", "outage_since", "parent", "idempotency_key", "worker",
+                 "error", "progress", "artifacts", "summary", "children", "cancel_step", "stopped_step"):
+        assert getattr(rec, name) is None, name
+    assert rec.cancel_requested is False and rec.dead_letter is False and rec.waiting is False
+    with pytest.raises(AttributeError):
+        rec.state = "running"  # frozen
+    # a hash written by another version, with a field this one does not know, still loads
+    jobstore.r.hset(jobstore.key("job", "typed"), mapping={"some_future_field": "x", "attempts": "2"})
+    again = jobstore.get("typed")
+    assert again.attempts == 2 and not hasattr(again, "some_future_field")
+    assert [r.id for r in jobstore.list()] == ["typed"]
+    old = JobRecord.from_hash({"id": "old", "state": "failed", "legacy": "1", "progress": "not json", "stopped_step": "4"})
+    assert old.id == "old" and old.state == "failed" and old.progress is None and old.stopped_step == 4

@@ -53,7 +53,7 @@ def test_task_records_user_errors_cancellation_and_transient_store_failures(api,
                         enqueue=lambda j, lane: sent.append((j, lane)), lane="batch").job_id
     assert run_task(rt, ghost) == "failed"
     rec = jobstore.get(ghost)
-    assert rec["state"] == "failed" and "ghost" in rec["error"] and "\n" not in rec["error"]
+    assert rec.state == "failed" and "ghost" in rec.error and "\n" not in rec.error
     # cancelled before a worker took it
     queued = api.post("/v1/jobs", json={"spec": SPEC}).json()["id"]
     api.delete(f"/v1/jobs/{queued}")
@@ -69,21 +69,21 @@ def test_task_records_user_errors_cancellation_and_transient_store_failures(api,
     for k in range(1, 4):  # more than SCALESPACE_MAX_DELIVERIES=2 of these tests
         assert run_task(rt_broken, flaky) == "retrying"
         rec = jobstore.get(flaky)
-        assert rec["state"] == "queued" and "S3 unreachable" in rec["error"] and "waiting out an outage" in rec["error"]
-        assert rec["retries"] == k and rec["attempts"] == 0 and rec["outage_since"] > 0
+        assert rec.state == "queued" and "S3 unreachable" in rec.error and "waiting out an outage" in rec.error
+        assert rec.retries == k and rec.attempts == 0 and rec.outage_since > 0
     key = jobstore.key("job", flaky)
-    jobstore.r.hset(key, "outage_since", rec["outage_since"] - 601)  # the outage has now lasted the tolerance
+    jobstore.r.hset(key, "outage_since", rec.outage_since - 601)  # the outage has now lasted the tolerance
     assert run_task(rt_broken, flaky) == "failed"
     rec = jobstore.get(flaky)
-    assert rec["state"] == "failed" and not rec.get("dead_letter") and rec["attempts"] == 1
-    assert "SCALESPACE_OUTAGE_TOLERANCE_S=600" in rec["error"] and "S3 unreachable" in rec["error"]
-    assert "outage_since" not in jobstore.get(flaky)  # cleared when the job ended
+    assert rec.state == "failed" and not rec.dead_letter and rec.attempts == 1
+    assert "SCALESPACE_OUTAGE_TOLERANCE_S=600" in rec.error and "S3 unreachable" in rec.error
+    assert jobstore.get(flaky).outage_since is None  # cleared when the job ended
     # the delivery cap counts the job's own attempts (workers lost mid-job): dead-lettered after it
     lost = api.post("/v1/jobs", json={"spec": SPEC}).json()["id"]
     jobstore.r.hset(jobstore.key("job", lost), "attempts", 2)
     assert run_task(rt, lost) == "dead"
     rec = jobstore.get(lost)
-    assert rec["state"] == "failed" and rec["dead_letter"] and "gave up after 2 attempts" in rec["error"]
+    assert rec.state == "failed" and rec.dead_letter and "gave up after 2 attempts" in rec.error
     assert api.get("/v1/dead-letter").json()["jobs"] == [lost]
 
 
@@ -99,7 +99,7 @@ def test_pulse_touches_heartbeat_file_and_requeues(settings, jobstore, tmp_path)
     jobstore.r.hset(jobstore.key("job", "lost"), "heartbeat_at", time.time() - 60)
     time.sleep(0.1)
     assert pulse_once(rt) == 1  # requeued and sent to the broker
-    assert jobstore.get("lost")["state"] == "queued"
+    assert jobstore.get("lost").state == "queued"
     beat = json.loads((tmp_path / "heartbeat").read_text())
     assert abs(beat["time"] - time.time()) < 30 and rt.worker_name in jobstore.workers()
 
@@ -127,15 +127,15 @@ def test_after_an_outage_a_worker_renews_its_leases_before_it_reaps(settings, jo
     with Lease(jobstore, "mine", "me/1", settings.lease_s, 3600, registry=rt.leases):
         pulse.failed()  # Redis was away
         assert pulse.beat() == 0  # back: our lease renewed first, and no reaping for a lease period
-        assert jobstore.get("mine")["state"] == "running"
+        assert jobstore.get("mine").state == "running"
         now[0] += settings.lease_s - 0.5
-        assert pulse.beat() == 0 and jobstore.get("mine")["state"] == "running"
+        assert pulse.beat() == 0 and jobstore.get("mine").state == "running"
 
     # a dead worker's job (no live lease renews it) is reaped once the lease period has passed
     _lapsed_job(jobstore, "theirs", "gone/1")
     assert pulse.beat() == 0  # still inside the period
     now[0] += 1.0
-    assert pulse.beat() == 1 and jobstore.get("theirs")["state"] == "queued"
+    assert pulse.beat() == 1 and jobstore.get("theirs").state == "queued"
 
 
 def test_without_the_lease_clock_the_live_job_would_be_reaped(settings, jobstore):
@@ -144,7 +144,7 @@ def test_without_the_lease_clock_the_live_job_would_be_reaped(settings, jobstore
 
     rt = _runtime(settings)
     _lapsed_job(jobstore, "mine", "me/1")
-    assert pulse_once(rt, reap=True) == 1 and jobstore.get("mine")["state"] == "queued"
+    assert pulse_once(rt, reap=True) == 1 and jobstore.get("mine").state == "queued"
 
 
 def test_worker_modules_do_not_import_torch():

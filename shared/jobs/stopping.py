@@ -1,0 +1,12 @@
+"""Why a running job stops early (torch-free: the worker's lease code raises it too)."""
+
+from __future__ import annotations
+
+
+class JobStopped(Exception):
+    """Raised between steps, or before a write, when a job is cancelled, past its deadline, shutting down, or no
+    longer owned by this attempt (`reason`: cancelled, deadline, shutdown, lease-lost)."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
