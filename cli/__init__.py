@@ -12,7 +12,7 @@ import argparse
 import importlib
 import sys
 
-from scalespace import ScalespaceError
+from scalespace import ScalespaceError, __version__
 
 #: command groups, in the order `scalespace --help` lists them
 COMMAND_MODULES = (
@@ -28,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="scalespace",
         description="Sample from diffusion models and measure them as scale-spaces of distributions.",
     )
+    parser.add_argument("--version", action="version", version=f"scalespace {__version__}",
+                        help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMAND_MODULES:

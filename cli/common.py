@@ -25,13 +25,18 @@ def read_spec_file(path: str) -> dict[str, Any]:
 
 
 class ProgressBar:
-    """A progress bar on a terminal (stderr), silent otherwise."""
+    """A progress bar on a terminal (stderr), silent otherwise; `started`, when given, is printed to stderr once,
+    at the job's first progress report (a job refused before it starts prints only its one-line error)."""
 
-    def __init__(self, enabled: bool | None = None):
+    def __init__(self, enabled: bool | None = None, started: str | None = None):
         self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self.started = started
         self._bars: dict[str, Any] = {}
 
     def __call__(self, p: Progress) -> None:
+        if self.started:
+            print(self.started, file=sys.stderr, flush=True)
+            self.started = None
         if not self.enabled:
             return
         from tqdm import tqdm

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 from scalespace import ScalespaceError
-from scalespace.cli.common import ProgressBar, add_job_options, print_json, read_spec_file
+from scalespace.cli.common import ProgressBar, add_job_options, print_json, read_spec_file, spec_choices
 from scalespace.jobs.spec_files import load_spec_text
-from scalespace.jobs.specs import parse_spec
+from scalespace.jobs.specs import SampleSpec, parse_spec
 from scalespace.storage import LocalStore
 
 
@@ -20,13 +21,22 @@ def _store(out: str) -> LocalStore:
 def run_and_report(spec: dict[str, Any], out: str, quiet: bool = False) -> int:
     from scalespace.jobs.run import run_job  # imports torch: only when a job runs
 
+    from scalespace.jobs.run import new_job_id
+
     parsed = parse_spec(spec)
-    bar = ProgressBar(enabled=None if not quiet else False)
+    job_id = new_job_id(parsed)
+    store = _store(out)
+    bar = ProgressBar(enabled=None if not quiet else False, started=f"{parsed.kind} job {job_id}: "
+                      f"{store.location('jobs', job_id)}")
     try:
-        manifest = run_job(parsed, _store(out), progress=bar)
+        manifest = run_job(parsed, store, progress=bar, job_id=job_id)
+    except KeyboardInterrupt:
+        bar.close()
+        print(f"scalespace: {parsed.kind} job {job_id} interrupted; it left no results (no manifest.json); "
+              "run the command again to start over", file=sys.stderr)
+        raise
     finally:
         bar.close()
-    store = _store(out)
     print(f"{manifest['kind']} job {manifest['job_id']} succeeded: {store.location('jobs', manifest['job_id'])}")
     return 0
 
@@ -41,7 +51,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
         "model": args.model,
         "batch_size": args.batch_size,
     }
-    for key in ("steps", "sampler", "data_size", "data_limit", "device"):
+    for key in ("steps", "timestep_spacing", "sampler", "data_size", "data_limit", "device"):
         if getattr(args, key) is not None:
             spec[key] = getattr(args, key)
     if args.eta is not None:
@@ -92,20 +102,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, help="fashion-mnist, digits or gaussian-mixture")
     p.add_argument("--n", type=int, default=16, help="number of samples (default 16)")
     p.add_argument("--steps", type=int, help="reverse steps (default: the process's T)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--timestep-spacing", choices=spec_choices(SampleSpec, "timestep_spacing"),
+                   help="indices of a respaced walk (steps < T), as diffusers' timestep_spacing (vp, ve; default trailing)")
+    p.add_argument("--seed", type=int, default=0, help="seed of all noise (default 0)")
     p.add_argument("--model", default="oracle", help="'oracle' or a model id")
     p.add_argument("--sampler", help="ancestral, ddim or heat (default: the process's own)")
     p.add_argument("--eta", type=float, help="DDIM eta")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=64, help="samples per batch (default 64; does not change the samples)")
     add_job_options(p)
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("run", help="run a job spec (YAML or JSON) in this process")
     p.add_argument("job", help="path to the spec, or - for standard input")
-    p.add_argument("--out", default="scalespace-results")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--out", default="scalespace-results", help="output folder (default ./scalespace-results)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("processes", help="list the forward processes and their defaults")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the processes and their parameters as JSON")
     p.set_defaults(func=cmd_processes)

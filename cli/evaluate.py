@@ -66,7 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", help="comma-separated seeds of the seed spread")
     p.add_argument("--quality-extractor", choices=spec_choices(EvaluateSpec, "quality_extractor"),
                    help="feature space of the quality figures (default pixels; inception: FID, slow on a CPU)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of all noise (default 0)")
     p.add_argument("--table", action="store_true", help="print the table of properties as markdown")
     add_job_options(p)
     p.set_defaults(func=cmd_evaluate)

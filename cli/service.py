@@ -93,7 +93,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
         "worker on %s, lanes %s", redact(settings.redis_url or ""), ",".join(settings.worker_lane_list()))
     w = app.Worker(
         hostname=worker_nodename(args.name), queues=[queue_name(x) for x in settings.worker_lane_list()], pool="solo", concurrency=1,
-        loglevel=args.loglevel, beat=args.beat, without_mingle=True, without_gossip=True, without_heartbeat=True,
+        loglevel=args.loglevel, beat=args.beat, without_mingle=True, without_gossip=True,
+        without_heartbeat=not settings.task_events,  # worker-online and heartbeat events: Flower lists the worker
         optimization="fair",
     )
     w.start()
@@ -144,7 +145,12 @@ def cmd_submit(args: argparse.Namespace) -> int:
         print(job["id"])
         if not args.wait:
             return 0
-        job = c.wait(job["id"], timeout_s=args.timeout, on_progress=lambda j: print(_line(j), file=sys.stderr))
+        try:
+            job = c.wait(job["id"], timeout_s=args.timeout, on_progress=lambda j: print(_line(j), file=sys.stderr))
+        except KeyboardInterrupt:
+            print(f"scalespace: stopped waiting; job {job['id']} goes on in the service: follow it with "
+                  f"'scalespace status {job['id']}', stop it with 'scalespace cancel {job['id']}'", file=sys.stderr)
+            raise
         print(_line(job), file=sys.stderr)
         return 0 if job["state"] == "succeeded" else 1
 
@@ -196,6 +202,8 @@ def cmd_sweep_run(args: argparse.Namespace) -> int:
     spec = named_sweep(args.name, path)  # the sweeps file is read (and refused) before Redis is contacted
     if args.embedded:
         return run_and_report(spec, args.out, quiet=False)
+    if args.api:
+        return _sweep_through_api(args, spec)
     from scalespace.scheduler.queues import Enqueuer, celery_client  # Celery (the service extra)
 
     _check_backends(settings)
@@ -219,6 +227,26 @@ def cmd_sweep_run(args: argparse.Namespace) -> int:
     return 0 if rec.state == "succeeded" and not summary.get("regressions") else 1
 
 
+def _sweep_through_api(args: argparse.Namespace, spec: dict[str, Any]) -> int:
+    """`sweep run NAME --api URL`: the sweep goes to a running service through its HTTP API (the same
+    admission, the same nightly idempotency key), so no access to its Redis is needed."""
+    from scalespace.scheduler.sweeps import nightly_key
+
+    with _client(args) as c:
+        job = c.submit(spec, lane=args.lane, idempotency_key=args.key or nightly_key(args.name))
+        print(job["id"])
+        if not args.wait:
+            return 0
+        try:
+            job = c.wait(job["id"], on_progress=lambda j: print(_line(j), file=sys.stderr))
+        except KeyboardInterrupt:
+            print(f"scalespace: stopped waiting; sweep {job['id']} goes on in the service", file=sys.stderr)
+            raise
+    summary = job.get("summary") if isinstance(job.get("summary"), dict) else {}
+    print(f"sweep {args.name}: {job['state']}; regressions: {summary.get('regressions', 'n/a')}", file=sys.stderr)
+    return 0 if job["state"] == "succeeded" and not summary.get("regressions") else 1
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("api", help="run the scheduler's HTTP API")
     p.add_argument("--host", help="listen address (default SCALESPACE_API_HOST)")
@@ -231,16 +259,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", help="worker name as Celery's -n (default scalespace-<pid>@%%h; %%h = host name, "
                                   "%%n = its first part, %%d = its domain)")
     p.add_argument("--beat", action="store_true", help="also run the nightly schedule (one worker only)")
-    p.add_argument("--loglevel", default="INFO")
+    p.add_argument("--loglevel", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("beat", help="run Celery beat: submits SCALESPACE_NIGHTLY_SWEEPS on SCALESPACE_NIGHTLY_CRON")
-    p.add_argument("--loglevel", default="INFO")
+    p.add_argument("--loglevel", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
     p.set_defaults(func=cmd_beat)
 
     p = sub.add_parser("serve", help="API + worker + embedded Redis on this machine, local results")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--host", default="127.0.0.1", help="listen address of the API (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="listen port of the API (default 8000)")
     p.add_argument("--out", default="scalespace-results", help="results folder (default ./scalespace-results)")
     p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     p.set_defaults(func=cmd_serve)
@@ -252,7 +280,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = client_parser("submit", "submit a job spec (YAML or JSON) to the API")
     p.add_argument("job", help="path to the spec, or - for standard input")
-    p.add_argument("--lane", choices=LANES)
+    p.add_argument("--lane", choices=LANES, help="queue lane (default SCALESPACE_DEFAULT_LANE)")
     p.add_argument("--deadline", type=int, metavar="SECONDS", help="the job expires if not finished by then")
     p.add_argument("--key", help="idempotency key: submitting again with it returns the same job")
     p.add_argument("--wait", action="store_true", help="wait for the job and show its progress")
@@ -260,39 +288,41 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_submit)
 
     p = client_parser("status", "show a job")
-    p.add_argument("id")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("id", help="the job id")
+    p.add_argument("--json", action="store_true", help="print the whole record as JSON")
     p.set_defaults(func=cmd_status)
 
     p = client_parser("jobs", "list jobs, newest first")
-    p.add_argument("--state", choices=STATES)
-    p.add_argument("--kind", choices=KINDS)
-    p.add_argument("--lane", choices=LANES)
-    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--state", choices=STATES, help="only jobs in this state")
+    p.add_argument("--kind", choices=KINDS, help="only jobs of this kind")
+    p.add_argument("--lane", choices=LANES, help="only jobs of this lane")
+    p.add_argument("--limit", type=int, default=50, help="at most this many jobs, newest first (default 50)")
     p.set_defaults(func=cmd_jobs)
 
     p = client_parser("cancel", "cancel a job")
-    p.add_argument("id")
+    p.add_argument("id", help="the job id")
     p.set_defaults(func=cmd_cancel)
 
     p = client_parser("retry", "queue a failed, cancelled or expired job again")
-    p.add_argument("id")
+    p.add_argument("id", help="the job id")
     p.set_defaults(func=cmd_retry)
 
     p = client_parser("fetch", "download a succeeded job's artifacts")
-    p.add_argument("id")
-    p.add_argument("dir")
+    p.add_argument("id", help="the job id")
+    p.add_argument("dir", help="folder to write the artifacts into")
     p.set_defaults(func=cmd_fetch)
 
     p = sub.add_parser("sweep", help="nightly sweeps")
     ssub = p.add_subparsers(dest="sweep_command", metavar="ACTION")
     ssub.required = True
     q = ssub.add_parser("run", help="submit tonight's run of a named sweep (for a CronJob), or run it here")
-    q.add_argument("name")
+    q.add_argument("name", help="the sweep's name in the sweeps file")
     q.add_argument("--file", help="sweeps YAML (default SCALESPACE_SWEEPS_FILE)")
-    q.add_argument("--lane", default=NIGHTLY_LANE, choices=LANES)
+    q.add_argument("--lane", default=NIGHTLY_LANE, choices=LANES, help=f"queue lane (default {NIGHTLY_LANE})")
     q.add_argument("--key", help="idempotency key (default sweep:NAME:<UTC date>)")
     q.add_argument("--wait", action="store_true", help="wait; exit 1 on failure or regressions")
     q.add_argument("--embedded", action="store_true", help="run it in this process, no service")
+    q.add_argument("--api", help="submit it through a running service's HTTP API at this URL (with "
+                                 "SCALESPACE_API_TOKEN), e.g. the one `scalespace serve` prints")
     q.add_argument("--out", default="scalespace-results", help="results folder for --embedded")
     q.set_defaults(func=cmd_sweep_run)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from scalespace.cli.common import ProgressBar, add_job_options, print_json, spec_choices
@@ -24,11 +25,20 @@ def cmd_train(args: argparse.Namespace) -> int:
         spec["process_params"] = _params(args.param)
     if args.network:
         spec["network"] = _params(args.network)
+    from scalespace.jobs.run import new_job_id
+
     parsed = parse_spec(spec)
     store = LocalStore(args.out)
-    bar = ProgressBar(enabled=None if not args.quiet else False)
+    job_id = args.job_id or new_job_id(parsed)
+    bar = ProgressBar(enabled=None if not args.quiet else False,
+                      started=f"train job {job_id}: {store.location('jobs', job_id)}")
     try:
-        manifest = run_job(parsed, store, progress=bar, job_id=args.job_id)
+        manifest = run_job(parsed, store, progress=bar, job_id=job_id)
+    except KeyboardInterrupt:
+        bar.close()
+        print(f"scalespace: train job {job_id} interrupted; to resume it from its last checkpoint (written every "
+              f"--checkpoint-every steps), run the same command with --job-id {job_id}", file=sys.stderr)
+        raise
     finally:
         bar.close()
     s = manifest["summary"]
@@ -70,14 +80,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--preset", choices=spec_choices(TrainSpec, "preset"), default="tiny",
                    help="network size and training defaults (default tiny)")
     p.add_argument("--steps", type=int, help="optimisation steps (default: the preset's)")
-    p.add_argument("--batch-size", type=int)
+    p.add_argument("--batch-size", type=int, help="training batch size (default: the preset's)")
     p.add_argument("--lr", type=float, help="peak learning rate")
-    p.add_argument("--ema-decay", type=float)
+    p.add_argument("--ema-decay", type=float, help="decay of the weights' moving average (default: the preset's)")
     p.add_argument("--objective", choices=spec_choices(TrainSpec, "objective"),
                    help="what the network predicts (default auto: the process's own)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of initialisation, batches and noise (default 0)")
     p.add_argument("--eval-every", type=int, help="evaluate every k steps (default: only at the end)")
-    p.add_argument("--eval-samples", type=int)
+    p.add_argument("--eval-samples", type=int, help="samples drawn at each periodic evaluation (default: the preset's)")
     p.add_argument("--eval-steps", type=int, help="reverse steps per evaluation sample")
     p.add_argument("--checkpoint-every", type=int, help="save the training state every k steps")
     p.add_argument("--network", action="append", metavar="KEY=VALUE", help="a U-Net field, e.g. channels=32")

@@ -5,13 +5,15 @@
     GET    /v1/jobs/{id}                 state, progress, queue position, timestamps, attempts, artifact URLs
     DELETE /v1/jobs/{id}                 cancel (a running job stops at its next step)
     POST   /v1/jobs/{id}/retry           queue a failed, cancelled or expired job again
-    GET    /v1/jobs/{id}/artifacts/{name} one artifact (a redirect to a presigned URL on S3)
+    GET    /v1/jobs/{id}/artifacts/{name} one artifact with its Content-Type (S3: a redirect to a presigned URL);
+                                         HEAD: its type and size
     GET    /v1/dead-letter               jobs that gave up
+    GET    /                             where to go (no token needed)
     GET    /v1/health, /v1/ready          liveness, readiness (Redis and the store): no token needed
     GET    /metrics                      Prometheus
     GET    /openapi.json                 this API's OpenAPI document (no /docs page: it would need a CDN)
 
-Every route but health and ready needs `Authorization: Bearer <token>` (one of
+Every route but /, health and ready needs `Authorization: Bearer <token>` (one of
 SCALESPACE_API_TOKEN). Errors are JSON {"error", "detail", "field"}, never a
 traceback: 400 malformed, 401, 404, 409, 413, 422 invalid (with the field),
 429 lane full (with Retry-After), 503 Redis or store unreachable.
@@ -45,7 +47,7 @@ from scalespace.scheduler.jobstore import JobRecord, JobStore
 from scalespace.scheduler.metrics import ApiMetrics
 from scalespace.scheduler.queues import Enqueuer, celery_client
 from scalespace.scheduler.submit import IdempotencyConflict, LaneFull, check_spec, submit_spec
-from scalespace.storage import MANIFEST, S3Store, attempt_folder, store_from_settings
+from scalespace.storage import MANIFEST, S3Store, attempt_folder, content_type, store_from_settings
 from scalespace.storage.base import check_key
 
 log = logging.getLogger("scalespace.api")
@@ -213,9 +215,13 @@ def create_app(settings: Any = None, *, jobstore: Any = None, store: Any = None,
         svc.enqueue(job_id, lane)
         return _view(_record(svc, job_id), svc, request)
 
+    @app.head("/v1/jobs/{job_id}/artifacts/{name}", dependencies=protected, include_in_schema=False)
+    def head_artifact(job_id: str, name: str, request: Request) -> Response:
+        return get_artifact(job_id, name, request)
+
     @app.get("/v1/jobs/{job_id}/artifacts/{name}", name="get_artifact", dependencies=protected, responses=ERRORS,
-             response_class=Response, summary="Download one artifact of a succeeded job")
-    def get_artifact(job_id: str, name: str) -> Response:
+             response_class=Response, summary="Download one artifact of a succeeded job (HEAD: its type and size)")
+    def get_artifact(job_id: str, name: str, request: Request) -> Response:
         rec = _record(svc, job_id)
         try:
             check_key("jobs", job_id, name)
@@ -227,12 +233,25 @@ def create_app(settings: Any = None, *, jobstore: Any = None, store: Any = None,
         if isinstance(svc.store, S3Store):
             return RedirectResponse(svc.store.url("jobs", job_id, found["path"], settings.s3_presign_expiry_s),
                                     status_code=307)
-        return Response(svc.store.get("jobs", job_id, found["path"]), media_type="application/octet-stream")
+        media = content_type(name)
+        if request.method == "HEAD":
+            size = found.get("bytes")
+            headers = {"Content-Length": str(size)} if isinstance(size, int) else {}
+            return Response(media_type=media, headers=headers)
+        return Response(svc.store.get("jobs", job_id, found["path"]), media_type=media)
 
     @app.get("/v1/dead-letter", response_model=DeadLetters, dependencies=protected, responses=ERRORS,
              summary="Jobs that gave up after SCALESPACE_MAX_DELIVERIES attempts")
     def dead_letter(limit: int = Query(100, ge=1, le=10000)) -> DeadLetters:
         return DeadLetters(jobs=svc.jobstore.dead_letters(limit))
+
+    @app.get("/", include_in_schema=False)
+    def index() -> dict[str, Any]:
+        """Where to go from the root (public, like /v1/health): the routes, and that they need the token."""
+        return {"service": "scalespace", "version": scalespace.__version__, "health": "/v1/health",
+                "ready": "/v1/ready", "jobs": "/v1/jobs", "metrics": "/metrics", "schema": "/openapi.json",
+                "auth": "every route but /, /v1/health and /v1/ready needs "
+                        "'Authorization: Bearer <SCALESPACE_API_TOKEN>'"}
 
     @app.get("/v1/health", response_model=Health, summary="Liveness: the API process answers")
     def health() -> Health:

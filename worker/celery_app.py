@@ -13,7 +13,10 @@ for delivery:
   unacknowledged message only after it; a lost worker's job comes back much
   sooner through the lease reaper (scalespace.worker.pulse);
 - queue order 'priority': a worker takes from its lanes in the order given
-  (interactive before batch before nightly).
+  (interactive before batch before nightly);
+- task events and remote control (SCALESPACE_TASK_EVENTS, on by default):
+  Flower, `celery events` and `celery inspect` see the workers and their tasks
+  (in the solo pool a worker answers `inspect` between jobs).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from scalespace.config import Settings
+from scalespace.config import Settings, get_settings
 from scalespace.scheduler.queues import celery_client
 from scalespace.worker.pulse import PulseStep
 from scalespace.worker.tasks import register
@@ -40,6 +43,7 @@ def worker_nodename(name: str | None, *, pid: int | None = None, host: str | Non
 
 def make_celery(settings: Settings | None = None, *, with_tasks: bool = False) -> Any:
     """A Celery app for these settings; `with_tasks` registers the worker's tasks and boot steps."""
+    settings = settings or get_settings()
     app = celery_client(settings)
     app.conf.update(
         task_acks_late=True,
@@ -48,8 +52,9 @@ def make_celery(settings: Settings | None = None, *, with_tasks: bool = False) -
         worker_prefetch_multiplier=1,
         worker_concurrency=1,
         worker_pool="solo",
-        worker_enable_remote_control=False,
-        worker_send_task_events=False,
+        # task events and remote control: Flower, `celery events` and `celery inspect` see our workers and tasks
+        worker_enable_remote_control=settings.task_events,
+        worker_send_task_events=settings.task_events,
         worker_hijack_root_logger=False,
         worker_cancel_long_running_tasks_on_connection_loss=False,
     )

@@ -1,4 +1,4 @@
-"""Denoisers: the exact oracle (SPEC section 4) and learned networks."""
+"""Denoisers: the exact oracle and learned networks."""
 
 from scalespace.denoisers.base import Denoiser
 from scalespace.denoisers.oracle import OracleDenoiser, OracleResult

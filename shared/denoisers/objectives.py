@@ -2,7 +2,7 @@
 
 Three objectives, all with the network's input and output in pixel space:
 
-- `eps` (vp, SPEC section 1): the network predicts the noise eps of
+- `eps` (vp): the network predicts the noise eps of
   u_t = A_t u_0 + sigma_t eps; u0_hat = A_t^{-1} (u_t - sigma_t eps_hat).
 - `v` (ve, blurring): noise prediction in a stable parametrisation, per DCT
   mode. With r = sqrt(alpha^2 + sigma^2), abar = alpha / r and sbar = sigma / r

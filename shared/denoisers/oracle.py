@@ -1,4 +1,4 @@
-"""The exact ("oracle") denoiser over a finite training set (SPEC section 4).
+"""The exact ("oracle") denoiser over a finite training set.
 
 For training images f_j and a linear-Gaussian process,
 

@@ -1,4 +1,4 @@
-"""Evaluation of a process as a scale-space of distributions (SPEC sections 2, 3 and 6).
+"""Evaluation of a process as a scale-space of distributions.
 
 Built on the estimators of `scalespace.stats`: the forward trajectory and its
 Lyapunov sequences (forward_trajectory), the property checks

@@ -1,28 +1,43 @@
-"""One verdict per scale-space property (SPEC section 3), and what theory expects of each process.
+"""One verdict per scale-space property, and what theory expects of each process.
 
 A `Check` says whether a property applies to the process, whether it holds
-(figure within tolerance), and what SPEC promises: "holds", "fails" (theory
+(figure within tolerance), and what theory promises: "holds", "fails" (theory
 says it does not hold: the check must report it failing) or "report" (measured
 and shown, never asserted: F3 d, R3 for most processes, invariances osmosis is
 not promised). `agrees` is False only when an asserted property came out the
 other way, which is what a test or a nightly sweep flags.
+
+Every check has a `kind`, how much evidence it is:
+
+- "test": a statistical test on samples (a step counts against the property
+  only beyond Z_SCORE standard errors of a Monte Carlo estimate);
+- "bound": a figure (computed deterministically, or from paired samples)
+  against a stated threshold;
+- "identity": holds by construction (no counterexample can be built with
+  the code as it is, e.g. Chapman-Kolmogorov on transitions built from the
+  marginals). It is shown, but it is no evidence: the banner does not count
+  it among the properties that agree.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from scalespace.processes import PROCESSES
 from scalespace.processes.base import Expectation
 
-#: every check key some process's SPEC table names (a key no process names is reported, never asserted)
+CheckKind = Literal["test", "bound", "identity"]
+#: every kind a check may have
+KINDS: tuple[CheckKind, ...] = ("test", "bound", "identity")
+
+#: every check key some process's table of expected verdicts names (a key no process names is reported, never asserted)
 KNOWN_KEYS = frozenset(k for cls in PROCESSES.values() for k in cls.expected)
 
 
 def expected_for(key: str, process: str) -> Expectation:
-    """What SPEC section 3 says of check `key` for the process named `process` (its class's `expected`)."""
+    """What theory says of check `key` for the process named `process` (its class's `expected`)."""
     cls = PROCESSES.get(process)
     if cls is None:
         return "report"
@@ -54,6 +69,13 @@ class Check:
     explanation: str
     #: extra series for plots and the JSON report (e.g. the sequence over t)
     details: dict[str, Any] = field(default_factory=dict)
+    #: test, bound or identity (see the module's docstring)
+    kind: CheckKind = "bound"
+
+    @property
+    def counts(self) -> bool:
+        """True when the check is evidence on an asserted property: counted in "N of M agree"."""
+        return self.expected in ("holds", "fails") and self.kind != "identity"
 
     @property
     def expected(self) -> Expectation:
@@ -73,6 +95,7 @@ class Check:
         out = {
             "key": self.key,
             "name": self.name,
+            "kind": self.kind,
             "applies": self.applies,
             "holds": self.holds,
             "expected": self.expected,
@@ -86,8 +109,13 @@ class Check:
         return finite_or_none(out)
 
 
-def not_applicable(key: str, name: str, process: str, why: str) -> Check:
-    return Check(key, name, process, applies=False, holds=None, figure=None, tolerance=None, explanation=why)
+def not_applicable(key: str, name: str, process: str, why: str, kind: CheckKind = "bound") -> Check:
+    return Check(key, name, process, applies=False, holds=None, figure=None, tolerance=None, explanation=why, kind=kind)
 
 
-__all__ = ["Check", "Expectation", "expected_for", "finite_or_none", "not_applicable"]
+def counted(c: dict[str, Any]) -> bool:
+    """A check of a report's JSON that the banner counts: asserted by theory and not an identity."""
+    return c["expected"] in ("holds", "fails") and c.get("kind") != "identity"
+
+
+__all__ = ["KINDS", "Check", "CheckKind", "Expectation", "counted", "expected_for", "finite_or_none", "not_applicable"]

@@ -1,4 +1,4 @@
-"""Osmosis and vp side by side on a 1-D grey-value grid (SPEC section 2, item 2).
+"""Osmosis and vp side by side on a 1-D grey-value grid.
 
 The Fokker-Planck equation of the VP SDE, dx = -beta/2 x dt + sqrt(beta) dW,
 is on the time theta = -1/2 ln abar

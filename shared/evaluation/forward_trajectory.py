@@ -1,4 +1,4 @@
-"""The forward trajectory on many samples, and its Lyapunov sequences (SPEC F3).
+"""The forward trajectory on many samples, and its Lyapunov sequences.
 
 For data samples u_0 (training images picked by sample id) the forward pass
 draws u_t = A_t u_0 + sigma_t z at every evaluated index t, with the SAME z
@@ -11,7 +11,12 @@ log p_t(u_t) and the posterior entropy over training indices, whence
     information loss  H(u_0 | u_t)    =  E[-sum_j w_j ln w_j]
     KL(p_t || N(0,I))                 =  E[log p_t(u_t) - log N(u_t; 0, I)]
 
-as Monte Carlo means with standard errors. Every per-step accumulator merges
+as Monte Carlo means with standard errors. With u_0 uniform over n training
+images, H(p_t) also equals H(u_t | u_0) + ln n - H(u_0 | u_t) (the chain rule
+both ways round); H(u_t | u_0) is known in closed form and the posterior
+entropy lies in [0, ln n], so this identity estimate (marginal_entropy_identity)
+has a far smaller standard error than -E log p_t, whose per-sample values
+scatter by about sqrt(D / 2) nats. Every per-step accumulator merges
 exactly across shards (Moments, MeanAccumulator, integer histograms), so a
 trajectory split over workers gives the same figures as one pass. The paired
 steady-state draws come from the process (Process.steady_draw), the Fréchet
@@ -34,7 +39,9 @@ from scalespace.stats.frechet import FrechetReference, moment_matched, second_mo
 from scalespace.stats.marginals import MarginalDensity, log_standard_normal
 from scalespace.stats.moments import Moments
 
-FORMAT = "scalespace.forward_trajectory/1"
+FORMAT = "scalespace.forward_trajectory/2"
+#: older layouts from_dict still reads (/1: without n_train)
+READABLE_FORMATS = ("scalespace.forward_trajectory/1", FORMAT)
 #: per-sample measures accumulated at each index
 MEASURES = ("log_p", "post_entropy", "kl", "hist_entropy")
 #: full covariances up to this many values per image; diagonal Gaussians above (memory D^2 per step)
@@ -74,16 +81,20 @@ class ForwardTrajectory:
     Per index: pixel Moments (full covariance up to FULL_COVARIANCE_MAX values),
     MeanAccumulators of each per-sample measure, paired differences to the next
     index, and optionally the pooled grey-value histogram. Plus the Moments of
-    the data u_0 and of the paired steady-state draws.
+    the data u_0 and of the paired steady-state draws. `n_train`: the number of
+    training images u_0 is drawn from uniformly and the oracle density is the
+    mixture over (what the identity estimate of H(p_t) needs; None: no identity).
     """
 
-    def __init__(self, indices: list[int], dim: int, grey: GreyHistogram | None = None, full: bool | None = None):
+    def __init__(self, indices: list[int], dim: int, grey: GreyHistogram | None = None, full: bool | None = None,
+                 n_train: int | None = None):
         if not indices:
             raise ScalespaceError("indices: the trajectory needs at least one index")
         self.indices = sorted(int(i) for i in indices)
         self.dim = int(dim)
         self.full = self.dim <= FULL_COVARIANCE_MAX if full is None else bool(full)
         self.grey = grey
+        self.n_train = None if n_train is None else int(n_train)
         self.data = Moments(self.dim, self.full)
         self.steady = Moments(self.dim, self.full)
         self.moments = {i: Moments(self.dim, self.full) for i in self.indices}
@@ -116,7 +127,10 @@ class ForwardTrajectory:
         """The statistics of both shards' samples together (neither input changes)."""
         if other.indices != self.indices or other.dim != self.dim or other.full != self.full:
             raise ScalespaceError("trajectory: shards differ in indices or image size; merge shards of one evaluation")
-        out = ForwardTrajectory(self.indices, self.dim, self.grey, self.full)
+        if other.n_train != self.n_train:
+            raise ScalespaceError(f"trajectory: shards differ in n_train ({self.n_train} vs {other.n_train}); "
+                                  "merge shards of one evaluation, all written by one version")
+        out = ForwardTrajectory(self.indices, self.dim, self.grey, self.full, self.n_train)
         out.data, out.steady = self.data.merge(other.data), self.steady.merge(other.steady)
         out.moments = {i: self.moments[i].merge(other.moments[i]) for i in self.indices}
         for table in ("values", "diffs"):
@@ -135,6 +149,7 @@ class ForwardTrajectory:
             "indices": self.indices,
             "dim": self.dim,
             "full": self.full,
+            "n_train": self.n_train,
             "grey": None if self.grey is None else [self.grey.lo, self.grey.hi, self.grey.bins],
             "data": self.data.to_dict(),
             "steady": self.steady.to_dict(),
@@ -146,10 +161,13 @@ class ForwardTrajectory:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ForwardTrajectory:
-        if not isinstance(d, dict) or d.get("format") != FORMAT:
-            raise ScalespaceError(f"trajectory dict: format must be {FORMAT!r}; pass ForwardTrajectory.to_dict() output")
+        if not isinstance(d, dict) or d.get("format") not in READABLE_FORMATS:
+            got = d.get("format") if isinstance(d, dict) else type(d).__name__
+            raise ScalespaceError(f"trajectory dict: format {got!r} is not one of {READABLE_FORMATS}; "
+                                  "pass ForwardTrajectory.to_dict() output")
         g = d.get("grey")
-        out = cls(d["indices"], d["dim"], GreyHistogram(*g) if g else None, d["full"])
+        # layout /1 has no n_train: such a trajectory gives no identity estimate of H(p_t)
+        out = cls(d["indices"], d["dim"], GreyHistogram(*g) if g else None, d["full"], d.get("n_train"))
         out.data, out.steady = Moments.from_dict(d["data"]), Moments.from_dict(d["steady"])
         out.moments = {int(i): Moments.from_dict(m) for i, m in d["moments"].items()}
         for table in ("values", "diffs"):
@@ -164,6 +182,19 @@ class ForwardTrajectory:
         if a is None or a.count < 2:
             return None, None
         return sign * a.mean(), a.stderr()
+
+    def entropy_identity(self, process: Process, i: int) -> tuple[float | None, float | None]:
+        """H(p_t) = H(u_t | u_0) + ln n_train - H(u_0 | u_t), and its standard error (that of the posterior-entropy mean).
+
+        Holds for u_0 uniform over the n_train training images the oracle
+        mixture is built on. (None, None) without n_train, posterior entropies
+        or a finite H(u_t | u_0).
+        """
+        hc = process.conditional_entropy(i)
+        il, se = self.mc("post_entropy", i)
+        if self.n_train is None or il is None or not math.isfinite(hc):
+            return None, None
+        return hc + math.log(self.n_train) - il, se
 
     def rows(self, process: Process) -> list[dict[str, Any]]:
         """One row of figures per evaluated index (nats for entropies, squared pixel units for FD)."""
@@ -187,6 +218,7 @@ class ForwardTrajectory:
             scale = process.steady_scale(i)
             row["fd_steady"] = None if scale is None else to_steady(m, scale)
             row["marginal_entropy"], row["marginal_entropy_se"] = self.mc("log_p", i, -1.0)
+            row["marginal_entropy_identity"], row["marginal_entropy_identity_se"] = self.entropy_identity(process, i)
             row["information_loss"], row["information_loss_se"] = self.mc("post_entropy", i)
             row["kl_standard_normal"], row["kl_standard_normal_se"] = self.mc("kl", i)
             row["histogram_entropy"], _ = self.mc("hist_entropy", i)
@@ -237,7 +269,9 @@ def forward_trajectory(
     on_batch: Callable[[int, int], None] | None = None,
 ) -> ForwardTrajectory:
     """The trajectory of samples first_id .. first_id + n - 1; sample k starts from a training image picked by (seed, k)."""
-    traj = ForwardTrajectory(indices, math.prod(process.shape), grey)
+    # the oracle density is the mixture over `train`, which u_0 is drawn from uniformly: the identity for H(p_t) holds
+    n_train = len(train) if getattr(density, "kind", None) == "oracle" and getattr(density, "n", None) == len(train) else None
+    traj = ForwardTrajectory(indices, math.prod(process.shape), grey, n_train=n_train)
     n_batches = -(-n // batch_size)
     for b in range(n_batches):
         lo = first_id + b * batch_size

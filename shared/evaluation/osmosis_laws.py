@@ -1,4 +1,4 @@
-"""The laws of the osmosis filter itself (SPEC section 3), on the noise-free evolution of data images.
+"""The laws of the osmosis filter itself, on the noise-free evolution of data images.
 
 - O1: the relative entropy sum q ln(q / q_v), q = u / sum u, is non-increasing
   (the explicit step is a stochastic matrix with v as fixed point);

@@ -8,6 +8,8 @@ import json
 import math
 from typing import Any
 
+from scalespace.evaluation.check import counted
+
 CSS = """
 body { font-family: system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif; margin: 0; background: #f6f7f9; color: #1d2330; }
 main { max-width: 1180px; margin: 0 auto; padding: 24px 32px 48px; background: #fff; }
@@ -37,7 +39,7 @@ CAPTIONS = {
     "fd.png": "Fréchet distance (pixel space) of p_t to the data and to the steady state.",
     "variance.png": "Mean and variance of the samples at each step.",
     "reverse_entropy.png": "R3: conditional entropy added by each reverse step.",
-    "density.png": "vp grey-value density against the 1-D osmosis solution with standard normal guidance (SPEC section 2).",
+    "density.png": "vp grey-value density against the 1-D osmosis solution with standard normal guidance.",
     "sensitivity.png": "Initial-noise sensitivity: output distance against the size of a perturbation of u_T.",
     "steps.png": "Sample quality against the number of reverse steps, and the spread over seeds.",
 }
@@ -76,11 +78,12 @@ def checks_table(checks: list[dict[str, Any]]) -> str:
         if c["expected"] in ("report", "n/a"):
             agree = "–"
         rows.append(
-            f"<tr class='{'' if c['agrees'] else 'disagree'}'><td>{html.escape(c['name'])}</td>{_verdict_cell(c)}"
+            f"<tr class='{'' if c['agrees'] else 'disagree'}'><td>{html.escape(c['name'])}</td>"
+            f"<td>{html.escape(str(c.get('kind', '–')))}</td>{_verdict_cell(c)}"
             f"<td>{_expected_text(c['expected'])}</td><td>{agree}</td><td class='num'>{_fmt(c['figure'])}</td>"
             f"<td class='num'>{_fmt(c['tolerance'])}</td><td class='expl'>{html.escape(c['explanation'])}</td></tr>"
         )
-    return ("<table><thead><tr><th>property</th><th>observed</th><th>theory (SPEC)</th><th>agrees</th><th>figure</th>"
+    return ("<table><thead><tr><th>property</th><th>kind</th><th>observed</th><th>theory</th><th>agrees</th><th>figure</th>"
             "<th>tolerance</th><th>how it is measured</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
 
 
@@ -123,12 +126,14 @@ def _robustness(rob: dict[str, Any]) -> str:
                        for r in spread["per_seed"])
         ci = ""
         if "mean_ci_low" in spread:
-            ci = f"; bootstrap 95% interval of the mean [{_fmt(spread['mean_ci_low'])}, {_fmt(spread['mean_ci_high'])}]"
+            ci = (f"; 95% Student-t interval of the mean over the {len(spread['per_seed'])} seeds "
+                  f"[{_fmt(spread['mean_ci_low'])}, {_fmt(spread['mean_ci_high'])}]")
         sp = (f"<p>Seed spread ({html.escape(spread['extractor'])} Fréchet distance to {spread['n_reference']} held-out images): "
-              f"mean {_fmt(spread['mean'])}, std {_fmt(spread['std'])}{ci}. Per seed, the 'basic' bootstrap interval over "
-              "its samples corrects the upward bias of a Fréchet distance on resamples; at small n that bias is large "
-              "and the interval can lie below the estimate.</p><table><thead><tr><th>seed</th><th>FD</th>"
-              f"<th>bootstrap 95%</th><th>n</th><th>KID</th></tr></thead><tbody>{rows}</tbody></table>")
+              f"mean {_fmt(spread['mean'])}, std {_fmt(spread['std'])}{ci}. Per seed, a BCa bootstrap interval over "
+              "its samples, with the upward shift a Fréchet distance takes on resamples removed first (shown as "
+              "bootstrap_bias in report.json): an interval for the distance expected at this sample size; the "
+              "distance of infinitely many samples lies about that shift lower.</p><table><thead><tr><th>seed</th>"
+              f"<th>FD</th><th>BCa 95%</th><th>n</th><th>KID</th></tr></thead><tbody>{rows}</tbody></table>")
     mem = rob.get("memorisation")
     mm = ""
     if mem:
@@ -142,11 +147,15 @@ def render_html(report: dict[str, Any], plots: dict[str, bytes]) -> str:
     e = html.escape
     p, d = report["process"], report["data"]
     checks = report.get("checks", [])
-    asserted = [c for c in checks if c["expected"] in ("holds", "fails")]
+    asserted = [c for c in checks if counted(c)]
+    identities = [c for c in checks if c["expected"] in ("holds", "fails") and not counted(c)]
     agree = sum(c["agrees"] for c in asserted)
     ok = agree == len(asserted)
     banner = (f"<div class='banner {'ok' if ok else 'bad'}'>{agree} of {len(asserted)} properties theory decides agree with it"
-              f"{'' if ok else ': see the rows marked ✘'}; {len(checks) - len(asserted)} more are reported or do not apply.</div>")
+              f"{'' if ok else ': see the rows marked ✘'}; {len(identities)} more are identities (true by construction, "
+              f"no evidence, not counted); {len(checks) - len(asserted) - len(identities)} more are reported or do not "
+              "apply. Kind: test = a statistical test on samples, bound = a figure against a stated threshold, "
+              "identity = holds by construction.</div>")
     q = report.get("quality") or {}
     facts = [("process", f"{p['name']} (T = {p['T']})"), ("data", f"{d['name']}, images {'x'.join(map(str, d['shape']))}, "
              f"{d['n_train']} training / {d['n_heldout']} held-out"), ("forward samples", report.get("n_forward")),
@@ -180,12 +189,12 @@ def render_html(report: dict[str, Any], plots: dict[str, bytes]) -> str:
 <p class="sub">job {e(report.get('job_id', ''))} · seed {report.get('seed')} · {e(report.get('created_at', ''))}</p>
 {banner}
 {_kv_table(facts)}
-<h2>Properties (SPEC section 3)</h2>
+<h2>Properties</h2>
 {checks_table(checks)}
 <h2>Plots</h2>
 {imgs}
 {'<h2>Forward trajectory (selected steps)</h2>' + _trajectory_table(traj) if traj else ''}
-{'<h2>Robustness (SPEC section 6)</h2>' + _robustness(report['robustness']) if report.get('robustness') else ''}
+{'<h2>Robustness</h2>' + _robustness(report['robustness']) if report.get('robustness') else ''}
 <h2>Time spent</h2>
 {tim}
 <h2>Spec</h2>

@@ -4,7 +4,7 @@ Artifacts: report.json (every check with its figure and tolerance, the
 forward trajectory's figures per step, robustness and density figures, the
 spec), one PNG per plot, and report.html, a self-contained page with the table
 of properties, the plots and the spec. The summary (in the manifest) keeps
-one `passed` flag per check (does it agree with SPEC), which a nightly sweep
+one `passed` flag per check (does it agree with theory), which a nightly sweep
 compares night to night.
 """
 
@@ -94,7 +94,7 @@ def run_evaluate(spec: EvaluateSpec, ctx: JobContext) -> dict[str, Any]:
             report["trajectory"] = traj.rows(process)
     if "forward" in groups:
         with ctx.timed("forward_checks"):
-            checks += forward_checks(process, traj, train[: spec.n_invariance], len(train))
+            checks += forward_checks(process, traj, train[: spec.n_invariance], len(train), train=train)
     if "invariances" in groups:
         ctx.report("invariances", 0, phase_total)
         with ctx.timed("invariances"):
@@ -173,15 +173,19 @@ def _robustness(spec, ctx, process, denoiser, train, heldout, run, reference) ->
 
 
 def summarise(report: dict[str, Any], checks: list[Check]) -> dict[str, Any]:
-    """The manifest's summary: one entry per check, whether all asserted checks agree, headline figures."""
-    asserted = [c for c in checks if c.expected in ("holds", "fails")]
+    """The manifest's summary: one entry per check, whether all asserted checks agree, headline figures.
+
+    `checks_agreeing` of `checks_asserted` counts evidence only: identity checks (true by construction) are left
+    out of both, as in the report's banner; `passed` still needs every check, identities included, to agree."""
+    asserted = [c for c in checks if c.counts]
     out: dict[str, Any] = {
         "process": report["process"]["name"],
         "data": report["data"]["name"],
         "passed": all(c.agrees for c in checks),
         "checks_agreeing": sum(c.agrees for c in asserted),
         "checks_asserted": len(asserted),
-        "checks": {c.key: {"passed": c.agrees, "holds": c.holds, "figure": c.figure} for c in checks if c.applies},
+        "checks": {c.key: {"passed": c.agrees, "holds": c.holds, "figure": c.figure, "kind": c.kind}
+                   for c in checks if c.applies},
     }
     q = report.get("quality")
     if q:
@@ -196,7 +200,7 @@ def summarise(report: dict[str, Any], checks: list[Check]) -> dict[str, Any]:
 
 def markdown_table(report: dict[str, Any]) -> str:
     """The table of properties as markdown (for notes and the CLI)."""
-    lines = ["| property | observed | theory | agrees | figure | tolerance |", "|---|---|---|---|---|---|"]
+    lines = ["| property | kind | observed | theory | agrees | figure | tolerance |", "|---|---|---|---|---|---|---|"]
     for c in report["checks"]:
         obs = "n/a" if not c["applies"] else {True: "holds", False: "does not hold", None: "-"}[c["holds"]]
         exp = {"holds": "holds", "fails": "fails", "report": "reported", "n/a": "-"}[c["expected"]]
@@ -204,7 +208,7 @@ def markdown_table(report: dict[str, Any]) -> str:
         fig = "-" if c["figure"] is None else f"{c['figure'] + 0.0:.3g}"  # + 0.0: no "-0"
         tol = "-" if c["tolerance"] is None else f"{c['tolerance']:.3g}"
         name = c["name"].replace("|", "\\|")  # a bare | would end the cell
-        lines.append(f"| {name} | {obs} | {exp} | {agree if exp in ('holds', 'fails') else '-'} | {fig} | {tol} |")
+        lines.append(f"| {name} | {c.get('kind', '-')} | {obs} | {exp} | {agree if exp in ('holds', 'fails') else '-'} | {fig} | {tol} |")
     return "\n".join(lines)
 
 

@@ -23,7 +23,7 @@ from scalespace.processes import Process, make_process, process_class
 from scalespace.processes.base import Process as _P  # noqa: F401  (re-export for type checkers)
 from scalespace.sampling.pipeline import TrajectoryMoments, generate  # noqa: F401  (TrajectoryMoments: re-export)
 from scalespace.sampling.samplers import check_sampler
-from scalespace.sampling.schedule import check_steps, respace
+from scalespace.sampling.schedule import check_spacing, check_steps, respace
 from scalespace.storage.base import ArtifactStore
 
 
@@ -58,7 +58,7 @@ def load_denoiser(
 
 
 def check_sample_spec(spec: SampleSpec, process: Process | None = None) -> Process:
-    """Everything that can be checked before running: process, schedule, steps (`process`: built by the caller)."""
+    """Everything that can be checked before running: process, schedule, steps, spacing (`process`: built by the caller)."""
     if process is None:
         process = process_for(spec, dataset_shape(spec.data, spec.data_size))
     try:
@@ -66,6 +66,7 @@ def check_sample_spec(spec: SampleSpec, process: Process | None = None) -> Proce
     except ScalespaceError as e:
         raise ScalespaceError(f"steps: {e}") from None
     check_sampler(spec.sampler, process)
+    check_spacing(spec.timestep_spacing, process)
     if spec.model == "oracle" and not process.shared_operator:
         raise ScalespaceError("process_params.guidance: the oracle needs 'shared' osmosis guidance (one for all samples)")
     return process
@@ -77,7 +78,8 @@ def run_sample(spec: SampleSpec, ctx: JobContext) -> dict[str, Any]:
         train = load_dataset(spec.data, "train", size=spec.data_size, limit=spec.data_limit).images
         denoiser = load_denoiser(spec.model, process, train, ctx.store, ctx.device, spec.oracle_chunk,
                                  dtype=getattr(torch, spec.oracle_dtype))
-    traj = TrajectoryStats(list(spec.statistics), math.prod(process.shape), moment_steps(respace(process.T, spec.steps)),
+    schedule = respace(process.T, spec.steps, spec.timestep_spacing)
+    traj = TrajectoryStats(list(spec.statistics), math.prod(process.shape), moment_steps(schedule),
                            reference_moments(spec.data, spec.data_size) if "fd_data" in spec.statistics else None)
     t0 = time.perf_counter()
 
@@ -89,6 +91,7 @@ def run_sample(spec: SampleSpec, ctx: JobContext) -> dict[str, Any]:
         samples = generate(
             process, denoiser, spec.n, spec.seed,
             batch_size=spec.batch_size, steps=spec.steps, sampler=spec.sampler, eta=spec.eta,
+            timestep_spacing=spec.timestep_spacing,
             train=train, device=ctx.device, on_step=on_step, trajectory=traj,
         )
     rows = traj.rows(process, list(spec.statistics))

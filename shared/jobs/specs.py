@@ -15,7 +15,7 @@ refused, so a typo is an error and not a silently ignored option.
   F4, plus osmosis's Lyapunov and conservation laws, with the oracle pass for
   the entropies), invariances (F5), reverse (R1 to R4 with `model`, the oracle
   by default), robustness (initial-noise sensitivity, seed spread, quality
-  against steps, memorisation: SPEC section 6), density (osmosis and vp side
+  against steps, memorisation), density (osmosis and vp side
   by side on a grey-value grid, vp only).
 - `TrainSpec`: fit a denoiser; the `tiny` preset gives the steps, batch size,
   learning rate and EMA decay unless set, and `network` overrides single
@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
@@ -95,10 +95,17 @@ class Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # finite floats only (free-form fields: parse_spec)
 
     kind: str  # each spec narrows it to its own Literal (the tag of the JobSpec union)
+    #: fields added after specs were first hashed: left out of the hash while they hold their default, so a
+    #: spec submitted before they existed keeps its hash (idempotency keys, sweep history, checkpoints)
+    HASH_SKIPS_DEFAULT: ClassVar[tuple[str, ...]] = ()
 
     def spec_hash(self) -> str:
-        """sha256 of the canonical JSON of the spec (defaults filled in)."""
-        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        """sha256 of the canonical JSON of the spec (defaults filled in, except HASH_SKIPS_DEFAULT at default)."""
+        dump = self.model_dump(mode="json")
+        for name in self.HASH_SKIPS_DEFAULT:
+            if getattr(self, name) == type(self).model_fields[name].default:
+                dump.pop(name, None)
+        blob = json.dumps(dump, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -122,6 +129,12 @@ class SampleSpec(ProcessDataSpec):
     sampler: str | None = Field(None, description="ancestral, ddim or heat; default: the process's own")
     eta: float = Field(0.0, ge=0, description="DDIM eta (0 = deterministic)")
     steps: int | None = Field(None, ge=1, description="reverse steps; default: the process's T")
+    HASH_SKIPS_DEFAULT: ClassVar[tuple[str, ...]] = ("timestep_spacing",)
+    timestep_spacing: Literal["trailing", "leading", "linspace"] = Field(
+        "trailing",
+        description="which indices a respaced walk (steps < T) visits, as diffusers' timestep_spacing: trailing "
+                    "(from T, evenly), leading (multiples of T // steps, from below T) or linspace; vp and ve only",
+    )
     n: int = Field(16, ge=1, le=MAX_N, description="number of samples")
     batch_size: int = Field(64, ge=1, le=65_536)
     seed: Seed = 0
@@ -149,7 +162,7 @@ class SampleSpec(ProcessDataSpec):
 
 
 class RobustnessOptions(BaseModel):
-    """How much of SPEC section 6 to measure (sizes are per run)."""
+    """How much of the robustness to measure (sizes are per run)."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 

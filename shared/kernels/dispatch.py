@@ -237,7 +237,7 @@ def posterior_step(
     u_t: torch.Tensor, u0_hat: torch.Tensor, coef_ut: torch.Tensor, coef_u0: torch.Tensor, std: torch.Tensor | float,
     noise: Noise, step: int | None, *, isotropic: bool, noise_in_basis: bool = True,
 ) -> torch.Tensor:
-    """One reverse step from the posterior coefficients of SPEC section 1 (ancestral; heat sampler):
+    """One reverse step from the Gaussian posterior's coefficients (ancestral; heat sampler):
 
         noise_in_basis:  u_s = B^T (coef_ut B u_t + coef_u0 B u0_hat + std z)
         else:            u_s = B^T (coef_ut B u_t + coef_u0 B u0_hat) + std z    (std: the heat sampler's delta)

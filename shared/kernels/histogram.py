@@ -1,4 +1,4 @@
-"""Per-image grey-value histograms (the classical scale-space measure, SPEC section 5).
+"""Per-image grey-value histograms (the classical scale-space measure).
 
 x (B, ...) float32/float64, each image's values (all channels and pixels)
 form one histogram of `bins` equal bins over [lo, hi); values outside fall in

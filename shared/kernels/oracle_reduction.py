@@ -1,4 +1,4 @@
-"""The oracle reduction (SPEC section 4) as one streaming kernel, the shape of attention.
+"""The oracle reduction as one streaming kernel, the shape of attention.
 
 Inputs: query (B, D) = alpha * u_t in the DCT basis, keys (n, D) = the
 training images in that basis, key_sq (n,) = |alpha f_j|^2, values (n, Dv) =

@@ -1,4 +1,4 @@
-"""Several explicit osmosis steps per launch (SPEC section 2).
+"""Several explicit osmosis steps per launch.
 
 The torch reference is the process's own loop, osmosis_scheme.explicit_steps
 (defined once, there); this module holds the kernel that runs it.

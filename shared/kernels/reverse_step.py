@@ -5,7 +5,7 @@ One pass over memory computes
     u_s = coef_ut * u_t + coef_u0 * clip(u0_hat) + std * z(seed, k, step)
 
 for a batch u_t, u0_hat (B, C, H, W) float32 or float64, scalar coefficients
-(the posterior of SPEC section 1 for vp/ve; coef_ut = 1, no u0_hat and std =
+(the Gaussian posterior for vp/ve; coef_ut = 1, no u0_hat and std =
 delta for the heat/osmosis samplers' "mean + delta z"), with the noise z of
 scalespace.noise generated in the kernel (shared/kernels/philox.py), so
 no noise tensor is ever written or read and sample k's noise depends only on

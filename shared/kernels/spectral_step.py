@@ -2,7 +2,7 @@
 
 For u_t, u0_hat (B, C, H, W) float32/float64 with H, W <= 64 and per-frequency
 posterior coefficients coef_ut, coef_u0, std of shape (H, W) or (C, H, W)
-(SPEC section 1), one pass computes
+one pass computes
 
     ancestral (noise in the basis):   u_s = idct2(coef_ut dct2(u_t) + coef_u0 dct2(clip(u0_hat)) + std z)
     heat sampler (noise in pixels):   u_s = idct2(coef_ut dct2(u_t) + coef_u0 dct2(u0_hat)) + std z

@@ -1,4 +1,4 @@
-"""The interface of the forward processes (SPEC section 1), in three parts.
+"""The interface of the forward processes, in three parts.
 
 `Process` is what every process has: a discrete time grid i = 0..T, the noise
 level sigma_i, marginals
@@ -39,11 +39,11 @@ from scalespace.processes.dct import dct2, idct2, laplacian_eigenvalues
 #: A deterministic flow on images: (u (..., C, H, W), tau) -> F(tau) u
 Flow = Callable[[torch.Tensor, float], torch.Tensor]
 
-#: What SPEC section 3 says of a property for a process: it holds, it fails (the check must
+#: What theory says of a property for a process: it holds, it fails (the check must
 #: report it failing), it is measured and shown only, or it does not apply.
 Expectation = Literal["holds", "fails", "report", "n/a"]
 
-#: SPEC section 3 for every process: F1-F4 and R1, R2, R4 hold; F3 c, F3 d and R3 are reported
+#: For every process: F1-F4 and R1, R2, R4 hold; F3 c, F3 d and R3 are reported
 COMMON_EXPECTATIONS: Mapping[str, Expectation] = {
     "F1": "holds", "F2": "holds", "F3a": "holds", "F3b": "holds", "F3c": "report", "F3d": "report", "F4": "holds",
     "R1": "holds", "R2": "holds", "R3": "report", "R4": "holds",
@@ -56,7 +56,7 @@ DCT_MAPS = ("F5-flip-horizontal", "F5-flip-vertical", "F5-transpose", "F5-rotate
 
 
 def expectations(pixel_maps: Expectation, dct_maps: Expectation, **more: Expectation) -> dict[str, Expectation]:
-    """A process's SPEC section 3 table: the common verdicts, the F5 maps', and `more` (keys with '-' as '_')."""
+    """A process's table of expected verdicts: the common verdicts, the F5 maps', and `more` (keys with '-' as '_')."""
     out: dict[str, Expectation] = dict(COMMON_EXPECTATIONS)
     out.update({k: pixel_maps for k in PIXEL_MAPS})
     out.update({k: dct_maps for k in DCT_MAPS})
@@ -105,15 +105,15 @@ class Process(ABC):
     #: How the mean grey value of an image is kept: "exactly", "in expectation", or None (it is not).
     keeps_mean: ClassVar[Literal["exactly", "in expectation"] | None] = None
     #: True when the pooled grey-value density of u_t is the data's, scaled and blurred, in closed form, and
-    #: evolves by 1-D osmosis with the standard normal density as guidance (vp; SPEC section 2, item 2).
+    #: evolves by 1-D osmosis with the standard normal density as guidance (vp).
     grey_density_is_osmosis: ClassVar[bool] = False
-    #: The steady state the process tends to, in words (SPEC F4).
+    #: The steady state the process tends to, in words.
     steady_state_text: ClassVar[str] = "the steady state"
-    #: The DC mode's factor in words: a grey shift c of u_0 moves u_t by it (SPEC F5).
+    #: The DC mode's factor in words: a grey shift c of u_0 moves u_t by it.
     dc_factor_text: ClassVar[str] = "alpha_t(0) c"
-    #: What theory says of the reverse chain's per-step conditional entropy (SPEC R3), in words.
+    #: What theory says of the reverse chain's per-step conditional entropy, in words.
     step_entropy_text: ClassVar[str] = "reported"
-    #: SPEC section 3: what each property check must find for this process (keys absent here: n/a).
+    #: What each property check must find for this process (keys absent here: n/a).
     expected: ClassVar[Mapping[str, Expectation]]
 
     def __init__(self, shape: tuple[int, int, int], params: ProcessParams | dict[str, Any] | None = None):
@@ -180,7 +180,7 @@ class Process(ABC):
         return self.sigma(self.T) * z
 
     def conditional_entropy(self, i: int) -> float:
-        """H(u_i | u_0) = N/2 ln(2 pi e sigma_i^2) (SPEC F3 a); -inf when sigma_i = 0."""
+        """H(u_i | u_0) = N/2 ln(2 pi e sigma_i^2); -inf when sigma_i = 0."""
         n = math.prod(self.shape)
         s = self.sigma(i)
         return -math.inf if s == 0 else 0.5 * n * math.log(2 * math.pi * math.e * s * s)
@@ -192,7 +192,7 @@ class Process(ABC):
         return True
 
     def steady_draw(self, u0: torch.Tensor, z: torch.Tensor, ids: torch.Tensor | None = None) -> torch.Tensor:
-        """A draw of the steady state paired with u_0 and the noise z (SPEC F4): N(0, I), i.e. z itself."""
+        """A draw of the steady state paired with u_0 and the noise z: N(0, I), i.e. z itself."""
         return z.clone()
 
     def steady_scale(self, i: int) -> float | None:
@@ -254,10 +254,10 @@ class LinearGaussianProcess(Process):
         return a, s2
 
     def posterior(self, t: int, s: int) -> Posterior:
-        """q(u_s | u_t, u_0) for s < t, SPEC section 1, in a stable algebraic form.
+        """q(u_s | u_t, u_0) for s < t, in a stable algebraic form.
 
         var = ss2 sts2 / (sts2 + a^2 ss2), coef_ut = a ss2 / (...), coef_u0 =
-        alpha_s sts2 / (...): the same as the SPEC formula, and well defined when
+        alpha_s sts2 / (...): the same as the usual closed form, and well defined when
         sigma_s = 0 (returns A_s u0_hat) or sigma_{t|s} = 0 (u_s = u_t / a).
         """
         if not 0 <= s < t <= self.T:

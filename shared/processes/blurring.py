@@ -36,7 +36,8 @@ class Blurring(LinearGaussianProcess):
     monotone_in_lambda = True
     steady_state_text = "N(0, I)"
     dc_factor_text = "a_t c"
-    step_entropy_text = "not monotone at 32x32, T = 1000 between t = 0.15 and 0.27: reported"
+    step_entropy_text = ("need not be monotone (for 32x32 images with T = 1000 it is not, between t = 0.15 and 0.27); "
+                         "reported, not asserted")
     #: DCT-diagonal with Neumann boundaries: commutes with the DCT's symmetries, not with pixel permutations
     expected = expectations("fails", "holds")
 

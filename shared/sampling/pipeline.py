@@ -18,7 +18,7 @@ from scalespace.kernels import dispatch
 from scalespace.noise import NoiseSource, Stream, uniform_int
 from scalespace.processes.base import Process
 from scalespace.sampling.samplers import StepInfo, sampler_for
-from scalespace.sampling.schedule import respace
+from scalespace.sampling.schedule import DEFAULT_SPACING, respace
 
 
 #: Batches are padded to a multiple of this many rows. Matrix-product kernels
@@ -90,6 +90,7 @@ def generate(
     steps: int | None = None,
     sampler: str | None = None,
     eta: float = 0.0,
+    timestep_spacing: str = DEFAULT_SPACING,
     train: torch.Tensor | None = None,
     device: torch.device | str = "cpu",
     first_id: int = 0,
@@ -99,10 +100,11 @@ def generate(
     """Draw samples first_id .. first_id + n - 1; returns (n, C, H, W) float32 on the CPU.
 
     on_step(done, total) is called after every reverse step of every batch
-    (total counts the steps of all batches).
+    (total counts the steps of all batches). `timestep_spacing` picks the
+    respaced indices (schedule.respace: trailing, leading or linspace).
     """
     device = torch.device(device)
-    schedule = respace(process.T, steps)
+    schedule = respace(process.T, steps, timestep_spacing)
     fn = sampler_for(sampler, process)
     options = {"eta": eta} if fn.__name__ == "sample_ddim" else {}
     n_batches = -(-n // batch_size)

@@ -59,7 +59,7 @@ def sample_ancestral(
     callback: Callback | None = None,
     clip: bool = True,
 ) -> torch.Tensor:
-    """Ancestral sampling from the posterior q(u_s | u_t, u0_hat) of SPEC section 1 (vp, ve, blurring).
+    """Ancestral sampling from the Gaussian posterior q(u_s | u_t, u0_hat) (vp, ve, blurring).
 
     For vp this is the DDPM step with variance beta_tilde. Noise is drawn in the
     process's basis (DCT coefficients are standard normal too: V is orthonormal).

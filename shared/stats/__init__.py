@@ -9,8 +9,9 @@ entropy of Gaussians, FrechetReference for many sets against one), entropy
 (histogram and Monte Carlo entropies), features (feature extractors,
 Inception), quality (FID, KID, bootstrap, memorisation), marginals (marginal
 densities p_t of a process for the Monte Carlo entropies), reference_cache
-(reference features cached in the store). What is measured with them, the
-property checks, plots and the report, is `scalespace.evaluation`.
+(reference features cached in the store), two_sample (the MMD permutation
+test). What is measured with them, the property checks, plots and the
+report, is `scalespace.evaluation`.
 """
 
 from scalespace.stats.entropy import (
@@ -36,7 +37,9 @@ from scalespace.stats.frechet import (
     frechet_distance,
     frechet_from_moments,
     gaussian_entropy,
+    kl_gaussians,
     kl_to_standard_normal,
+    logdet_bias,
     moment_matched,
     second_moment,
     trace_sqrt_product,
@@ -44,6 +47,7 @@ from scalespace.stats.frechet import (
 from scalespace.stats.moments import BatchStats, Moments, batch_stats, merge_all
 from scalespace.stats.quality import (
     bootstrap_ci,
+    bootstrap_interval,
     fid,
     fid_from_features,
     fid_statistic,
@@ -51,7 +55,10 @@ from scalespace.stats.quality import (
     memorisation_ratio,
     nearest_neighbour_distance,
     reference_statistics,
+    student_t_quantile,
+    t_interval,
 )
+from scalespace.stats.two_sample import mmd_permutation_test
 
 __all__ = [
     "BatchStats",
@@ -65,6 +72,7 @@ __all__ = [
     "available_extractors",
     "batch_stats",
     "bootstrap_ci",
+    "bootstrap_interval",
     "conditional_entropy_gaussian",
     "fd_moments",
     "fid",
@@ -78,14 +86,19 @@ __all__ = [
     "inception_weights_path",
     "information_loss_mc",
     "kid",
+    "kl_gaussians",
     "kl_to_standard_normal",
+    "logdet_bias",
     "marginal_entropy_mc",
     "memorisation_ratio",
     "merge_all",
+    "mmd_permutation_test",
     "moment_matched",
     "nearest_neighbour_distance",
     "reference_statistics",
     "register_extractor",
     "second_moment",
+    "student_t_quantile",
+    "t_interval",
     "trace_sqrt_product",
 ]

@@ -11,7 +11,8 @@ negative rounding noise clamped to 0.
 
 `FrechetReference` measures many moment sets against one reference Gaussian
 (its square root computed once); `fd_moments`, `second_moment` and
-`moment_matched` are the per-Moments figures built on it.
+`moment_matched` are the per-Moments figures built on it (the last with
+the finite-sample bias of ln det S removed, `logdet_bias`).
 """
 
 from __future__ import annotations
@@ -196,19 +197,82 @@ def second_moment(m: Moments) -> float:
 SINGULAR = 1e-10
 
 
+def logdet_bias(d: int, n: int, full: bool = True) -> float:
+    """E[ln det S] - ln det Sigma for S the unbiased sample covariance of n Gaussian samples in d dimensions.
+
+    (n - 1) S ~ Wishart_d(Sigma, n - 1), and E ln det W = ln det Sigma + d ln 2 +
+    sum_{i=1..d} psi((n - i) / 2) for W ~ Wishart_d(Sigma, n - 1), so
+
+        E[ln det S] = ln det Sigma + sum_{i=1..d} psi((n - i) / 2) + d ln(2 / (n - 1)).
+
+    The bias is negative (S's small eigenvalues scatter low): -8.9 nats at
+    n = 256, d = 64, which put 4.5 nats into a plug-in KL whose truth is 0. For the diagonal form (full=False: the product of the d
+    unbiased variances, each (n - 1) s^2 / sigma^2 ~ chi^2_{n-1}) it is
+    d (psi((n - 1) / 2) + ln(2 / (n - 1))). Needs n > d (full) or n >= 2.
+    """
+    if n < 2 or (full and n <= d):
+        raise ScalespaceError(f"n: {n} samples give a singular covariance in {d} dimensions; use more samples than dimensions")
+    psi = torch.special.digamma
+    if full:
+        i = torch.arange(1, d + 1, dtype=torch.float64)
+        return float(psi((n - i) / 2).sum()) + d * math.log(2 / (n - 1))
+    return d * (float(psi(torch.tensor((n - 1) / 2, dtype=torch.float64))) + math.log(2 / (n - 1)))
+
+
 def moment_matched(m: Moments) -> tuple[float | None, float | None]:
-    """Entropy of the moment-matched Gaussian and its KL to N(0, I), nats; None when the covariance is singular.
+    """Entropy of the moment-matched Gaussian and its KL to N(0, I), nats, corrected for finite n; None when singular.
+
+    Plug-in figures from the sample mean and unbiased covariance S of n
+    samples are biased: ln det S by logdet_bias(d, n) (-8.9 nats at n = 256,
+    d = 64), and |mean|^2 by tr(Sigma) / n, while tr S is unbiased. So
+
+        entropy = 0.5 (d ln(2 pi e) + ln det S - logdet_bias)
+        KL      = 0.5 (tr S + |mean|^2 - tr S / n - d - ln det S + logdet_bias)
+
+    have the right expectation for Gaussian samples (the KL can fall below 0
+    by its noise when the truth is near 0; it is not clamped, which would
+    bias it up again). For non-Gaussian data the log-det correction is the
+    Gaussian one, still the leading finite-sample term.
 
     Singular covariances are common (constant border pixels at t = 0, fewer
     samples than values), and whether rounding makes their log-determinant
     finite would otherwise depend on the batching: a relative eigenvalue floor
-    decides it the same way for every shard split.
+    decides it the same way for every shard split. n <= d (full) is singular.
     """
     lam = torch.linalg.eigvalsh(m.cov()) if m.full else m.var(unbiased=True)
-    if float(lam.min()) <= SINGULAR * max(float(lam.max()), 1e-300):
+    d, n = lam.numel(), m.count
+    if (m.full and n <= d) or float(lam.min()) <= SINGULAR * max(float(lam.max()), 1e-300):
         return None, None
-    logdet = float(lam.log().sum())
-    d = lam.numel()
+    logdet = float(lam.log().sum()) - logdet_bias(d, n, m.full)
     entropy = 0.5 * (d * math.log(2 * math.pi * math.e) + logdet)
-    kl = 0.5 * (float(lam.sum()) + float((m.mean() ** 2).sum()) - d - logdet)
+    tr = float(lam.sum())
+    kl = 0.5 * (tr + float((m.mean() ** 2).sum()) - tr / n - d - logdet)
     return entropy, kl
+
+
+def kl_gaussians(mu_p: Any, cov_p: Any, mu_q: Any, cov_q: Any) -> float:
+    """KL(N(mu_p, cov_p) || N(mu_q, cov_q)) in nats, float64.
+
+    mu: (D,); cov: (D, D), or (D,) variances for a diagonal Gaussian (both
+    the same form). 0.5 * (tr(cov_q^-1 cov_p) + d^T cov_q^-1 d - D +
+    log det cov_q - log det cov_p), d = mu_q - mu_p, through a Cholesky
+    factor of cov_q. Both covariances must be regular (positive definite).
+    """
+    cp, cq = _cov_arg(cov_p), _cov_arg(cov_q)
+    mp, mq = check_finite(as_f64(mu_p, "mu_p"), "mu_p"), check_finite(as_f64(mu_q, "mu_q"), "mu_q")
+    d = cq.shape[0]
+    if cp.shape != cq.shape or mp.shape != (d,) or mq.shape != (d,):
+        raise ScalespaceError(f"kl_gaussians: shapes mu_p {tuple(mp.shape)}, cov_p {tuple(cp.shape)}, mu_q "
+                              f"{tuple(mq.shape)}, cov_q {tuple(cq.shape)} do not match; pass one dimension D")
+    dm = mq - mp
+    if cq.ndim == 1:
+        if bool((cq <= 0).any()):
+            raise ScalespaceError("cov_q: zero/negative variances; the reference Gaussian must be regular")
+        return float(0.5 * ((cp / cq).sum() + (dm * dm / cq).sum() - d + cq.log().sum() - _logdet(cp, 0.0, "N(mu_p, cov_p)")))
+    chol, info = torch.linalg.cholesky_ex((cq + cq.T) / 2)
+    if int(info) != 0:
+        raise ScalespaceError("cov_q: not positive definite; the reference Gaussian must be regular")
+    tr = torch.trace(torch.cholesky_solve((cp + cp.T) / 2, chol))
+    maha = float((dm[:, None] * torch.cholesky_solve(dm[:, None], chol)).sum())
+    logdet_q = 2 * torch.log(torch.diagonal(chol)).sum()
+    return float(0.5 * (tr + maha - d + logdet_q - _logdet(cp, 0.0, "N(mu_p, cov_p)")))

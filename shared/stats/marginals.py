@@ -3,8 +3,8 @@
 Two data models whose p_t is known exactly:
 
 - `OracleMarginal`: the empirical distribution of a finite training set. p_t
-  is a mixture of n Gaussians N(A_t f_j, sigma_t^2 I); the oracle pass (SPEC
-  section 4) gives log p_t(u) and the entropy of the posterior over training
+  is a mixture of n Gaussians N(A_t f_j, sigma_t^2 I); the oracle pass
+  gives log p_t(u) and the entropy of the posterior over training
   indices, H(u_0 | u_t = u), in one reduction.
 - `GaussianMarginal`: data N(m, s^2 I). For a DCT-diagonal process p_t stays
   Gaussian, N(A_t m, s^2 A_t^2 + sigma_t^2 I), so log p_t, its entropy and the

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from scalespace.storage.base import MANIFEST, ArtifactRef, ArtifactStore, artifact_path, attempt_folder
+from scalespace.storage.base import MANIFEST, ArtifactRef, ArtifactStore, artifact_path, attempt_folder, content_type
 from scalespace.storage.local import LocalStore
 from scalespace.storage.s3 import S3Store, StoreUnavailable
 
@@ -19,4 +19,4 @@ def store_from_settings(settings: Any) -> ArtifactStore:
     return LocalStore(settings.results_dir)
 
 
-__all__ = ["MANIFEST", "ArtifactRef", "ArtifactStore", "artifact_path", "attempt_folder", "LocalStore", "S3Store", "StoreUnavailable", "store_from_settings"]
+__all__ = ["MANIFEST", "ArtifactRef", "ArtifactStore", "artifact_path", "attempt_folder", "content_type", "LocalStore", "S3Store", "StoreUnavailable", "store_from_settings"]

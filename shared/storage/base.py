@@ -31,6 +31,19 @@ MANIFEST = "manifest.json"
 ATTEMPT_PATTERN = re.compile(r"^attempt-[1-9][0-9]{0,11}$")
 
 
+#: the Content-Type an artifact is served with, by its extension (S3 stores it with the object; the API sends it)
+CONTENT_TYPES = {".json": "application/json", ".png": "image/png", ".html": "text/html; charset=utf-8",
+                 ".md": "text/markdown; charset=utf-8", ".txt": "text/plain; charset=utf-8", ".csv": "text/csv",
+                 ".npz": "application/octet-stream", ".safetensors": "application/octet-stream"}
+
+
+def content_type(name: str) -> str:
+    """The Content-Type of an artifact named `name` (application/octet-stream when unknown)."""
+    base = name.rsplit("/", 1)[-1]
+    return CONTENT_TYPES.get("." + base.rsplit(".", 1)[-1], "application/octet-stream") if "." in base else \
+        "application/octet-stream"
+
+
 def attempt_folder(attempt: int) -> str:
     """The folder of a job's attempt `attempt` (its fencing token): `attempt-<n>`."""
     if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 1:

@@ -20,11 +20,9 @@ import re
 from typing import Any
 
 from scalespace import ScalespaceError
-from scalespace.storage.base import ATTEMPT_PATTERN, ArtifactRef, ArtifactStore, check_key
+from scalespace.storage.base import ATTEMPT_PATTERN, ArtifactRef, ArtifactStore, check_key, content_type
 
 PREFIX_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}(/[A-Za-z0-9][A-Za-z0-9._-]{0,63}){0,7}$")
-CONTENT_TYPES = {".json": "application/json", ".png": "image/png", ".html": "text/html; charset=utf-8",
-                 ".npz": "application/octet-stream", ".safetensors": "application/octet-stream"}
 TRANSIENT_CODES = {"500", "502", "503", "504", "SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable",
                    "Throttling", "ThrottlingException", "RequestTimeTooSkewed"}
 DENIED_CODES = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403", "401"}
@@ -142,7 +140,7 @@ class S3Store(ArtifactStore):
     # --- the interface -----------------------------------------------------------------------
     def put(self, namespace: str, ident: str, name: str, data: bytes) -> ArtifactRef:
         key = self.key(namespace, ident, name)
-        ctype = CONTENT_TYPES.get("." + name.rsplit(".", 1)[-1], "application/octet-stream")
+        ctype = content_type(name)
         if len(data) > self.multipart_threshold:
             from boto3.s3.transfer import TransferConfig
 

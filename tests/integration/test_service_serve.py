@@ -54,6 +54,18 @@ def test_serve_runs_jobs_with_nothing_else_installed(tmp_path):
         missing = subprocess.run([sys.executable, "-m", "scalespace.cli", "status", "no-such-job"], env=cli_env,
                                  capture_output=True, text=True, timeout=120)
         assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "no job 'no-such-job'" in missing.stderr
+        # serve prints what a client exports, with Redis at a fixed address under --out
+        text = (tmp_path / "serve.log").read_text(errors="replace")
+        assert f"export SCALESPACE_API_URL=http://127.0.0.1:{port}" in text
+        assert f"export SCALESPACE_REDIS_URL=unix://{out.resolve()}/.service/redis.sock" in text
+        # a named sweep through the running service's API
+        sweeps = tmp_path / "sweeps.yaml"
+        sweeps.write_text("tiny:\n  processes: [vp]\n  data: [digits]\n  template: {kind: sample, n: 2, steps: 5}\n")
+        swept = subprocess.run([sys.executable, "-m", "scalespace.cli", "sweep", "run", "tiny", "--file", str(sweeps),
+                                "--api", f"http://127.0.0.1:{port}", "--lane", "interactive", "--wait"],
+                               env=env, capture_output=True, text=True, timeout=300)
+        assert swept.returncode == 0, swept.stderr[-2000:]
+        assert swept.stdout.strip().startswith("sweep-") and "sweep tiny: succeeded" in swept.stderr
     finally:
         proc.send_signal(signal.SIGINT)
         try:

@@ -46,8 +46,8 @@ SAMPLE_CASES = {
 MODES = ("reference", "triton")
 
 EVALUATE_SPEC = {
-    "kind": "evaluate", "data": "digits", "n": 32, "eval_steps": 5, "n_invariance": 8, "invariance_steps": 2,
-    "n_reverse": 16, "reverse_steps": 6, "data_limit": 256,
+    "kind": "evaluate", "data": "digits", "n": 32, "eval_steps": 5, "n_invariance": 32, "invariance_steps": 8,
+    "n_reverse": 16, "reverse_steps": 24, "data_limit": 256,
     "robustness": {"n": 4, "steps": 3, "seeds": [0, 1], "step_counts": [2, 3], "n_boot": 5, "eps": [0.01, 1.0]},
     "density_cells": 100, "device": "cpu", "seed": 3,
 }
@@ -56,7 +56,7 @@ EVALUATE_CASES = {
     "ve": {"process": "ve"},
     "blurring": {"process": "blurring"},
     "heat": {"process": "heat"},
-    "osmosis": {"process": "osmosis", "process_params": {"K": 6, "t_max": 6.0}},
+    "osmosis": {"process": "osmosis", "process_params": {"K": 6, "t_max": 6.0}, "reverse_steps": 6},
 }
 
 

@@ -125,3 +125,52 @@ def test_processes_lists_every_process(capsys):
     rows = json.loads(capsys.readouterr().out)
     assert [r["process"] for r in rows] == ["vp", "ve", "blurring", "heat", "osmosis"]
     assert rows[0]["defaults"]["T"] == 1000 and rows[3]["defaults"]["K"] == 100
+
+
+def test_version_flag(capsys):
+    import scalespace
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0 and capsys.readouterr().out.strip() == f"scalespace {scalespace.__version__}"
+
+
+def test_every_flag_and_argument_has_help():
+    import argparse
+
+    from scalespace.cli import build_parser
+
+    missing = []
+
+    def walk(parser: argparse.ArgumentParser, path: str) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    walk(sub, f"{path} {name}")
+            elif not action.help:
+                missing.append(f"{path} {'/'.join(action.option_strings) or action.dest}")
+
+    walk(build_parser(), "scalespace")
+    assert missing == []
+
+
+def test_job_id_first_and_ctrl_c_says_what_next(tmp_path, capsys, monkeypatch):
+    """Every embedded job prints its id when it starts; Ctrl-C on train says how to resume, on sample that
+    nothing was kept."""
+    import scalespace.jobs.run as run_module
+    from scalespace.jobs.context import Progress
+
+    def interrupted(spec, store, progress=None, **kwargs):
+        progress(Progress(kwargs["job_id"], "load", 0, 1))  # the job started ...
+        raise KeyboardInterrupt  # ... and the user pressed Ctrl-C
+
+    monkeypatch.setattr(run_module, "run_job", interrupted)
+    code = main(["train", "--process", "vp", "--data", "digits", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 130
+    first, *_ = err.splitlines()
+    job_id = first.split()[2].rstrip(":")
+    assert first.startswith("train job train-") and f"--job-id {job_id}" in err and "resume" in err
+    code = main(["sample", "--process", "vp", "--data", "digits", "--n", "2", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 130 and err.startswith("sample job sample-") and "no results" in err

@@ -14,6 +14,8 @@ def test_health_ready_and_auth(api, settings):
     assert api.get("/v1/jobs", headers={"Authorization": "Bearer nope"}).status_code == 401
     assert api.get("/metrics", headers={"Authorization": ""}).status_code == 401
     assert api.get("/v1/jobs").status_code == 200
+    root = api.get("/", headers={"Authorization": ""})
+    assert root.status_code == 200 and root.json()["jobs"] == "/v1/jobs" and "SCALESPACE_API_TOKEN" in root.json()["auth"]
 
 
 def test_ready_is_503_when_redis_is_unreachable(settings):

@@ -118,3 +118,22 @@ def test_gaussian_entropy():
 def test_bad_inputs_raise(call, match):
     with pytest.raises(ScalespaceError, match=match):
         call()
+
+
+def test_kl_gaussians_matches_the_standard_normal_case_and_the_diagonal_form():
+    import torch as _t
+
+    from scalespace.stats.frechet import kl_gaussians, kl_to_standard_normal
+
+    g = _t.Generator().manual_seed(1)
+    a = _t.randn(5, 5, generator=g, dtype=_t.float64)
+    cov = a @ a.T + 0.5 * _t.eye(5, dtype=_t.float64)
+    mu = _t.randn(5, generator=g, dtype=_t.float64)
+    zero, eye = _t.zeros(5, dtype=_t.float64), _t.eye(5, dtype=_t.float64)
+    assert abs(kl_gaussians(mu, cov, zero, eye) - kl_to_standard_normal(mu, cov)) < 1e-12
+    assert abs(kl_gaussians(mu, cov, mu, cov)) < 1e-12
+    v1, v2 = _t.tensor([1.0, 2.0], dtype=_t.float64), _t.tensor([3.0, 0.5], dtype=_t.float64)
+    m1, m2 = _t.tensor([0.0, 1.0], dtype=_t.float64), _t.tensor([1.0, -1.0], dtype=_t.float64)
+    want = sum(0.5 * (v1[i] / v2[i] + (m2[i] - m1[i]) ** 2 / v2[i] - 1 + _t.log(v2[i] / v1[i])) for i in range(2))
+    assert abs(kl_gaussians(m1, v1, m2, v2) - float(want)) < 1e-12
+    assert abs(kl_gaussians(m1, _t.diag(v1), m2, _t.diag(v2)) - float(want)) < 1e-12

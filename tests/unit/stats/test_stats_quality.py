@@ -119,7 +119,7 @@ def test_memorisation_ratio():
         (lambda: kid(_gauss(10, 3, 0), _gauss(10, 2, 1)), "features2"),
         (lambda: kid(_gauss(1, 3, 0), _gauss(10, 3, 1)), "too small"),
         (lambda: bootstrap_ci(_gauss(10, 1, 0), alpha=1.5), "alpha"),
-        (lambda: bootstrap_ci(_gauss(10, 1, 0), method="bca"), "method"),
+        (lambda: bootstrap_ci(_gauss(10, 1, 0), method="bac"), "method"),
         (lambda: nearest_neighbour_distance(_gauss(3, 4, 0), _gauss(5, 5, 1)), "train"),
         (lambda: nearest_neighbour_distance(_gauss(3, 4, 0), []), "empty"),
         (lambda: reference_statistics([], "pixels"), "no batches"),

@@ -35,6 +35,15 @@ def test_submit_run_fetch_through_the_api(api, settings):
     import hashlib
 
     assert hashlib.sha256(blob).hexdigest() == arts["samples.npz"]["sha256"]
+    png = arts["grid.png"]["url"].replace("http://testserver", "")
+    head = api.head(png)
+    assert head.status_code == 200 and head.headers["content-type"] == "image/png" and head.content == b""
+    assert int(head.headers["content-length"]) == arts["grid.png"]["bytes"]
+    got = api.get(png)
+    assert got.headers["content-type"] == "image/png" and got.content[:8] == b"\x89PNG\r\n\x1a\n"
+    manifest = api.get(arts["manifest.json"]["url"].replace("http://testserver", ""))
+    assert manifest.headers["content-type"] == "application/json" and manifest.json()["attempt"] == 1
+    assert api.head(f"/v1/jobs/{job['id']}/artifacts/nothing.png").status_code == 404
     assert api.get("/v1/jobs?state=succeeded&lane=interactive").json()["count"] == 1
     assert api.get("/v1/jobs?state=queued").json()["count"] == 0
     assert api.post(f"/v1/jobs/{job['id']}/retry").status_code == 409
