@@ -51,7 +51,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
         "model": args.model,
         "batch_size": args.batch_size,
     }
-    for key in ("steps", "timestep_spacing", "sampler", "data_size", "data_limit", "device"):
+    for key in ("steps", "timestep_spacing", "reverse_mean", "sampler", "data_size", "data_limit", "device"):
         if getattr(args, key) is not None:
             spec[key] = getattr(args, key)
     if args.eta is not None:
@@ -104,6 +104,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, help="reverse steps (default: the process's T)")
     p.add_argument("--timestep-spacing", choices=spec_choices(SampleSpec, "timestep_spacing"),
                    help="indices of a respaced walk (steps < T), as diffusers' timestep_spacing (vp, ve; default trailing)")
+    p.add_argument("--reverse-mean", choices=spec_choices(SampleSpec, "reverse_mean"),
+                   help="the heat sampler's step mean: ihdm (A_{k-1} u0_hat) or posterior (Gaussian posterior mean) "
+                        "(heat, osmosis; default ihdm)")
     p.add_argument("--seed", type=int, default=0, help="seed of all noise (default 0)")
     p.add_argument("--model", default="oracle", help="'oracle' or a model id")
     p.add_argument("--sampler", help="ancestral, ddim or heat (default: the process's own)")

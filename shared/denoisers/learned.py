@@ -1,7 +1,9 @@
 """The learned denoiser: a trained network behind the same interface as the oracle.
 
 Samplers call `predict_u0` (ancestral, DDIM) or `reverse_mean` (the heat
-sampler) and cannot tell this from the oracle. For the one-step objective
+sampler, which turns that estimate of A_s u_0 into the step's mean by its
+`reverse_mean` rule, ihdm or posterior, as for the oracle) and cannot tell
+this from the oracle. For the one-step objective
 (heat, osmosis) the network predicts u_{k-1} from u_k, so:
 
 - `reverse_mean(t -> t-1)` is one network evaluation;

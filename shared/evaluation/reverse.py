@@ -25,7 +25,7 @@ from scalespace.evaluation.forward import F4_TOL, gaussian_kl_to_law, monotone
 from scalespace.noise import NoiseSource, Stream, uniform_int
 from scalespace.processes.base import DegradedPrior, LinearGaussianProcess, Process
 from scalespace.sampling.pipeline import start_state
-from scalespace.sampling.samplers import StepInfo, sampler_for
+from scalespace.sampling.samplers import DEFAULT_REVERSE_MEAN, StepInfo, sampler_for, sampler_options
 from scalespace.sampling.schedule import respace
 from scalespace.stats.frechet import FrechetReference, fd_moments, second_moment
 from scalespace.stats.moments import Moments
@@ -58,6 +58,8 @@ class ReverseRun:
     schedule: list[int]
     #: the sampler's name (ancestral, ddim, heat)
     sampler: str
+    #: the heat sampler's step mean (samplers.REVERSE_MEANS)
+    reverse_mean: str = DEFAULT_REVERSE_MEAN
 
 
 def _moments(x: torch.Tensor) -> Moments:
@@ -67,6 +69,7 @@ def _moments(x: torch.Tensor) -> Moments:
 def run_reverse(
     process: Process, denoiser: Denoiser, train: torch.Tensor, n: int, seed: int, steps: int | None,
     sampler: str | None = None, device: torch.device | str = "cpu", batch_size: int = 256,
+    reverse_mean: str = DEFAULT_REVERSE_MEAN,
 ) -> ReverseRun:
     """Samples 0..n-1 by the process's (or the named) sampler over a respaced schedule."""
     schedule = respace(process.T, steps)
@@ -79,8 +82,8 @@ def run_reverse(
         u = start_state(process, noise, train, torch.device(device))
         priors.append(u.float().cpu())
         with torch.no_grad():
-            out.append(fn(process, denoiser, u, schedule, noise).float().cpu())
-    return ReverseRun(torch.cat(out), torch.cat(priors), schedule, sampler)
+            out.append(fn(process, denoiser, u, schedule, noise, **sampler_options(fn, reverse_mean)).float().cpu())
+    return ReverseRun(torch.cat(out), torch.cat(priors), schedule, sampler, reverse_mean)
 
 
 def check_r1(process: Process, train: torch.Tensor, run: ReverseRun, seed: int) -> Check:
@@ -121,8 +124,9 @@ def check_r2(process: Process, denoiser: Denoiser, run: ReverseRun, seed: int, n
             kept["u"] = info.u.clone()
 
     with torch.no_grad():
-        full = fn(process, denoiser, u, schedule, noise, callback=keep)
-        rest = fn(process, denoiser, kept["u"], schedule[k:], noise)
+        opts = sampler_options(fn, run.reverse_mean)
+        full = fn(process, denoiser, u, schedule, noise, callback=keep, **opts)
+        rest = fn(process, denoiser, kept["u"], schedule[k:], noise, **opts)
     diff = float((full - rest).abs().max())
     return Check("R2", "R2 reverse chain is Markov", process.name, True, diff <= R2_TOL, diff, R2_TOL,
                  f"Restarting the {run.sampler} chain from its own state at index {schedule[k]} with the same per-step noise "

@@ -22,7 +22,7 @@ from scalespace.denoisers.base import Denoiser
 from scalespace.noise import NoiseSource, Stream
 from scalespace.processes.base import Process
 from scalespace.sampling.pipeline import generate, start_state
-from scalespace.sampling.samplers import SAMPLERS, sampler_for
+from scalespace.sampling.samplers import DEFAULT_REVERSE_MEAN, SAMPLERS, sampler_for, sampler_options
 from scalespace.sampling.schedule import respace
 from scalespace.stats.quality import bootstrap_interval, memorisation_ratio, t_interval
 from scalespace.stats.reference_cache import QualityReference
@@ -57,6 +57,7 @@ def _slope(eps: list[float], dist: list[float]) -> float | None:
 def sensitivity(
     process: Process, denoiser: Denoiser, train: torch.Tensor, n: int, seed: int, steps: int | None,
     sampler: str, eps: tuple[float, ...] = DEFAULT_EPS, device: torch.device | str = "cpu",
+    reverse_mean: str = DEFAULT_REVERSE_MEAN,
 ) -> dict[str, Any]:
     """Output distance |x(u_T + eps z_p) - x(u_T)| per image (mean, median, max) for each eps, and the slope.
 
@@ -73,7 +74,8 @@ def sensitivity(
     k = len(eps) + 1
     starts = torch.cat([u] + [u + e * zp for e in eps])
     with torch.no_grad():
-        out = fn(process, denoiser, starts, schedule, NoiseSource(seed, ids.repeat(k), process.shape, device))
+        out = fn(process, denoiser, starts, schedule, NoiseSource(seed, ids.repeat(k), process.shape, device),
+                 **sampler_options(fn, reverse_mean))
     out = out.reshape(k, n, -1).double()
     # copies of a sample in one batch can differ by float32 rounding alone: below this they are the same output
     rounding = 1e-5 * math.sqrt(out.shape[-1])
@@ -127,11 +129,13 @@ def seed_spread(
 def steps_curve(
     process: Process, denoiser: Denoiser, train: torch.Tensor, n: int, seed: int, step_counts: list[int],
     reference: QualityReference, device: torch.device | str = "cpu", sampler: str | None = None,
+    reverse_mean: str = DEFAULT_REVERSE_MEAN,
 ) -> list[dict[str, Any]]:
     """Quality against the number of reverse steps (respaced), same seed and samples ids."""
     rows = []
     for s in sorted({min(int(k), process.T) for k in step_counts}):
-        samples = generate(process, denoiser, n, seed, steps=s, sampler=sampler, train=train, device=device)
+        samples = generate(process, denoiser, n, seed, steps=s, sampler=sampler, train=train, device=device,
+                           reverse_mean=reverse_mean)
         q = reference(samples, seed=seed)
         rows.append({"steps": s, "fd": q["fid"], "n": q["n_samples"], "kid_mean": q.get("kid_mean")})
     return rows

@@ -33,6 +33,7 @@ from scalespace.jobs.sample import load_denoiser, process_for
 from scalespace.jobs.specs import EvaluateSpec
 from scalespace.processes.base import Process
 from scalespace.sampling.pipeline import generate
+from scalespace.sampling.samplers import check_reverse_mean
 from scalespace.stats.marginals import OracleMarginal
 from scalespace.stats.reference_cache import QualityReference, reference_features
 
@@ -50,6 +51,7 @@ def check_evaluate_spec(spec: EvaluateSpec, process: Process | None = None) -> P
     if not process.shared_operator:
         raise ScalespaceError("process_params.guidance: the evaluation's oracle needs 'shared' osmosis guidance")
     _oracle_memory(process, split_sizes(spec.data, spec.data_limit)[0])
+    check_reverse_mean(spec.reverse_mean, process)
     return process
 
 
@@ -73,7 +75,7 @@ def run_evaluate(spec: EvaluateSpec, ctx: JobContext) -> dict[str, Any]:
     checks: list[Check] = []
     report: dict[str, Any] = {
         "job_id": ctx.job_id, "created_at": datetime.now(timezone.utc).isoformat(), "seed": spec.seed,
-        "spec": spec.model_dump(mode="json"), "process": process.describe(), "model": spec.model,
+        "spec": spec.canonical_dump(), "process": process.describe(), "model": spec.model,
         "data": {"name": spec.data, "shape": list(process.shape), "n_train": len(train), "n_heldout": len(heldout)},
         "times": process.times().tolist(),
     }
@@ -114,7 +116,7 @@ def run_evaluate(spec: EvaluateSpec, ctx: JobContext) -> dict[str, Any]:
         ctx.report("reverse", 0, phase_total)
         with ctx.timed("reverse"):
             run = run_reverse(process, denoiser, train.to(ctx.device), spec.n_reverse, spec.seed, spec.reverse_steps,
-                              device=ctx.device, batch_size=spec.batch_size)
+                              device=ctx.device, batch_size=spec.batch_size, reverse_mean=spec.reverse_mean)
             checks += [check_r1(process, train, run, spec.seed), check_r2(process, denoiser, run, spec.seed),
                        check_r3(process), check_r4(process, train, run, spec.seed)]
         with ctx.timed("quality"):
@@ -151,23 +153,25 @@ def _robustness(spec, ctx, process, denoiser, train, heldout, run, reference) ->
     out: dict[str, Any] = {"extractor": reference.extractor.name, "steps_of_seed_runs": min(opts.steps or process.T, process.T)}
     with ctx.timed("robustness_sensitivity"):
         out["sensitivity"] = [
-            rob.sensitivity(process, denoiser, train.to(ctx.device), opts.n, spec.seed, opts.steps, s, tuple(opts.eps), ctx.device)
+            rob.sensitivity(process, denoiser, train.to(ctx.device), opts.n, spec.seed, opts.steps, s, tuple(opts.eps), ctx.device,
+                            reverse_mean=spec.reverse_mean)
             for s in rob.samplers_for(process)
         ]
     ctx.check_stop()
     with ctx.timed("robustness_seeds"):
         def draw(seed: int) -> torch.Tensor:
             return generate(process, denoiser, opts.n, seed, steps=opts.steps, train=train.to(ctx.device),
-                            device=ctx.device, batch_size=spec.batch_size)
+                            device=ctx.device, batch_size=spec.batch_size, reverse_mean=spec.reverse_mean)
 
         out["seed_spread"] = rob.seed_spread(draw, list(opts.seeds), reference, n_boot=opts.n_boot)
     ctx.check_stop()
     with ctx.timed("robustness_steps"):
         out["steps"] = rob.steps_curve(process, denoiser, train.to(ctx.device), opts.n, spec.seed, list(opts.step_counts),
-                                       reference, ctx.device)
+                                       reference, ctx.device, reverse_mean=spec.reverse_mean)
     with ctx.timed("robustness_memorisation"):
         samples = run.samples if run is not None else generate(process, denoiser, opts.n, spec.seed, steps=opts.steps,
-                                                                train=train.to(ctx.device), device=ctx.device)
+                                                                train=train.to(ctx.device), device=ctx.device,
+                                                                reverse_mean=spec.reverse_mean)
         out["memorisation"] = rob.memorisation(samples, train, heldout)
     return out
 

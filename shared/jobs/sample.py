@@ -22,7 +22,7 @@ from scalespace.kernels import dispatch
 from scalespace.processes import Process, make_process, process_class
 from scalespace.processes.base import Process as _P  # noqa: F401  (re-export for type checkers)
 from scalespace.sampling.pipeline import TrajectoryMoments, generate  # noqa: F401  (TrajectoryMoments: re-export)
-from scalespace.sampling.samplers import check_sampler
+from scalespace.sampling.samplers import check_reverse_mean, check_sampler
 from scalespace.sampling.schedule import check_spacing, check_steps, respace
 from scalespace.storage.base import ArtifactStore
 
@@ -67,6 +67,7 @@ def check_sample_spec(spec: SampleSpec, process: Process | None = None) -> Proce
         raise ScalespaceError(f"steps: {e}") from None
     check_sampler(spec.sampler, process)
     check_spacing(spec.timestep_spacing, process)
+    check_reverse_mean(spec.reverse_mean, process, spec.sampler)
     if spec.model == "oracle" and not process.shared_operator:
         raise ScalespaceError("process_params.guidance: the oracle needs 'shared' osmosis guidance (one for all samples)")
     return process
@@ -91,7 +92,7 @@ def run_sample(spec: SampleSpec, ctx: JobContext) -> dict[str, Any]:
         samples = generate(
             process, denoiser, spec.n, spec.seed,
             batch_size=spec.batch_size, steps=spec.steps, sampler=spec.sampler, eta=spec.eta,
-            timestep_spacing=spec.timestep_spacing,
+            timestep_spacing=spec.timestep_spacing, reverse_mean=spec.reverse_mean,
             train=train, device=ctx.device, on_step=on_step, trajectory=traj,
         )
     rows = traj.rows(process, list(spec.statistics))

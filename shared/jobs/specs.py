@@ -99,12 +99,17 @@ class Spec(BaseModel):
     #: spec submitted before they existed keeps its hash (idempotency keys, sweep history, checkpoints)
     HASH_SKIPS_DEFAULT: ClassVar[tuple[str, ...]] = ()
 
-    def spec_hash(self) -> str:
-        """sha256 of the canonical JSON of the spec (defaults filled in, except HASH_SKIPS_DEFAULT at default)."""
+    def canonical_dump(self) -> dict[str, Any]:
+        """The spec as JSON data with defaults filled in, except HASH_SKIPS_DEFAULT fields at their default."""
         dump = self.model_dump(mode="json")
         for name in self.HASH_SKIPS_DEFAULT:
             if getattr(self, name) == type(self).model_fields[name].default:
                 dump.pop(name, None)
+        return dump
+
+    def spec_hash(self) -> str:
+        """sha256 of the canonical JSON of the spec (canonical_dump)."""
+        dump = self.canonical_dump()
         blob = json.dumps(dump, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -129,11 +134,17 @@ class SampleSpec(ProcessDataSpec):
     sampler: str | None = Field(None, description="ancestral, ddim or heat; default: the process's own")
     eta: float = Field(0.0, ge=0, description="DDIM eta (0 = deterministic)")
     steps: int | None = Field(None, ge=1, description="reverse steps; default: the process's T")
-    HASH_SKIPS_DEFAULT: ClassVar[tuple[str, ...]] = ("timestep_spacing",)
+    HASH_SKIPS_DEFAULT: ClassVar[tuple[str, ...]] = ("timestep_spacing", "reverse_mean")
     timestep_spacing: Literal["trailing", "leading", "linspace"] = Field(
         "trailing",
         description="which indices a respaced walk (steps < T) visits, as diffusers' timestep_spacing: trailing "
                     "(from T, evenly), leading (multiples of T // steps, from below T) or linspace; vp and ve only",
+    )
+    reverse_mean: Literal["ihdm", "posterior"] = Field(
+        "ihdm",
+        description="the heat sampler's step mean (heat, osmosis) from the model's estimate of A_{k-1} u_0: ihdm "
+                    "(that estimate, inverse heat dissipation) or posterior (the Gaussian posterior mean "
+                    "E[u_{k-1} | u_k, u_0], heat: a u_k + (1 - a^2) A_{k-1} u_0 per DCT mode)",
     )
     n: int = Field(16, ge=1, le=MAX_N, description="number of samples")
     batch_size: int = Field(64, ge=1, le=65_536)
@@ -202,6 +213,10 @@ class EvaluateSpec(ProcessDataSpec):
     invariance_steps: int = Field(8, ge=1, le=1000, description="forward steps checked for F5")
     n_reverse: int = Field(128, ge=2, le=MAX_N, description="samples of the reverse checks R1 to R4")
     reverse_steps: int | None = Field(100, ge=1, description="reverse steps of R1 to R4 (None: T)")
+    HASH_SKIPS_DEFAULT: ClassVar[tuple[str, ...]] = ("reverse_mean",)
+    reverse_mean: Literal["ihdm", "posterior"] = Field(
+        "ihdm", description="the heat sampler's step mean (heat, osmosis) in the reverse checks and robustness runs: ihdm or posterior, as the "
+                            "sample job's")
     robustness: RobustnessOptions = Field(default_factory=RobustnessOptions)
     quality_extractor: Literal["pixels", "random-conv", "inception"] = Field(
         "pixels", description="feature space of the quality figures (inception: FID, slow on a CPU)")
@@ -233,6 +248,10 @@ class TrainSpec(ProcessDataSpec):
     eval_every: int = Field(0, ge=0, description="evaluate every k steps (0: only at the end)")
     eval_samples: int = Field(128, ge=2, le=100_000, description="samples per evaluation")
     eval_steps: int | None = Field(None, ge=1, description="reverse steps per evaluation sample (default 100 or T)")
+    HASH_SKIPS_DEFAULT: ClassVar[tuple[str, ...]] = ("reverse_mean",)
+    reverse_mean: Literal["ihdm", "posterior"] = Field(
+        "ihdm", description="the heat sampler's step mean (heat, osmosis) in the evaluation samples: ihdm or posterior, as the "
+                            "sample job's")
     eval_extractor: str = Field("pixels", description="Fréchet distance features: pixels, random-conv or inception")
     checkpoint_every: int = Field(500, ge=1, description="save the training state every k steps (for resuming)")
     log_every: int = Field(10, ge=1, description="loss-curve resolution, in steps")

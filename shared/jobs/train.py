@@ -34,6 +34,7 @@ from scalespace.jobs.sample import process_for
 from scalespace.jobs.specs import TrainSpec
 from scalespace.processes import Process
 from scalespace.sampling.pipeline import generate
+from scalespace.sampling.samplers import check_reverse_mean
 from scalespace.sampling.schedule import check_steps
 from scalespace.stats import available_extractors, fid
 
@@ -89,6 +90,7 @@ def check_train_spec(spec: TrainSpec, process: Process | None = None) -> tuple[P
         raise ScalespaceError(
             f"eval_extractor: unknown {spec.eval_extractor!r}; choose one of {', '.join(available_extractors())}"
         )
+    check_reverse_mean(spec.reverse_mean, process)
     return process, objective
 
 
@@ -100,7 +102,7 @@ def evaluate(
     samples = generate(
         process, trainer.denoiser(), spec.eval_samples, spec.seed,
         batch_size=min(spec.eval_samples, 256), steps=eval_steps(spec, process),
-        train=trainer.images, device=ctx.device,
+        train=trainer.images, device=ctx.device, reverse_mean=spec.reverse_mean,
     )
     r = fid(samples, heldout, spec.eval_extractor, device=ctx.device)
     row = {"step": trainer.step, "fd": r["fid"], "extractor": r["extractor"], "n_samples": r["n_samples"],

@@ -157,6 +157,15 @@ class Process(ABC):
     ) -> torch.Tensor:
         """Mean of the reverse step t -> s given a prediction u0_hat of u_0."""
 
+    def posterior_mean_at(
+        self, t: int, s: int, u_t: torch.Tensor, prev_mean: torch.Tensor, ids: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """E[u_s | u_t, u_0] written through prev_mean = A_s u_0 (the heat sampler's `posterior` reverse mean).
+
+        Only processes with a Gaussian posterior of the step (heat, osmosis, and
+        the DCT-diagonal ones) have it."""
+        raise ScalespaceError(f"reverse_mean: process {self.name!r} has no posterior mean of the reverse step")
+
     # --- shared closed forms -----------------------------------------------------
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "T": self.T, "params": self.params.model_dump()}
@@ -285,6 +294,26 @@ class LinearGaussianProcess(Process):
         post = self.posterior(t, s)
         dt, dev = u_t.dtype, u_t.device
         m = post.coef_ut.to(dev, dt) * self.to_basis(u_t) + post.coef_u0.to(dev, dt) * self.to_basis(u0_hat)
+        return self.from_basis(m)
+
+    def posterior_mean_at(
+        self, t: int, s: int, u_t: torch.Tensor, prev_mean: torch.Tensor, ids: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The posterior mean of the step t -> s through prev_mean = A_s u0_hat, per mode:
+
+            coef_ut u_t + sigma_{t|s}^2 / (sigma_{t|s}^2 + a^2 sigma_s^2) prev_mean
+
+        (posterior()'s coef_u0 without its factor alpha_s, which prev_mean carries):
+        reverse_mean(t, s, u_t, u0_hat) when prev_mean = A_s u0_hat, and usable
+        where only an estimate of A_s u_0 exists (a one-step network)."""
+        if not 0 <= s < t <= self.T:
+            raise ScalespaceError(f"posterior needs 0 <= s < t <= T={self.T}, got s={s}, t={t}")
+        a, sts2 = self.transition(s, t)
+        sts2 = sts2.clamp_min(0.0)
+        ss2 = torch.as_tensor(self.sigma(s) ** 2, dtype=torch.float64)
+        den = sts2 + a**2 * ss2
+        dt, dev = u_t.dtype, u_t.device
+        m = (a * ss2 / den).to(dev, dt) * self.to_basis(u_t) + (sts2 / den).to(dev, dt) * self.to_basis(prev_mean)
         return self.from_basis(m)
 
     def semigroup(self) -> Flow | None:

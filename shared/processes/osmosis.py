@@ -106,6 +106,13 @@ class Osmosis(DegradedPrior, DriftDiffusionProcess):
             return scheme.evolve_explicit(x, d, dt, run=self.explicit_steps)
         return scheme.evolve_implicit(x, d, dt, steps=self.params.implicit_steps)
 
+    def _interval_transposed(self, x: torch.Tensor, d: scheme.Drift, k: int) -> torch.Tensor:
+        """The adjoint of _interval (torch; the explicit run's adjoint steps or the adjoint implicit solves)."""
+        dt = float(self._t[k] - self._t[k - 1])
+        if self.params.scheme == "explicit":
+            return scheme.evolve_explicit(x, d, dt, run=scheme.explicit_steps_transposed)
+        return scheme.evolve_implicit(x, d, dt, steps=self.params.implicit_steps, transpose=True)
+
     # --- marginals --------------------------------------------------------------------
     def marginal_mean(self, i: int, u0: torch.Tensor, ids: torch.Tensor | None = None) -> torch.Tensor:
         d = self._drift(ids, u0.shape[0], u0.dtype, u0.device)
@@ -127,6 +134,29 @@ class Osmosis(DegradedPrior, DriftDiffusionProcess):
             x = self._interval(x, d, k)
             out.append(x - self.params.offset)
         return out
+
+    def posterior_mean_at(
+        self, t: int, s: int, u_t: torch.Tensor, prev_mean: torch.Tensor, ids: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """E[u_s | u_t, u_0] through prev_mean = A_s u_0, for the Markov chain u_t + c = M (u_s + c) + noise.
+
+        M is the osmosis evolution from t_s to t_t. With every marginal's noise
+        sigma I, Cov(u_s, u_t) = sigma^2 M^T and Cov(u_t) = sigma^2 I, so the
+        Gaussian conditional mean is prev_mean + M^T (u_t - A_t u_0) with
+        A_t u_0 = M (prev_mean + c) - c. For heat (M = a per DCT mode) this is
+        a u_t + (1 - a^2) A_s u_0, heat's posterior mean.
+        """
+        if not 0 <= s < t <= self.T:
+            raise ScalespaceError(f"posterior needs 0 <= s < t <= T={self.T}, got s={s}, t={t}")
+        d = self._drift(ids, u_t.shape[0], u_t.dtype, u_t.device)
+        c = self.params.offset
+        x = prev_mean + c
+        for k in range(s + 1, t + 1):
+            x = self._interval(x, d, k)
+        r = u_t - (x - c)
+        for k in range(t, s, -1):
+            r = self._interval_transposed(r, d, k)
+        return prev_mean + r
 
     def steady_state(self, u0: torch.Tensor, ids: torch.Tensor | None = None) -> torch.Tensor:
         v = self.guidance(ids, u0.shape[0], u0.dtype, u0.device)

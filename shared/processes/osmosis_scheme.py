@@ -83,6 +83,35 @@ def apply_operator(u: torch.Tensor, d: Drift) -> torch.Tensor:
     return out
 
 
+def apply_operator_transpose(y: torch.Tensor, d: Drift) -> torch.Tensor:
+    """A^T y: the adjoint of apply_operator (<A u, y> = <u, A^T y>), same shape as y.
+
+    A u scatters each face flux f = G u to its two cells (+f left, -f right);
+    the adjoint gathers g = y_left - y_right per face and spreads it back
+    through G^T."""
+    h = d.h
+    gx = y[..., :-1, :] - y[..., 1:, :]
+    gy = y[..., :, :-1] - y[..., :, 1:]
+    out = torch.zeros_like(y)
+    out[..., 1:, :] += (1 / h**2 - d.dx / (2 * h)) * gx
+    out[..., :-1, :] += (-1 / h**2 - d.dx / (2 * h)) * gx
+    out[..., :, 1:] += (1 / h**2 - d.dy / (2 * h)) * gy
+    out[..., :, :-1] += (-1 / h**2 - d.dy / (2 * h)) * gy
+    return out
+
+
+def explicit_steps_transposed(u: torch.Tensor, d: Drift, tau: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+    """The adjoint of explicit_steps: `steps` steps of (I + tau A^T) per image (the torch loop).
+
+    All steps of one run are equal, so the adjoint of their product is the
+    product of the adjoint steps."""
+    n_max = int(steps.max()) if steps.numel() else 0
+    for k in range(n_max):
+        active = (k < steps).reshape(steps.shape + (1, 1, 1))
+        u = torch.where(active, u + tau * apply_operator_transpose(u, d), u)
+    return u
+
+
 def explicit_step(u: torch.Tensor, d: Drift, tau: float | torch.Tensor) -> torch.Tensor:
     """u + tau A u. `tau` may be a tensor broadcasting against u (per-sample steps)."""
     return u + tau * apply_operator(u, d)
@@ -130,9 +159,11 @@ def evolve_explicit(
 
 
 def implicit_step(
-    u: torch.Tensor, d: Drift, tau: float, rtol: float = 1e-12, max_iter: int = 2000
+    u: torch.Tensor, d: Drift, tau: float, rtol: float = 1e-12, max_iter: int = 2000, transpose: bool = False
 ) -> torch.Tensor:
     """Solve (I - tau A) x = u by BiCGSTAB (A is not symmetric), batched per image.
+
+    `transpose`: solve (I - tau A^T) x = u instead (the adjoint step).
 
     Unconditionally stable; for large tau it replaces many explicit steps. Each
     image converges to `rtol` relative residual; a solve that does not converge
@@ -141,8 +172,10 @@ def implicit_step(
     if tau <= 0:
         raise ScalespaceError("implicit osmosis step needs tau > 0")
 
+    op = apply_operator_transpose if transpose else apply_operator
+
     def mv(x: torch.Tensor) -> torch.Tensor:
-        return x - tau * apply_operator(x, d)
+        return x - tau * op(x, d)
 
     def dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return (a * b).flatten(start_dim=-3).sum(-1).reshape(a.shape[:-3] + (1, 1, 1))
@@ -175,10 +208,12 @@ def implicit_step(
     raise ScalespaceError(f"implicit osmosis step did not converge in {max_iter} iterations; use a smaller tau")
 
 
-def evolve_implicit(u: torch.Tensor, d: Drift, t: float, steps: int = 1, rtol: float = 1e-12) -> torch.Tensor:
-    """Osmosis for time t in `steps` implicit steps of equal size."""
+def evolve_implicit(
+    u: torch.Tensor, d: Drift, t: float, steps: int = 1, rtol: float = 1e-12, transpose: bool = False
+) -> torch.Tensor:
+    """Osmosis for time t in `steps` implicit steps of equal size (`transpose`: the adjoint evolution)."""
     for _ in range(steps):
-        u = implicit_step(u, d, t / steps, rtol=rtol)
+        u = implicit_step(u, d, t / steps, rtol=rtol, transpose=transpose)
     return u
 
 

@@ -17,7 +17,13 @@ from scalespace.denoisers.base import Denoiser
 from scalespace.kernels import dispatch
 from scalespace.noise import NoiseSource, Stream, uniform_int
 from scalespace.processes.base import Process
-from scalespace.sampling.samplers import StepInfo, sampler_for
+from scalespace.sampling.samplers import (
+    DEFAULT_REVERSE_MEAN,
+    StepInfo,
+    check_reverse_mean,
+    sampler_for,
+    sampler_options,
+)
 from scalespace.sampling.schedule import DEFAULT_SPACING, respace
 
 
@@ -91,6 +97,7 @@ def generate(
     sampler: str | None = None,
     eta: float = 0.0,
     timestep_spacing: str = DEFAULT_SPACING,
+    reverse_mean: str = DEFAULT_REVERSE_MEAN,
     train: torch.Tensor | None = None,
     device: torch.device | str = "cpu",
     first_id: int = 0,
@@ -101,12 +108,14 @@ def generate(
 
     on_step(done, total) is called after every reverse step of every batch
     (total counts the steps of all batches). `timestep_spacing` picks the
-    respaced indices (schedule.respace: trailing, leading or linspace).
+    respaced indices (schedule.respace: trailing, leading or linspace);
+    `reverse_mean` the heat sampler's mean (samplers.REVERSE_MEANS: ihdm or posterior).
     """
     device = torch.device(device)
     schedule = respace(process.T, steps, timestep_spacing)
     fn = sampler_for(sampler, process)
-    options = {"eta": eta} if fn.__name__ == "sample_ddim" else {}
+    check_reverse_mean(reverse_mean, process, sampler)
+    options = {"eta": eta} if fn.__name__ == "sample_ddim" else sampler_options(fn, reverse_mean)
     n_batches = -(-n // batch_size)
     total = n_batches * (len(schedule) - 1)
     out = []

@@ -110,6 +110,33 @@ def ddim_coefficients(process: LinearGaussianProcess, t: int, s: int, eta: float
     return g / sig_t, a_s - g * a_t / sig_t, c
 
 
+#: the heat sampler's rules for the mean of a reverse step t -> s (heat, osmosis), from the denoiser's
+#: estimate m = A_s u0_hat of the previous state's clean mean:
+#:   ihdm       m itself: inverse heat dissipation (Rissanen et al. 2023), what the one-step objective trains;
+#:   posterior  E[u_s | u_t, u_0 = u0_hat] of the Gaussian chain (heat: a u_t + (1 - a^2) m per DCT mode).
+REVERSE_MEANS: tuple[str, ...] = ("ihdm", "posterior")
+#: ihdm: the mean the heat sampler's noise (delta z in every mode) was designed around, the one learned one-step
+#: models and osmosis always used; with the oracle it ends on training images
+DEFAULT_REVERSE_MEAN = "ihdm"
+
+
+def check_reverse_mean(rule: str, process: Process, sampler: str | None = None) -> str:
+    """`rule` if it applies to `process` (and its sampler), else ScalespaceError("reverse_mean: ...").
+
+    The rule is the heat sampler's; any other process or sampler takes the default only."""
+    if rule not in REVERSE_MEANS:
+        raise ScalespaceError(f"reverse_mean: unknown rule {rule!r}; choose one of {', '.join(REVERSE_MEANS)}")
+    if rule != DEFAULT_REVERSE_MEAN:
+        if not process.prior_needs_data:
+            raise ScalespaceError(f"reverse_mean: {rule!r} applies to the heat sampler of heat and osmosis only, "
+                                  f"not {process.name!r}; leave it at {DEFAULT_REVERSE_MEAN!r}")
+        name = sampler or process.default_sampler
+        if name != "heat":
+            raise ScalespaceError(f"reverse_mean: {rule!r} applies to the 'heat' sampler only, not {name!r}; "
+                                  f"leave it at {DEFAULT_REVERSE_MEAN!r}")
+    return rule
+
+
 def sample_degraded(
     process: DegradedPrior,
     denoiser: Denoiser,
@@ -118,35 +145,52 @@ def sample_degraded(
     noise: NoiseSource,
     callback: Callback | None = None,
     delta: float | None = None,
+    reverse_mean: str = DEFAULT_REVERSE_MEAN,
 ) -> torch.Tensor:
     """The inverse heat dissipation sampler (heat, osmosis): u_s = mean_{t->s} + delta z.
 
     The chain starts from degraded data plus noise (the process's prior), adds
     delta = 1.25 sigma of fresh noise after every step but the last, and
-    returns the last mean. When the denoiser's reverse mean is the posterior
-    mean at its u0_hat (the oracle on heat), mean and noise are one step.
+    returns the last mean. The mean comes from the denoiser's estimate
+    m = A_s u0_hat (Denoiser.reverse_mean) by the rule `reverse_mean`
+    (REVERSE_MEANS): m itself (ihdm) or the posterior mean through m
+    (process.posterior_mean_at), the same for the oracle and learned models.
+    When m is A_s of the denoiser's own u0_hat on a DCT-diagonal process (the
+    oracle on heat), mean and noise are one fused step.
     """
+    if reverse_mean not in REVERSE_MEANS:
+        raise ScalespaceError(f"reverse_mean: unknown rule {reverse_mean!r}; choose one of {', '.join(REVERSE_MEANS)}")
     delta = process.delta if delta is None else delta
     spectral = _posterior_reverse_mean(process, denoiser)
     for k, (t, s) in enumerate(zip(schedule[:-1], schedule[1:])):
         step = s if s > schedule[-1] else None
         if spectral is not None:
-            post = spectral.posterior(t, s)
-            u = dispatch.posterior_step(u, denoiser.predict_u0(u, t, noise.ids), post.coef_ut, post.coef_u0, delta, noise,
+            if reverse_mean == "posterior":
+                post = spectral.posterior(t, s)
+                coef_ut, coef_u0 = post.coef_ut, post.coef_u0
+            else:
+                coef_u0 = spectral.alpha(s)
+                coef_ut = torch.zeros_like(coef_u0)
+            u = dispatch.posterior_step(u, denoiser.predict_u0(u, t, noise.ids), coef_ut, coef_u0, delta, noise,
                                         step, isotropic=process.isotropic, noise_in_basis=False)
         else:
-            u = dispatch.add_noise(denoiser.reverse_mean(process, u, t, s, noise.ids), delta, noise, step)
+            m = denoiser.reverse_mean(process, u, t, s, noise.ids)
+            if reverse_mean == "posterior":
+                m = process.posterior_mean_at(t, s, u, m, noise.ids)
+            u = dispatch.add_noise(m, delta, noise, step)
         _report(callback, k, schedule, s, u)
     return u
 
 
+def sampler_options(fn: Callable[..., torch.Tensor], reverse_mean: str = DEFAULT_REVERSE_MEAN) -> dict:
+    """The keyword options a sampler function takes from the job's `reverse_mean` (the heat sampler's alone)."""
+    return {"reverse_mean": reverse_mean} if fn is sample_degraded else {}
+
+
 def _posterior_reverse_mean(process: Process, denoiser: Denoiser) -> LinearGaussianProcess | None:
-    """The process when the reverse mean is its posterior mean at predict_u0 (the step is one posterior step), else None."""
-    if (
-        isinstance(process, LinearGaussianProcess)
-        and type(denoiser).reverse_mean is Denoiser.reverse_mean
-        and type(process).reverse_mean is LinearGaussianProcess.reverse_mean
-    ):
+    """The process when the denoiser's A_s u0_hat comes from its predict_u0 on a DCT-diagonal process (either rule's
+    mean is then linear in (u_t, u0_hat) per mode: one fused step), else None."""
+    if isinstance(process, LinearGaussianProcess) and type(denoiser).reverse_mean is Denoiser.reverse_mean:
         return process
     return None
 
