@@ -18,25 +18,30 @@ def _store(out: str) -> LocalStore:
     return LocalStore(out)
 
 
-def run_and_report(spec: dict[str, Any], out: str, quiet: bool = False) -> int:
+def run_embedded(parsed: Any, store: LocalStore, job_id: str, quiet: bool, on_interrupt: str) -> dict[str, Any]:
+    """Run a parsed spec here with a progress bar; its id is printed when it starts, `on_interrupt` on Ctrl-C."""
     from scalespace.jobs.run import run_job  # imports torch: only when a job runs
 
-    from scalespace.jobs.run import new_job_id
+    bar = ProgressBar(enabled=None if not quiet else False,
+                      started=f"{parsed.kind} job {job_id}: {store.location('jobs', job_id)}")
+    try:
+        return run_job(parsed, store, progress=bar, job_id=job_id)
+    except KeyboardInterrupt:
+        bar.close()
+        print(f"scalespace: {parsed.kind} job {job_id} interrupted; {on_interrupt}", file=sys.stderr)
+        raise
+    finally:
+        bar.close()
+
+
+def run_and_report(spec: dict[str, Any], out: str, quiet: bool = False) -> int:
+    from scalespace.jobs.run import new_job_id  # imports torch: only when a job runs
 
     parsed = parse_spec(spec)
     job_id = new_job_id(parsed)
     store = _store(out)
-    bar = ProgressBar(enabled=None if not quiet else False, started=f"{parsed.kind} job {job_id}: "
-                      f"{store.location('jobs', job_id)}")
-    try:
-        manifest = run_job(parsed, store, progress=bar, job_id=job_id)
-    except KeyboardInterrupt:
-        bar.close()
-        print(f"scalespace: {parsed.kind} job {job_id} interrupted; it left no results (no manifest.json); "
-              "run the command again to start over", file=sys.stderr)
-        raise
-    finally:
-        bar.close()
+    manifest = run_embedded(parsed, store, job_id, quiet,
+                            "it left no results (no manifest.json); run the command again to start over")
     print(f"{manifest['kind']} job {manifest['job_id']} succeeded: {store.location('jobs', manifest['job_id'])}")
     return 0
 

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
-from scalespace.cli.common import ProgressBar, add_job_options, print_json, spec_choices
-from scalespace.cli.embedded import _params
+from scalespace.cli.common import add_job_options, print_json, spec_choices
+from scalespace.cli.embedded import _params, run_embedded
 from scalespace.jobs.specs import TrainSpec, parse_spec
 from scalespace.storage import LocalStore
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from scalespace.jobs.run import run_job  # imports torch: only when a job runs
+    from scalespace.jobs.run import new_job_id  # imports torch: only when a job runs
 
     spec: dict[str, Any] = {"kind": "train", "process": args.process, "data": args.data, "preset": args.preset,
                             "seed": args.seed}
@@ -25,22 +24,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         spec["process_params"] = _params(args.param)
     if args.network:
         spec["network"] = _params(args.network)
-    from scalespace.jobs.run import new_job_id
-
     parsed = parse_spec(spec)
     store = LocalStore(args.out)
     job_id = args.job_id or new_job_id(parsed)
-    bar = ProgressBar(enabled=None if not args.quiet else False,
-                      started=f"train job {job_id}: {store.location('jobs', job_id)}")
-    try:
-        manifest = run_job(parsed, store, progress=bar, job_id=job_id)
-    except KeyboardInterrupt:
-        bar.close()
-        print(f"scalespace: train job {job_id} interrupted; to resume it from its last checkpoint (written every "
-              f"--checkpoint-every steps), run the same command with --job-id {job_id}", file=sys.stderr)
-        raise
-    finally:
-        bar.close()
+    manifest = run_embedded(parsed, store, job_id, args.quiet,
+                            "to resume it from its last checkpoint (written every --checkpoint-every steps), "
+                            f"run the same command with --job-id {job_id}")
     s = manifest["summary"]
     ev = s["evaluation"]
     print(f"train job {manifest['job_id']} succeeded: {store.location('jobs', manifest['job_id'])}")

@@ -80,7 +80,7 @@ def _retry_delay(rt: Runtime, retries: int) -> float:
 
 
 def _durable(fn: Any, *args: Any, patience_s: float, **kwargs: Any) -> Any:
-    """Record an outcome even across a Redis outage: retry while Redis is unreachable, for up to patience_s."""
+    """Do fn across an outage: retry while Redis or the store is unreachable, for up to patience_s."""
     deadline = time.monotonic() + patience_s
     delay = 0.5
     while True:
@@ -89,7 +89,8 @@ def _durable(fn: Any, *args: Any, patience_s: float, **kwargs: Any) -> Any:
         except Exception as e:  # noqa: BLE001
             if not _transient(e) or time.monotonic() + delay > deadline:
                 raise
-            log.warning("job store unreachable (%s); retrying in %.1f s", type(e).__name__, delay)
+            log.warning("%s: %s unreachable; retrying in %.1f s", getattr(fn, "__name__", "call"),
+                        "the store" if isinstance(e, StoreUnavailable) else "the job store", delay)
             time.sleep(delay)
             delay = min(delay * 2, 5.0)
 
@@ -181,18 +182,10 @@ def _ended(rt: Runtime, job_id: str, out: Any, state: str) -> str:
 def _publish(rt: Runtime, job_id: str, attempt: int) -> None:
     """The committed attempt's manifest as the job's manifest.json (only the committer and the janitor write it);
     across an S3 outage, retried for up to SCALESPACE_OUTAGE_TOLERANCE_S, then left to the janitor."""
-    deadline = time.monotonic() + rt.settings.outage_tolerance_s
-    delay = 0.5
-    while True:
-        try:
-            publish(rt.store, job_id, attempt)
-            return
-        except StoreUnavailable as e:
-            if time.monotonic() + delay > deadline:
-                log.warning("job %s: manifest not published (%s); the janitor will", job_id, _one_line(e))
-                return
-            time.sleep(delay)
-            delay = min(delay * 2, 10.0)
+    try:
+        _durable(publish, rt.store, job_id, attempt, patience_s=rt.settings.outage_tolerance_s)
+    except StoreUnavailable as e:
+        log.warning("job %s: manifest not published (%s); the janitor will", job_id, _one_line(e))
 
 
 def _wait_out(rt: Runtime, job_id: str, owner: str, e: BaseException, reporter: StepReporter) -> str:

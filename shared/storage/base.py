@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from pathlib import PurePosixPath
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
@@ -39,9 +40,7 @@ CONTENT_TYPES = {".json": "application/json", ".png": "image/png", ".html": "tex
 
 def content_type(name: str) -> str:
     """The Content-Type of an artifact named `name` (application/octet-stream when unknown)."""
-    base = name.rsplit("/", 1)[-1]
-    return CONTENT_TYPES.get("." + base.rsplit(".", 1)[-1], "application/octet-stream") if "." in base else \
-        "application/octet-stream"
+    return CONTENT_TYPES.get(PurePosixPath(name).suffix, "application/octet-stream")
 
 
 def attempt_folder(attempt: int) -> str:
