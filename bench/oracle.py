@@ -1,13 +1,23 @@
 """Benchmark: the streaming oracle against a naive batch x n implementation.
 
 One reverse step of `vp` (t = 500, the oracle's posterior plus the ancestral
-update) for a batch of 256 over all 60,000 Fashion-MNIST training images:
-time per step (median of --repeat runs) and peak memory of each variant, and
-their ratios, measured side by side in one run. Each variant runs in its own
-subprocess so that peak memory (RSS on the CPU, max allocated on CUDA) is its
-own.
+update) over all 60,000 Fashion-MNIST training images, for each batch size
+of --batches (default 64, 256): the time per step of each variant, their
+ratio streaming / naive (below 1: the streaming oracle is faster), and the
+peak memory of each variant above its baseline, with the ratio naive /
+streaming.
 
-    python bench/oracle.py [--batch 256] [--device cpu|cuda] [--fashion-npz PATH]
+Times are measured side by side in one process, with the same threads: the
+two variants alternate step by step (after one warm-up step each) for
+--repeat rounds, and each figure is the median of its rounds, so both see
+the same load on a shared machine. Wall-clock and process CPU time are both
+given. Peak memory (resident set on the CPU, max allocated on CUDA) is
+measured in a fresh subprocess per variant and batch, so that each peak is
+the variant's own.
+
+    python bench/oracle.py [--batches 64,256] [--repeat 5] [--device cpu|cuda] [--chunk N] [--fashion-npz PATH]
+
+--chunk defaults to the oracle's own default (`OracleDenoiser`).
 """
 
 from __future__ import annotations
@@ -56,7 +66,8 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_variant(variant: str, batch: int, device: str, repeat: int, npz: str | None, chunk: int) -> dict:
+def run_variant(variant: str, batch: int, device: str, repeat: int, npz: str | None, chunk: int | None) -> dict:
+    """variant 'streaming' or 'naive': peak memory of one step; 'both': alternating timed steps."""
     from scalespace.denoisers import OracleDenoiser
     from scalespace.processes import make_process
     from scalespace.noise import NoiseSource
@@ -66,7 +77,7 @@ def run_variant(variant: str, batch: int, device: str, repeat: int, npz: str | N
     dev = torch.device(device)
     train = train.to(dev)
     p = make_process("vp", (1, 28, 28))
-    oracle = OracleDenoiser(p, train, chunk=chunk)
+    oracle = OracleDenoiser(p, train) if chunk is None else OracleDenoiser(p, train, chunk=chunk)
     flat = train.flatten(1)
     noise = NoiseSource(0, torch.arange(batch), p.shape, dev)
     u = p.sample_prior(noise(p.T, 1)).to(dev)
@@ -76,62 +87,88 @@ def run_variant(variant: str, batch: int, device: str, repeat: int, npz: str | N
         def predict_u0(self, x, i, ids=None):
             return naive_posterior_mean(p, flat, x, i)
 
-    den = oracle if variant == "streaming" else Naive()
+    dens = {"streaming": oracle, "naive": Naive()}
 
-    def step():
-        out = sample_ancestral(p, den, u, [t, s], noise)
+    def step(name):
+        out = sample_ancestral(p, dens[name], u, [t, s], noise)
         if dev.type == "cuda":
             torch.cuda.synchronize()
         return out
 
+    info = {"variant": variant, "data": source, "batch": batch, "n": train.shape[0], "device": device,
+            "chunk": oracle.chunk, "threads": torch.get_num_threads()}
+    if variant == "both":
+        wall = {k: [] for k in dens}
+        cpu = {k: [] for k in dens}
+        for name in dens:
+            step(name)  # warm-up
+        for _ in range(repeat):
+            for name in dens:
+                t0, c0 = time.perf_counter(), time.process_time()
+                step(name)
+                wall[name].append(time.perf_counter() - t0)
+                cpu[name].append(time.process_time() - c0)
+        for name in dens:
+            info[f"{name}_s"] = statistics.median(wall[name])
+            info[f"{name}_cpu_s"] = statistics.median(cpu[name])
+        return info
     base = rss_mb()
     if dev.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         base_cuda = torch.cuda.memory_allocated()
-    step()  # warm-up
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
+    step(variant)
     peak = (torch.cuda.max_memory_allocated() - base_cuda) / 2**20 if dev.type == "cuda" else rss_mb() - base
-    return {"variant": variant, "step_s": statistics.median(times), "peak_extra_mb": peak, "data": source,
-            "batch": batch, "n": train.shape[0], "device": device, "chunk": chunk}
+    info["peak_extra_mb"] = peak
+    return info
+
+
+def subprocess_run(variant: str, batch: int, args) -> dict | None:
+    cmd = [sys.executable, __file__, "--variant", variant, "--batches", str(batch), "--device", args.device,
+           "--repeat", str(args.repeat)]
+    if args.chunk is not None:
+        cmd += ["--chunk", str(args.chunk)]
+    if args.fashion_npz:
+        cmd += ["--fashion-npz", args.fashion_npz]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        print(f"{variant}, batch {batch}: failed\n{out.stderr[-2000:]}")
+        return None
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--batches", default="64,256", help="comma-separated batch sizes")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--chunk", type=int, default=4096)
+    ap.add_argument("--repeat", type=int, default=5, help="timed rounds (each: one step of each variant)")
+    ap.add_argument("--chunk", type=int, default=None, help="the oracle's chunk (default: the oracle's default)")
     ap.add_argument("--fashion-npz")
     ap.add_argument("--variant", help=argparse.SUPPRESS)
     ap.add_argument("--out", help="also write the figures as JSON here")
     args = ap.parse_args()
+    batches = [int(b) for b in args.batches.split(",") if b.strip()]
     if args.variant:
-        print(json.dumps(run_variant(args.variant, args.batch, args.device, args.repeat, args.fashion_npz, args.chunk)))
+        print(json.dumps(run_variant(args.variant, batches[0], args.device, args.repeat, args.fashion_npz, args.chunk)))
         return
     rows = []
-    for variant in ("streaming", "naive"):
-        cmd = [sys.executable, __file__, "--variant", variant, "--batch", str(args.batch), "--device", args.device,
-               "--repeat", str(args.repeat), "--chunk", str(args.chunk)]
-        if args.fashion_npz:
-            cmd += ["--fashion-npz", args.fashion_npz]
-        out = subprocess.run(cmd, capture_output=True, text=True)
-        if out.returncode != 0:
-            print(f"{variant}: failed\n{out.stderr[-2000:]}")
-            rows.append({"variant": variant, "step_s": math.nan, "peak_extra_mb": math.nan})
-            continue
-        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    s, n = rows
-    print(f"oracle reverse step, vp t=500, batch {args.batch}, n = {s.get('n')} ({s.get('data')}), device {args.device}")
-    print(f"{'variant':<10} {'time/step (s)':>14} {'peak extra (MiB)':>17}")
+    for batch in batches:
+        timed = subprocess_run("both", batch, args) or {}
+        mem = {v: (subprocess_run(v, batch, args) or {}).get("peak_extra_mb", math.nan) for v in ("streaming", "naive")}
+        rows.append({"batch": batch, **timed, "streaming_peak_mb": mem["streaming"], "naive_peak_mb": mem["naive"]})
+    nan = math.nan
+    first = rows[0]
+    print(f"oracle reverse step, vp t=500, n = {first.get('n')} ({first.get('data')}), device {args.device}, "
+          f"chunk {first.get('chunk')}, {first.get('threads')} threads, median of {args.repeat} alternating rounds")
+    print(f"{'batch':>6} {'streaming (s)':>14} {'naive (s)':>10} {'time s/n':>9} {'cpu s/n':>8} "
+          f"{'streaming peak (MiB)':>21} {'naive peak (MiB)':>17} {'memory n/s':>11}")
     for r in rows:
-        print(f"{r['variant']:<10} {r['step_s']:>14.4f} {r['peak_extra_mb']:>17.1f}")
-    print(f"ratio naive/streaming: time {n['step_s'] / s['step_s']:.2f}x, peak memory "
-          f"{n['peak_extra_mb'] / max(s['peak_extra_mb'], 1e-9):.2f}x")
+        st, nv = r.get("streaming_s", nan), r.get("naive_s", nan)
+        cs, cn = r.get("streaming_cpu_s", nan), r.get("naive_cpu_s", nan)
+        ms, mn = r["streaming_peak_mb"], r["naive_peak_mb"]
+        print(f"{r['batch']:>6} {st:>14.4f} {nv:>10.4f} {st / nv:>9.2f} {cs / cn:>8.2f} {ms:>21.1f} {mn:>17.1f} "
+              f"{mn / max(ms, 1e-9):>11.2f}")
+    print("time s/n, cpu s/n: streaming / naive (wall clock, process CPU time); memory n/s: naive / streaming")
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=2))
 

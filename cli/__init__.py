@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "scalespace.cli.embedded",
     "scalespace.cli.evaluate",
     "scalespace.cli.train",
+    "scalespace.cli.score",
     "scalespace.cli.service",
 )
 

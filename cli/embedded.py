@@ -55,15 +55,36 @@ def cmd_sample(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "model": args.model,
         "batch_size": args.batch_size,
+        "pictures": not args.no_pictures,
     }
     for key in ("steps", "timestep_spacing", "reverse_mean", "sampler", "data_size", "data_limit", "device"):
         if getattr(args, key) is not None:
             spec[key] = getattr(args, key)
     if args.eta is not None:
         spec["eta"] = args.eta
+    if args.quality is not None:
+        spec["quality"] = args.quality
     if args.param:
         spec["process_params"] = _params(args.param)
     return run_and_report(spec, args.out, args.quiet)
+
+
+def _quality_list(text: str) -> list[str]:
+    """--quality fd,fid -> ["fd", "fid"] (the spec's `quality` field)."""
+    choices = spec_choices_of_list(SampleSpec, "quality")
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    bad = [t for t in items if t not in choices]
+    if not items or bad:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list of {', '.join(choices)}, got {text!r}")
+    return list(dict.fromkeys(items))
+
+
+def spec_choices_of_list(spec: Any, field: str) -> list[str]:
+    """The values a spec's list-of-Literal field accepts."""
+    from typing import get_args
+
+    (literal,) = get_args(spec.model_fields[field].annotation)
+    return list(get_args(literal))
 
 
 def _params(items: list[str]) -> dict[str, Any]:
@@ -116,7 +137,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="oracle", help="'oracle' or a model id")
     p.add_argument("--sampler", help="ancestral, ddim or heat (default: the process's own)")
     p.add_argument("--eta", type=float, help="DDIM eta")
+    p.add_argument("--quality", type=_quality_list, metavar="FIGURES",
+                   help="final figures against the held-out split, comma-separated: fd (pixel Fréchet distance), "
+                        "fid (Inception FID; slow on a CPU), e.g. fd,fid (default fd)")
     p.add_argument("--batch-size", type=int, default=64, help="samples per batch (default 64; does not change the samples)")
+    p.add_argument("--no-pictures", action="store_true",
+                   help="skip the captioned pictures (scale_space.png, reverse_trajectory.png, sample_grid.png) that the "
+                        "command writes by default; the samples are the same either way")
     add_job_options(p)
     p.set_defaults(func=cmd_sample)
 

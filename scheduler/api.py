@@ -8,12 +8,14 @@
     GET    /v1/jobs/{id}/artifacts/{name} one artifact with its Content-Type (S3: a redirect to a presigned URL);
                                          HEAD: its type and size
     GET    /v1/dead-letter               jobs that gave up
+    GET    /v1/sweeps/{name}/history     a named sweep's runs, night by night: figures, regressions, report, children
     GET    /                             where to go (no token needed)
+    GET    /ui                           the web console (a static page, no token needed; its data comes from the API)
     GET    /v1/health, /v1/ready          liveness, readiness (Redis and the store): no token needed
     GET    /metrics                      Prometheus
     GET    /openapi.json                 this API's OpenAPI document (no /docs page: it would need a CDN)
 
-Every route but /, health and ready needs `Authorization: Bearer <token>` (one of
+Every route but /, /ui, health and ready needs `Authorization: Bearer <token>` (one of
 SCALESPACE_API_TOKEN). Errors are JSON {"error", "detail", "field"}, never a
 traceback: 400 malformed, 401, 404, 409, 413, 422 invalid (with the field),
 429 lane full (with Retry-After), 503 Redis or store unreachable.
@@ -22,6 +24,7 @@ traceback: 400 malformed, 401, 404, 409, 413, 422 invalid (with the field),
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 import threading
 import time
@@ -42,12 +45,14 @@ from scalespace.processes import PROCESSES
 from scalespace.sampling import SAMPLERS
 from scalespace.scheduler.api_errors import ApiError, install_error_handlers
 from scalespace.scheduler.api_models import (ERRORS, ArtifactView, DeadLetters, Health, JobList, JobRequest, JobView, Kind,
-                                             Lane, ProgressView, Ready, State, ts)
+                                             Lane, ProgressView, Ready, State, SweepHistory, SweepRun, ts)
+from scalespace.scheduler.console import install_console
 from scalespace.scheduler.jobstore import JobRecord, JobStore
 from scalespace.scheduler.metrics import ApiMetrics
 from scalespace.scheduler.queues import Enqueuer, celery_client
 from scalespace.scheduler.submit import IdempotencyConflict, LaneFull, check_spec, submit_spec
-from scalespace.storage import MANIFEST, S3Store, attempt_folder, content_type, store_from_settings
+from scalespace.storage import (MANIFEST, S3Store, StoreUnavailable, artifact_path, attempt_folder, content_type,
+                                store_from_settings)
 from scalespace.storage.base import check_key
 
 log = logging.getLogger("scalespace.api")
@@ -245,13 +250,24 @@ def create_app(settings: Any = None, *, jobstore: Any = None, store: Any = None,
     def dead_letter(limit: int = Query(100, ge=1, le=10000)) -> DeadLetters:
         return DeadLetters(jobs=svc.jobstore.dead_letters(limit))
 
+    @app.get("/v1/sweeps/{name}/history", response_model=SweepHistory, dependencies=protected, responses=ERRORS,
+             summary="A named sweep's runs night by night: each child's figures, the regressions, report and child jobs")
+    def sweep_history(name: str, request: Request, limit: int = Query(30, ge=1, le=100)) -> SweepHistory:
+        try:
+            check_id(name, "sweep name")
+        except ScalespaceError as e:
+            raise ApiError(422, "validation", str(e), "name") from None
+        return SweepHistory(name=name, runs=_sweep_runs(svc, request, name, limit))
+
     @app.get("/", include_in_schema=False)
     def index() -> dict[str, Any]:
         """Where to go from the root (public, like /v1/health): the routes, and that they need the token."""
-        return {"service": "scalespace", "version": scalespace.__version__, "health": "/v1/health",
+        return {"service": "scalespace", "version": scalespace.__version__, "console": "/ui", "health": "/v1/health",
                 "ready": "/v1/ready", "jobs": "/v1/jobs", "metrics": "/metrics", "schema": "/openapi.json",
-                "auth": "every route but /, /v1/health and /v1/ready needs "
+                "auth": "every route but /, /ui, /v1/health and /v1/ready needs "
                         "'Authorization: Bearer <SCALESPACE_API_TOKEN>'"}
+
+    install_console(app, lambda asset: ApiError(404, "not_found", f"the console has no file {asset!r}"))
 
     @app.get("/v1/health", response_model=Health, summary="Liveness: the API process answers")
     def health() -> Health:
@@ -294,6 +310,58 @@ def create_app(settings: Any = None, *, jobstore: Any = None, store: Any = None,
         return JSONResponse(app.openapi())
 
     return app
+
+
+def _artifact_url(svc: Services, request: Request, job_id: str, name: str, path: str) -> str:
+    """Where a client fetches an artifact: a presigned URL on S3, else this API's artifact route."""
+    if isinstance(svc.store, S3Store):
+        return svc.store.url("jobs", job_id, path, svc.settings.s3_presign_expiry_s)
+    return str(request.url_for("get_artifact", job_id=job_id, name=name))
+
+
+def _sweep_runs(svc: Services, request: Request, name: str, limit: int) -> list[SweepRun]:
+    """The last `limit` committed runs of a named sweep (from its history in the store), each with its report,
+    then the sweep jobs of that name the job store still holds without a committed report."""
+    from scalespace.jobs.sweep import HISTORY, REPORT_HTML, REPORT_JSON
+
+    try:
+        history = svc.store.get_json("cache", f"sweep.{name}", HISTORY).get("runs", [])
+    except StoreUnavailable:
+        raise  # 503, not "no history"
+    except (ScalespaceError, json.JSONDecodeError, AttributeError):
+        history = []  # no run of this name has been recorded yet
+    runs: list[SweepRun] = []
+    for entry in history[-limit:]:
+        job_id = entry.get("job_id") if isinstance(entry, dict) else None
+        if not job_id:
+            continue
+        rec = svc.jobstore.get(job_id)
+        manifest = svc.store.manifest(job_id)
+        fields: dict[str, Any] = {"job_id": job_id, "at": entry.get("at"),
+                                  "state": (rec.state if rec else None) or ("succeeded" if manifest else None)}
+        report = None
+        if manifest is not None:
+            try:
+                report = json.loads(svc.store.read_artifact(job_id, REPORT_JSON, manifest))
+            except StoreUnavailable:
+                raise
+            except (ScalespaceError, json.JSONDecodeError):
+                report = None
+        if isinstance(report, dict):
+            fields.update(has_report=True, compared_with=report.get("compared_with"), counts=report.get("counts") or {},
+                          regressions=report.get("regressions") or [], comparisons=report.get("comparisons") or [],
+                          children=report.get("children") or [])
+            if any(a.get("name") == REPORT_HTML for a in manifest.get("artifacts") or []):
+                fields["report_url"] = _artifact_url(svc, request, job_id, REPORT_HTML,
+                                                     artifact_path(manifest, REPORT_HTML))
+        runs.append(SweepRun(**fields))
+    known = {r.job_id for r in runs}
+    pending = [r for r in svc.jobstore.list(kind="sweep", limit=limit)
+               if r.id and r.id not in known and (r.spec or {}).get("name") == name and r.state != "succeeded"]
+    for rec in sorted(pending, key=lambda r: r.created_at or 0):
+        runs.append(SweepRun(job_id=rec.id, at=ts(rec.created_at), state=rec.state or "queued",
+                             children=[{"key": c.rsplit(".", 1)[-1], "job_id": c} for c in rec.children or []]))
+    return runs
 
 
 def _enqueue_parent(svc: Services, parent: str) -> None:

@@ -80,6 +80,45 @@ class DeadLetters(BaseModel):
     jobs: list[str]
 
 
+class SweepChild(BaseModel):
+    key: str = Field(description="the grid cell: process/data/model")
+    job_id: str
+    kind: str | None = None
+    state: str | None = None
+    error: str | None = None
+    figures: dict[str, float | bool] = Field(default_factory=dict,
+                                             description="numeric and boolean leaves of the child's summary, by path")
+
+
+class SweepComparison(BaseModel):
+    key: str = Field(description="the grid cell")
+    figure: str = Field(description="the figure's path, or `state` for a child that stopped succeeding")
+    previous: Any = None
+    current: Any = None
+    direction: str | None = Field(None, description="which way is better: lower, higher or unknown (null)")
+    status: str = Field(description="same, improved, regression, changed, new or missing")
+    relative_change: float | None = None
+
+
+class SweepRun(BaseModel):
+    job_id: str
+    at: datetime | None = Field(None, description="when the run was recorded (else when its job was created)")
+    state: str | None = Field(None, description="the sweep job's state (succeeded once its report is committed)")
+    has_report: bool = False
+    report_url: str | None = Field(None, description="sweep-report.html: a presigned S3 URL, or this API's artifact URL")
+    compared_with: str | None = Field(None, description="the earlier run this one's report compares with")
+    counts: dict[str, int] = Field(default_factory=dict, description="comparisons by status")
+    regressions: list[SweepComparison] = Field(default_factory=list)
+    comparisons: list[SweepComparison] = Field(default_factory=list)
+    children: list[SweepChild] = Field(default_factory=list)
+
+
+class SweepHistory(BaseModel):
+    name: str
+    runs: list[SweepRun] = Field(description="oldest first: the committed runs (each with its report), then runs "
+                                             "of this name still in the job store without one (running, failed)")
+
+
 class ErrorBody(BaseModel):
     error: str = Field(description="a short code: invalid_request, validation, unauthorized, not_found, conflict, "
                                    "lane_full, unavailable, internal")

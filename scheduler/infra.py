@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from typing import Any, Callable
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from scalespace import ScalespaceError
 from scalespace.storage import S3Store, StoreUnavailable
@@ -25,11 +25,24 @@ def redact(url: str) -> str:
     return url
 
 
+def uses_sentinel(settings: Any) -> bool:
+    """Redis is found through Sentinels (SCALESPACE_REDIS_SENTINELS) rather than at SCALESPACE_REDIS_URL."""
+    return bool((getattr(settings, "redis_sentinels", "") or "").strip())
+
+
+def redis_where(settings: Any) -> str:
+    """Where Redis is, for messages (no password)."""
+    if uses_sentinel(settings):
+        return (f"the master {settings.redis_sentinel_master!r} of SCALESPACE_REDIS_SENTINELS="
+                f"{settings.redis_sentinels.strip()}")
+    return f"SCALESPACE_REDIS_URL={redact(settings.redis_url or '')}"
+
+
 def require_redis_url(settings: Any) -> str:
     if not settings.redis_url:
         raise ScalespaceError(
-            "SCALESPACE_REDIS_URL is not set: point it at Redis (redis://host:6379/0), "
-            "or run everything on one machine with `scalespace serve`"
+            "SCALESPACE_REDIS_URL is not set: point it at Redis (redis://host:6379/0), or at Redis Sentinels with "
+            "SCALESPACE_REDIS_SENTINELS, or run everything on one machine with `scalespace serve`"
         )
     if not settings.redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise ScalespaceError(f"SCALESPACE_REDIS_URL={redact(settings.redis_url)!r} must start with redis://, rediss:// or unix://")
@@ -43,21 +56,59 @@ def broker_url(redis_url: str) -> str:
     return redis_url
 
 
+def celery_broker(settings: Any) -> tuple[str, dict[str, Any]]:
+    """The Celery broker URL and the transport options it needs beyond the common ones.
+
+    With Sentinels: kombu's sentinel transport (`sentinel://h1:p1;sentinel://h2:p2`, the master's password
+    and database in each URL, the master's name and the Sentinels' password in the transport options); it
+    asks the Sentinels for the master on every (re)connection, so it follows a failover."""
+    if not uses_sentinel(settings):
+        return broker_url(require_redis_url(settings)), {}
+    auth = f":{quote(settings.redis_password, safe='')}@" if settings.redis_password else ""
+    hosts = ";".join(f"sentinel://{auth}{_netloc(h, p)}/{settings.redis_db}" for h, p in settings.sentinel_hosts())
+    options: dict[str, Any] = {"master_name": settings.redis_sentinel_master}
+    sentinel_kwargs: dict[str, Any] = {"socket_timeout": 5, "socket_connect_timeout": 5}
+    if settings.redis_sentinel_password:
+        sentinel_kwargs["password"] = settings.redis_sentinel_password
+    options["sentinel_kwargs"] = sentinel_kwargs
+    return hosts, options
+
+
+def _netloc(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def redis_client(settings: Any, *, retries: int = 3) -> Any:
-    """A redis-py client that retries a few times with backoff on a dropped connection."""
+    """A redis-py client that retries a few times with backoff on a dropped connection.
+
+    With Sentinels, the client asks them for the current master on each new connection, and a connection to a
+    master that was demoted (READONLY) is dropped and made again, so it follows a failover; the retries cover
+    the seconds the Sentinels take to promote a replica, longer gaps are the callers' outage handling
+    (SCALESPACE_OUTAGE_TOLERANCE_S in the worker). Lua scripts are sent again on a new master by redis-py
+    (EVALSHA answered NOSCRIPT: SCRIPT LOAD, then EVALSHA)."""
     import redis
     from redis.backoff import ExponentialBackoff
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import TimeoutError as RedisTimeoutError
     from redis.retry import Retry
 
+    common = dict(
+        decode_responses=True, socket_timeout=15, socket_connect_timeout=5, health_check_interval=15,
+        retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+    )
+    if uses_sentinel(settings):
+        from redis.sentinel import Sentinel
+
+        sentinel_kwargs: dict[str, Any] = {"socket_timeout": 5, "socket_connect_timeout": 5}
+        if settings.redis_sentinel_password:
+            sentinel_kwargs["password"] = settings.redis_sentinel_password
+        sentinel = Sentinel(settings.sentinel_hosts(), sentinel_kwargs=sentinel_kwargs)
+        return sentinel.master_for(settings.redis_sentinel_master, db=settings.redis_db,
+                                   password=settings.redis_password or None, **common)
     url = require_redis_url(settings)
     try:
-        return redis.Redis.from_url(
-            url, decode_responses=True, socket_timeout=15, socket_connect_timeout=5, health_check_interval=15,
-            retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries),
-            retry_on_error=[RedisConnectionError, RedisTimeoutError],
-        )
+        return redis.Redis.from_url(url, **common)
     except ValueError as e:
         raise ScalespaceError(f"SCALESPACE_REDIS_URL={redact(url)!r} is not a valid Redis URL: {e}") from None
 
@@ -90,11 +141,25 @@ def _is_unavailable(e: Exception) -> bool:
 
 
 def wait_for_redis(settings: Any, client: Any, wait_s: float | None = None) -> None:
-    url = redact(require_redis_url(settings))
+    if uses_sentinel(settings):
+        fix = ("start them, check SCALESPACE_REDIS_SENTINEL_MASTER (the name in their configuration) and the "
+               "passwords SCALESPACE_REDIS_SENTINEL_PASSWORD and SCALESPACE_REDIS_PASSWORD")
+    else:
+        require_redis_url(settings)
+        fix = "start it or fix the URL"
+    where = redis_where(settings)
     wait_until(
         client.ping, settings.startup_wait_s if wait_s is None else wait_s,
-        lambda e: f"Redis at SCALESPACE_REDIS_URL={url} is unreachable ({_short(e)}); start it or fix the URL",
+        lambda e: f"Redis at {where} is unreachable ({_redis_short(e)}); {fix}",
     )
+
+
+def _redis_short(e: Exception) -> str:
+    from redis.sentinel import MasterNotFoundError
+
+    if isinstance(e, MasterNotFoundError):  # its text is the repr of a client
+        return "no Sentinel answered with that master: none reachable, or none knows the name"
+    return _short(e)
 
 
 def wait_for_store(settings: Any, store: Any, wait_s: float | None = None) -> None:

@@ -18,7 +18,7 @@ from kombu import Queue
 
 from scalespace import ScalespaceError
 from scalespace.config import Settings, get_settings
-from scalespace.scheduler.infra import broker_url, require_redis_url
+from scalespace.scheduler.infra import celery_broker
 from scalespace.scheduler.jobstore import NIGHTLY_LANE
 
 log = logging.getLogger("scalespace.queues")
@@ -35,7 +35,8 @@ def queue_name(lane: str) -> str:
 def celery_client(settings: Settings | None = None) -> Celery:
     """A Celery app that sends this service's tasks (and runs beat); JSON messages only."""
     settings = settings or get_settings()
-    app = Celery("scalespace", broker=broker_url(require_redis_url(settings)), set_as_current=False)
+    url, sentinel_options = celery_broker(settings)
+    app = Celery("scalespace", broker=url, set_as_current=False)
     app.conf.update(
         task_serializer="json",
         result_serializer="json",
@@ -52,6 +53,7 @@ def celery_client(settings: Settings | None = None) -> Celery:
             "socket_timeout": 30,
             "socket_connect_timeout": 5,
             "health_check_interval": 10,
+            **sentinel_options,
         },
         task_queues=[Queue(queue_name(lane)) for lane in settings.worker_lane_list()],
         task_default_queue=queue_name(settings.default_lane),

@@ -52,6 +52,7 @@ def worker_env(settings: Any, redis_url: str, out: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update({
         "SCALESPACE_REDIS_URL": redis_url,
+        "SCALESPACE_REDIS_SENTINELS": "",  # serve always uses its embedded Redis
         "SCALESPACE_RESULTS_DIR": out,
         "SCALESPACE_S3_ENDPOINT": "",  # serve always uses the local store
         "SCALESPACE_LEASE_S": str(settings.lease_s),
@@ -66,7 +67,8 @@ def serve(settings: Any, *, host: str, port: int, out: str, workers: int = 1, lo
     out = str(Path(out).resolve())
     redis = start_embedded_redis(Path(out) / ".service")
     redis_url = f"unix://{redis.socket_file}"
-    settings = settings.model_copy(update={"redis_url": redis_url, "s3_endpoint": None, "results_dir": out})
+    settings = settings.model_copy(update={"redis_url": redis_url, "redis_sentinels": "", "s3_endpoint": None,
+                                           "results_dir": out})
     procs: list[subprocess.Popen] = []
     try:
         wait_for_redis(settings, JobStore.from_settings(settings).r, 10)

@@ -16,8 +16,16 @@ need_apt=()
 [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || need_apt+=(dataset-fashion-mnist)
 if [ -z "${SCALESPACE_MINIMAL:-}" ]; then
   command -v redis-server >/dev/null || need_apt+=(redis-server)
+  command -v redis-sentinel >/dev/null || need_apt+=(redis-sentinel)  # the failover test's Sentinels
   command -v npm >/dev/null || need_apt+=(npm)
   command -v unzip >/dev/null || need_apt+=(unzip)
+  # the image test (scripts/test-images.sh): podman with runc, debootstrap for its Debian bases
+  command -v podman >/dev/null || need_apt+=(podman)
+  [ -x /usr/sbin/runc ] || command -v runc >/dev/null || need_apt+=(runc)
+  command -v debootstrap >/dev/null || [ -x /usr/sbin/debootstrap ] || need_apt+=(debootstrap)
+  # the web console's browser test: headless chromium driven by selenium through chromedriver
+  [ -x /usr/bin/chromium ] || need_apt+=(chromium)
+  [ -x /usr/bin/chromedriver ] || need_apt+=(chromium-driver)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

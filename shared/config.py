@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: the priority lanes, highest first (one broker queue each), and how many queued jobs each holds by default
@@ -34,6 +34,11 @@ class Settings(BaseSettings):
 
     # --- Redis, queues, leases ---------------------------------------------------------
     redis_url: str | None = Field(None, description="redis://host:port/db for the job store and the broker")
+    redis_sentinels: str = Field("", description="host:port of Redis Sentinels, comma-separated: the job store and the broker follow the master they name (instead of SCALESPACE_REDIS_URL)")
+    redis_sentinel_master: str = Field("mymaster", min_length=1, description="the master's name in the Sentinels' configuration")
+    redis_sentinel_password: str | None = Field(None, description="password of the Sentinels themselves (unset: none)")
+    redis_password: str | None = Field(None, description="password of the Redis master found through the Sentinels (unset: none)")
+    redis_db: int = Field(0, ge=0, description="database number on the Redis master found through the Sentinels")
     api_token: str | None = Field(None, description="bearer token(s) for the API, comma-separated")
     api_url: str = Field("http://127.0.0.1:8000", description="where clients (submit, status, fetch) find the API")
     api_host: str = Field("127.0.0.1", description="address `scalespace api` listens on")
@@ -80,6 +85,25 @@ class Settings(BaseSettings):
             raise ValueError("SCALESPACE_DEVICE must be auto, cpu or cuda")
         return v
 
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _redis_sentinels(cls, v: str, info: ValidationInfo) -> str:
+        for part in v.split(","):
+            if part.strip() and _host_port(part.strip()) is None:
+                raise ValueError(
+                    f"SCALESPACE_REDIS_SENTINELS: {part.strip()!r} is not host:port; give the Sentinels as "
+                    "host:port pairs, comma-separated (e.g. 'sentinel-0:26379,sentinel-1:26379,sentinel-2:26379')")
+        if v.strip() and info.data.get("redis_url"):  # redis_url is declared above, so it is validated first
+            raise ValueError(
+                "SCALESPACE_REDIS_URL and SCALESPACE_REDIS_SENTINELS are both set: unset one of them (with "
+                "Sentinels, the master's password is SCALESPACE_REDIS_PASSWORD and its database SCALESPACE_REDIS_DB)")
+        return v
+
+    def sentinel_hosts(self) -> list[tuple[str, int]]:
+        """The Sentinels as (host, port), in the order given; empty: no Sentinel (SCALESPACE_REDIS_URL)."""
+        return [hp for part in self.redis_sentinels.split(",") if part.strip()
+                for hp in [_host_port(part.strip())] if hp is not None]
+
     def api_tokens(self) -> list[str]:
         return [t.strip() for t in (self.api_token or "").split(",") if t.strip()]
 
@@ -105,6 +129,16 @@ class Settings(BaseSettings):
 
     def nightly_sweep_names(self) -> list[str]:
         return [x.strip() for x in self.nightly_sweeps.split(",") if x.strip()]
+
+
+def _host_port(text: str) -> tuple[str, int] | None:
+    """('host', port) of 'host:port' or '[v6 address]:port'; None when it is not one."""
+    host, sep, port = text.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not host or any(c in host for c in "/@ ") or not port.isdigit() or not 0 < int(port) < 65536:
+        return None
+    return host, int(port)
 
 
 @lru_cache(maxsize=1)

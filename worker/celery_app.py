@@ -14,6 +14,9 @@ for delivery:
   sooner through the lease reaper (scalespace.worker.pulse);
 - queue order 'priority': a worker takes from its lanes in the order given
   (interactive before batch before nightly);
+- with SCALESPACE_REDIS_SENTINELS the broker is kombu's Sentinel transport: the
+  consumer asks the Sentinels for the master whenever it reconnects, so it
+  follows a failover (a worker busy with a job reconnects when the job ends);
 - task events and remote control (SCALESPACE_TASK_EVENTS, on by default):
   Flower, `celery events` and `celery inspect` see the workers and their tasks
   (in the solo pool a worker answers `inspect` between jobs).

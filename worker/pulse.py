@@ -14,6 +14,9 @@ an outage every lease may look lapsed. So a worker reaps only once it has seen
 Redis answer for a whole lease period (SCALESPACE_LEASE_S): after a
 reconnection, or after it starts, every live worker has renewed its leases by
 then. And when Redis comes back, a worker renews its own leases first.
+A Sentinel failover is such an outage: the beats fail until the new master
+answers, then the same renewal comes first; a lease the new master lacks (its
+write was not replicated) is set again by that renewal.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ import zlib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -43,6 +43,12 @@ class DataSplit:
 
 #: the largest fashion-mnist split (its 60,000 training images); a file claiming more is not the data set
 FASHION_MAX_ITEMS = 100_000
+#: images per chunk when a split is read (a progress step each: a long load can be cancelled)
+LOAD_CHUNK = 4096
+#: output pixels per chunk when a split is resized (a progress step each)
+RESIZE_CHUNK_PIXELS = 2**22
+#: images in scikit-learn's digits (both splits); the mixture's splits hold 4096 and 1024
+DIGITS_COUNT = 1797
 FASHION_FIX = (f"reinstall it with 'apt-get install --reinstall dataset-fashion-mnist' "
                f"or set {FASHION_DIR_ENV} to a folder with good copies")
 
@@ -58,11 +64,13 @@ def _read_exactly(f: Any, n: int, what: str) -> bytes:
     return raw
 
 
-def _read_idx(path: Path, ndim: int, item_shape: tuple[int, ...]) -> np.ndarray:
+def _read_idx(path: Path, ndim: int, item_shape: tuple[int, ...],
+              on_chunk: Callable[[int, int], None] | None = None) -> np.ndarray:
     """An idx file of unsigned bytes (gzip), checked against its header: `ndim` dimensions, items of `item_shape`.
 
     The header's sizes are checked before anything is allocated, and no more than they announce is read,
     so a garbage or truncated file (or a gzip bomb) is a one-line ScalespaceError naming the file and the fix.
+    The data is read LOAD_CHUNK items at a time; on_chunk(done, total) follows the chunks.
     """
     try:
         with gzip.open(path, "rb") as f:
@@ -73,7 +81,20 @@ def _read_idx(path: Path, ndim: int, item_shape: tuple[int, ...]) -> np.ndarray:
             if tuple(dims[1:]) != item_shape or not 1 <= dims[0] <= FASHION_MAX_ITEMS:
                 raise _Corrupt(f"unexpected dimensions {dims}")
             size = math.prod(dims)
-            raw = _read_exactly(f, size, "data")
+            item = math.prod(item_shape)
+            chunks = -(-dims[0] // LOAD_CHUNK)
+            if on_chunk is not None:
+                on_chunk(0, chunks)
+            parts, got = [], 0
+            for c in range(chunks):
+                want = min(LOAD_CHUNK, dims[0] - c * LOAD_CHUNK) * item
+                parts.append(f.read(want))
+                got += len(parts[-1])
+                if len(parts[-1]) < want:
+                    raise _Corrupt(f"truncated: it ends inside the data ({got} of {size} bytes)")
+                if on_chunk is not None:
+                    on_chunk(c + 1, chunks)
+            raw = b"".join(parts)
             if f.read(1):
                 raise _Corrupt(f"longer than its header says ({size} bytes of data)")
     except _Corrupt as e:
@@ -84,8 +105,26 @@ def _read_idx(path: Path, ndim: int, item_shape: tuple[int, ...]) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8).reshape(dims)
 
 
-@lru_cache(maxsize=4)
-def _fashion(split: str) -> tuple[torch.Tensor, torch.Tensor]:
+class _FashionCache:
+    """The fashion-mnist splits once read (images, labels); `cache_clear` forgets them."""
+
+    def __init__(self) -> None:
+        self._splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def __call__(self, split: str, on_chunk: Callable[[int, int], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        hit = self._splits.get(split)
+        if hit is None:
+            hit = self._splits[split] = _read_fashion(split, on_chunk)
+        return hit
+
+    def cached(self, split: str) -> bool:
+        return split in self._splits
+
+    def cache_clear(self) -> None:
+        self._splits.clear()
+
+
+def _read_fashion(split: str, on_chunk: Callable[[int, int], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     root = Path(os.environ.get(FASHION_DIR_ENV, FASHION_DEFAULT_DIR))
     prefix = "train" if split == "train" else "t10k"
     img, lab = root / f"{prefix}-images-idx3-ubyte.gz", root / f"{prefix}-labels-idx1-ubyte.gz"
@@ -94,15 +133,26 @@ def _fashion(split: str) -> tuple[torch.Tensor, torch.Tensor]:
             f"data set 'fashion-mnist' not found in {root}: install it with "
             f"'apt-get install dataset-fashion-mnist' or set {FASHION_DIR_ENV}"
         )
-    images, labels = _read_idx(img, 3, (28, 28)), _read_idx(lab, 1, ())
+    # progress: the chunks read, then as many converted to floats
+    images = _read_idx(img, 3, (28, 28), None if on_chunk is None else lambda done, total: on_chunk(done, 2 * total))
+    labels = _read_idx(lab, 1, ())
     if len(images) != len(labels):
         raise ScalespaceError(f"data set 'fashion-mnist': {img} holds {len(images)} images but {lab} "
                               f"{len(labels)} labels; {FASHION_FIX}")
     if labels.size and int(labels.max()) > 9:
         raise ScalespaceError(f"data set 'fashion-mnist': {lab} is corrupt (a label above 9); {FASHION_FIX}")
-    x = torch.from_numpy(images.astype(np.float32))[:, None] / 127.5 - 1.0
+    chunks = -(-len(images) // LOAD_CHUNK)
+    x = torch.empty((len(images), 1, 28, 28), dtype=torch.float32)
+    for c in range(chunks):
+        lo, hi = c * LOAD_CHUNK, (c + 1) * LOAD_CHUNK
+        x[lo:hi] = torch.from_numpy(images[lo:hi].astype(np.float32))[:, None] / 127.5 - 1.0
+        if on_chunk is not None:
+            on_chunk(chunks + c + 1, 2 * chunks)
     y = torch.from_numpy(labels.astype(np.int64))
     return x, y
+
+
+_fashion = _FashionCache()
 
 
 @lru_cache(maxsize=1)
@@ -144,21 +194,47 @@ def load_dataset(
     limit: int | None = None,
     mixture_shape: tuple[int, int, int] = (1, 8, 8),
     mixture_components: int = 4,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> DataSplit:
-    """Load a data set split ('train' or 'heldout'), optionally resized to `size` x `size` and cut to `limit` images."""
+    """Load a data set split ('train' or 'heldout'), optionally resized to `size` x `size` and cut to `limit` images.
+
+    on_progress(done, total) follows the work: reading the files (fashion-mnist, LOAD_CHUNK images at a
+    time, the first time a split is read), then resizing (RESIZE_CHUNK_PIXELS output pixels at a time);
+    done reaches total.
+    """
     if split not in ("train", "heldout"):
         raise ScalespaceError(f"split must be 'train' or 'heldout', got {split!r}")
-    if name == "fashion-mnist":
-        x, y = _fashion("train" if split == "train" else "test")
-    elif name == "digits":
-        x, y = _digits()
-        cut = math.floor(0.8 * len(x))
-        x, y = (x[:cut], y[:cut]) if split == "train" else (x[cut:], y[cut:])
-    elif name == "gaussian-mixture":
-        n = 4096 if split == "train" else 1024
-        x, y = _gaussian_mixture(tuple(mixture_shape), n, 0 if split == "train" else 1, mixture_components)
-    else:
+    steps = _LoadSteps(on_progress)
+    native = {"fashion-mnist": 28, "digits": 8}.get(name, mixture_shape[-1])
+
+    per_chunk = max(1, RESIZE_CHUNK_PIXELS // (size * size)) if size else 1
+
+    def resize_chunks(n: int) -> int:
+        n = n if limit is None else min(n, limit)
+        return -(-n // per_chunk) if size is not None and size != native else 0
+
+    if name not in DATASETS:
         raise ScalespaceError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}")
+    if name == "fashion-mnist":
+        which = "train" if split == "train" else "test"
+        if _fashion.cached(which):
+            x, y = _fashion(which)
+            steps.plan(1 + resize_chunks(len(x)))
+        else:  # the chunks read and converted (their total once the header is read), then those resized
+            x, y = _fashion(which, on_chunk=lambda done, total: (
+                steps.plan(total + resize_chunks(total // 2 * LOAD_CHUNK)), steps.at(done)))
+    else:  # one step to make the split, then its chunks to resize
+        count = {"digits": math.floor(0.8 * DIGITS_COUNT), "gaussian-mixture": 4096}[name]
+        steps.plan(1 + resize_chunks(count if split == "train" else {"digits": DIGITS_COUNT - count}.get(name, 1024)))
+        steps.at(0)
+        if name == "digits":
+            x, y = _digits()
+            cut = math.floor(0.8 * len(x))
+            x, y = (x[:cut], y[:cut]) if split == "train" else (x[cut:], y[cut:])
+        else:
+            n = 4096 if split == "train" else 1024
+            x, y = _gaussian_mixture(tuple(mixture_shape), n, 0 if split == "train" else 1, mixture_components)
+    steps.at(max(steps.done, 1))
     if limit is not None:
         if limit < 1:
             raise ScalespaceError("data limit must be >= 1")
@@ -166,8 +242,39 @@ def load_dataset(
     if size is not None and size != x.shape[-1]:
         if not 4 <= size <= 256:
             raise ScalespaceError(f"data size must be between 4 and 256 pixels, got {size}")
-        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False).clamp(-1, 1)
+        # image by image the same arithmetic, in chunks: the result does not depend on the chunk size
+        parts = []
+        for lo in range(0, len(x), per_chunk):
+            parts.append(F.interpolate(x[lo: lo + per_chunk], size=(size, size), mode="bilinear", antialias=True,
+                                       align_corners=False).clamp(-1, 1))
+            steps.at(steps.done + 1)
+        x = torch.cat(parts) if len(parts) > 1 else parts[0]
+    steps.finish()
     return DataSplit(images=x.contiguous(), labels=y)
+
+
+class _LoadSteps:
+    """The chunks of one load_dataset call, counted towards on_progress(done, total) (monotone; total once known)."""
+
+    def __init__(self, fn: Callable[[int, int], None] | None):
+        self.fn, self.done, self.total = fn, 0, 0
+        self._sent: tuple[int, int] | None = None
+
+    def plan(self, total: int) -> None:
+        self.total = max(self.total, total)
+
+    def at(self, done: int) -> None:
+        self.done = max(self.done, done)
+        now = (min(self.done, self.total), self.total)
+        if self.fn is not None and now != self._sent:
+            self._sent = now
+            self.fn(*now)
+
+    def finish(self) -> None:
+        if self.done < self.total:
+            self.done = self.total
+            if self.fn is not None:
+                self.fn(self.total, self.total)
 
 
 def dataset_shape(name: str, size: int | None = None, mixture_shape: tuple[int, int, int] = (1, 8, 8)) -> tuple[int, int, int]:

@@ -8,7 +8,9 @@ In the DCT basis A_t is diagonal, so with U = V^T u_t and F_j = V^T f_j the
 score is ((alpha U) . F_j - |alpha F_j|^2 / 2) / sigma^2 up to a per-row
 constant: a matrix product and a streaming log-sum-exp, the shape of
 attention. The reduction streams over the training set in chunks with a
-running max, so memory is O(B x D + chunk x D), never B x n. Scores come from
+running max, so memory is O(B x D + chunk x D + B x chunk), never B x n
+(chunk: 16,384 training images on a CPU by default, 4,096 elsewhere; a
+sample or evaluate job sets it with `oracle_chunk`). Scores come from
 float32 (or the input dtype) matrix products; the running sums, log p_t and
 the posterior entropy accumulate in float64. The reduction is
 scalespace.kernels.oracle_reduction (the Triton kernel beside its torch
@@ -44,13 +46,17 @@ class OracleDenoiser(Denoiser):
 
     name = "oracle"
 
-    def __init__(self, process: Process, train: torch.Tensor, chunk: int = 4096, dtype: torch.dtype = torch.float32):
+    def __init__(
+        self, process: Process, train: torch.Tensor, chunk: int | None = None, dtype: torch.dtype = torch.float32
+    ):
         if train.ndim != 4 or tuple(train.shape[1:]) != tuple(process.shape):
             raise ScalespaceError(
                 f"oracle training set must have shape (n, {', '.join(map(str, process.shape))}), got {tuple(train.shape)}"
             )
         if train.shape[0] < 1:
             raise ScalespaceError("oracle needs at least one training image")
+        if chunk is None:  # 16,384 on a CPU, 4,096 elsewhere (dispatch.oracle_default_chunk)
+            chunk = dispatch.oracle_default_chunk(train.device)
         if chunk < 1:
             raise ScalespaceError("oracle chunk must be >= 1")
         self.process = process

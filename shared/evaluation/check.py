@@ -14,9 +14,9 @@ Every check has a `kind`, how much evidence it is:
 - "bound": a figure (computed deterministically, or from paired samples)
   against a stated threshold;
 - "identity": holds by construction (no counterexample can be built with
-  the code as it is, e.g. Chapman-Kolmogorov on transitions built from the
-  marginals). It is shown, but it is no evidence: the banner does not count
-  it among the properties that agree.
+  the code as it is, e.g. F1 where index 0 is the data itself, R1 where the
+  prior is the forward marginal). It is shown, but it is no evidence: the
+  banner does not count it among the properties that agree.
 """
 
 from __future__ import annotations
@@ -27,6 +27,9 @@ from typing import Any, Literal
 
 from scalespace.processes import PROCESSES
 from scalespace.processes.base import Expectation
+
+#: standard errors a Monte Carlo step may go the wrong way before it counts against a property
+Z_SCORE = 4.0
 
 CheckKind = Literal["test", "bound", "identity"]
 #: every kind a check may have
@@ -118,4 +121,4 @@ def counted(c: dict[str, Any]) -> bool:
     return c["expected"] in ("holds", "fails") and c.get("kind") != "identity"
 
 
-__all__ = ["KINDS", "Check", "CheckKind", "Expectation", "counted", "expected_for", "finite_or_none", "not_applicable"]
+__all__ = ["KINDS", "Z_SCORE", "Check", "CheckKind", "Expectation", "counted", "expected_for", "finite_or_none", "not_applicable"]

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -107,6 +107,12 @@ def bin_masses(grid: Grid, density: torch.Tensor, lo: float, hi: float, bins: in
     return torch.zeros(bins + 2, dtype=torch.float64).index_add_(0, idx, mass)
 
 
+def density_steps(process: Process, indices: list[int], sigma_start: float = 0.1) -> int:
+    """The steps compare_osmosis_vp reports: the propagator, then each index from the first smooth one on."""
+    start = next((i for i in sorted(indices) if process.sigma(i) >= sigma_start), None)
+    return 1 + (0 if start is None else sum(1 for i in indices if i >= start))
+
+
 def compare_osmosis_vp(
     process: Process,
     data: torch.Tensor,
@@ -116,6 +122,7 @@ def compare_osmosis_vp(
     histograms: dict[int, torch.Tensor] | None = None,
     hist_range: tuple[float, float, int] | None = None,
     method: str = "exact",
+    on_step: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """L1 distance over time between the vp grey-value density and the osmosis solution.
 
@@ -124,7 +131,8 @@ def compare_osmosis_vp(
     and is evolved to theta_i = -1/2 ln abar_i for every later index.
     `histograms` (index -> pooled counts from vp forward samples, over
     hist_range = (lo, hi, bins) plus two out-of-range bins) add the L1 of the
-    samples against both densities, whose floor is the sampling noise.
+    samples against both densities, whose floor is the sampling noise. on_step(done, total) follows the work:
+    the propagator, then each later index (density_steps in all).
     """
     if not process.grey_density_is_osmosis:
         raise ScalespaceError(f"the osmosis/vp density comparison is for process 'vp', not {process.name!r}")
@@ -133,12 +141,15 @@ def compare_osmosis_vp(
     start = next((i for i in sorted(indices) if process.sigma(i) >= sigma_start), None)
     if start is None:
         raise ScalespaceError(f"no evaluated step has sigma >= {sigma_start}; evaluate more steps")
+    later = [i for i in sorted(indices) if i >= start]
+    total = len(later) + 1
     prop = OsmosisPropagator(grid)
+    if on_step is not None:
+        on_step(1, total)
     u0 = vp_density(vals, w, float(abar[start]), grid)
     u0 = u0 / (u0.sum() * grid.h)
     theta0 = -0.5 * math.log(float(abar[start]))
     rows, snapshots = [], {}
-    later = [i for i in sorted(indices) if i >= start]
     snap_at = set(later[:: max(1, len(later) // 5)]) | {later[-1]}
     for i in later:
         theta = -0.5 * math.log(float(abar[i]))
@@ -155,10 +166,12 @@ def compare_osmosis_vp(
         rows.append(row)
         if i in snap_at:
             snapshots[i] = {"theta": theta, "osmosis": u.tolist(), "vp": p.tolist()}
+        if on_step is not None:
+            on_step(len(rows) + 1, total)
     return {
         "grid": {"L": grid.L, "cells": grid.G, "h": grid.h}, "start_index": start, "method": method,
         "rows": rows, "max_l1": max(r["l1"] for r in rows), "x": grid.x.tolist(), "snapshots": snapshots,
     }
 
 
-__all__ = ["Grid", "OsmosisPropagator", "bin_masses", "compare_osmosis_vp", "grey_values", "vp_density"]
+__all__ = ["Grid", "OsmosisPropagator", "bin_masses", "compare_osmosis_vp", "density_steps", "grey_values", "vp_density"]

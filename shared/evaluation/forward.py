@@ -4,6 +4,14 @@
 and for osmosis its own laws O1 to O3 (osmosis_laws.py). F5 lives in
 invariances.py, R1 to R4 in reverse.py.
 
+F2 (Chapman-Kolmogorov) is sampled, so it can fail: from the same data
+images, u_t drawn in two steps through the process's transition (u_s ~
+p(u_s | u_0), then u_t ~ p(u_t | u_s)) against u_t drawn directly from
+p(u_t | u_0), with independent noise, compared by F5's two-sample test at a
+stated level, with its power against a transition that counts the noise of
+u_s twice. A transition with a negative variance does not exist: F2 fails
+without a test. F1 is an identity where index 0 is the data itself.
+
 Monotonicity of a Monte Carlo sequence is judged on the paired differences
 between neighbouring steps (same samples, same noise): a step against the
 expected direction counts only when it exceeds Z_SCORE standard errors of
@@ -15,23 +23,35 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
-from scalespace.evaluation.check import Check
+from scalespace.evaluation.check import Z_SCORE, Check
 from scalespace.evaluation.forward_trajectory import ForwardTrajectory
+from scalespace.evaluation.invariances import (
+    PAIRED_MIN, STATISTICS, permutation_p_values, permutations_for, relabellings, two_sample_statistics,
+)
 from scalespace.evaluation.osmosis_laws import osmosis_laws
 from scalespace.kernels import dispatch
+from scalespace.noise import Stream, normal
 from scalespace.processes import osmosis_scheme as scheme
 from scalespace.processes.base import DriftDiffusionProcess, LinearGaussianProcess, Process
 from scalespace.stats.frechet import fd_moments, kl_gaussians, second_moment
 from scalespace.stats.moments import Moments
 
-#: standard errors a Monte Carlo step may go the wrong way before it counts
-Z_SCORE = 4.0
 #: absolute slack (nats) for rounding in entropy sequences
 ENTROPY_SLACK = 1e-9
 F1_TOL = 1e-3
+#: F2's two-sample test: family-wise level over the pairs (s, t) and statistics
+F2_LEVEL = 0.01
+#: about this many of the evaluated indices are F2's checked times (pairs with the next one and with the last)
+F2_POINTS = 8
+#: sample sizes tried for F2's power statement
+F2_POWER_NS = (16, 32, 64, 128, 256)
+#: first step number of F2's three independent noise draws (Stream.FORWARD; F5 uses steps 0 and 1)
+F2_NOISE_STEP = 2
+#: rounding tolerance of the heat flow's composition F(3) F(5) = F(8)
 F2_TOL = 1e-9
 F2_OSMOSIS_TOL = 1e-2
 #: explicit osmosis steps at this fraction of the stable bound in the F2 check (smaller time error)
@@ -102,32 +122,35 @@ def _t(process: Process, i: int | None) -> str:
     return "-" if i is None else f"t = {float(process.times()[i]):.4g} (index {i})"
 
 
-def check_f1(process: Process, traj: ForwardTrajectory) -> Check:
-    """F1: p(u_0) is the data distribution."""
+def _exact_start(process: Process, u0: torch.Tensor) -> bool:
+    """True when index 0 is the data itself in floating point: sigma_0 = 0 and A_0 u_0 = u_0 bit for bit."""
+    x = u0[:16].to(torch.float64)
+    return process.sigma(0) == 0 and torch.equal(process.marginal_mean(0, x, torch.arange(x.shape[0])), x)
+
+
+def check_f1(process: Process, traj: ForwardTrajectory, u0: torch.Tensor | None = None) -> Check:
+    """F1: p(u_0) is the data distribution.
+
+    A bound: the Fréchet distance between the trajectory's samples at index 0 and the data they came from,
+    relative to E|u_0|^2. Where index 0 is the data itself (sigma_0 = 0 and A_0 = I exactly, read from the
+    process on data images u0: vp and ve), the samples ARE the data and the figure is 0 by construction: an
+    identity there.
+    """
     i0 = traj.indices[0]
     rel = fd_moments(traj.moments[i0], traj.data) / max(second_moment(traj.data), 1e-300)
+    exact = i0 == 0 and u0 is not None and _exact_start(process, u0)
+    if exact:
+        why = ("sigma_0 = 0 and A_0 u_0 = u_0 exactly (checked on data images), so the samples at index 0 are the data "
+               "themselves and the figure is 0 by construction: an identity, no evidence.")
+    else:
+        why = (f"sigma_0 = {process.sigma(i0):.3g} and A_0 must add only a little: a process whose first state "
+               f"moves the data (a DC gain or a noise level off by a few percent) fails.")
     return Check(
         "F1", "F1 initial state is the data distribution", process.name, True, rel <= F1_TOL, rel, F1_TOL,
-        f"Fréchet distance between the samples at index {i0} and the data they came from, relative to E|u_0|^2 "
-        f"(sigma_0 = {process.sigma(i0):.3g} adds only a little noise).",
+        f"Fréchet distance between the samples at index {i0} and the data they came from, relative to E|u_0|^2, "
+        f"at most {F1_TOL:g}: {why}",
+        kind="identity" if exact else "bound",
     )
-
-
-def _basis_matrix(process: LinearGaussianProcess) -> torch.Tensor:
-    """The orthonormal D x D matrix of the process's basis (identity for isotropic processes)."""
-    d = math.prod(process.shape)
-    eye = torch.eye(d, dtype=torch.float64)
-    if process.isotropic:
-        return eye
-    return process.to_basis(eye.reshape((d,) + process.shape)).reshape(d, d).T
-
-
-def _propagate(process: LinearGaussianProcess, s: int, t: int, mu: torch.Tensor, cov: torch.Tensor | None):
-    """Moments (in the basis) of u_t when u_s has mean mu (D,) and covariance cov (D, D), via p(u_t | u_s)."""
-    a, s2 = process.transition(s, t)
-    a = a.expand(process.shape).reshape(-1)
-    s2 = s2.expand(process.shape).reshape(-1)
-    return a * mu, (None if cov is None else a[:, None] * cov * a[None, :] + torch.diag(s2))
 
 
 def _triples(indices: list[int]) -> list[tuple[int, int, int]]:
@@ -138,45 +161,149 @@ def _triples(indices: list[int]) -> list[tuple[int, int, int]]:
     return sorted((indices[a], indices[b], indices[c]) for a, b, c in picks if a < b < c)
 
 
-def check_f2(process: Process, traj: ForwardTrajectory, u0: torch.Tensor) -> Check:
-    """F2: Chapman-Kolmogorov: s -> r -> t equals s -> t, on the moments of u_s (and F(t1) F(t2) = F(t1 + t2) for heat)."""
+def _f2_pairs(indices: list[int]) -> list[tuple[int, int]]:
+    """The (s, t) pairs F2 tests: about F2_POINTS of the indices, each with the next one and with the last (s > first)."""
+    n = len(indices)
+    if n < 2:
+        return []
+    pts = sorted({indices[round(k * (n - 1) / F2_POINTS)] for k in range(F2_POINTS + 1)})
+    inner = pts[1:]
+    if len(inner) < 2:
+        return [(pts[0], pts[-1])]
+    return sorted(set(zip(inner[:-1], inner[1:])) | {(inner[0], inner[-1])})
+
+
+def _twice_noised(process: LinearGaussianProcess, s: int, t: int, u_s: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """The power counterexample of F2: A_{t|s} u_s + sigma_t z, the marginal's noise added on top of u_s's (counted twice)."""
+    a, _ = process.transition(s, t)
+    return process.from_basis(a.to(u_s.dtype) * process.to_basis(u_s)) + process.sigma(t) * z
+
+
+def chapman_kolmogorov_test(
+    process: LinearGaussianProcess, u0: torch.Tensor, pairs: list[tuple[int, int]], seed: int = 0,
+    transition=None, permutations: int | None = None, poll: Callable[[], None] | None = None,
+) -> dict[str, list]:
+    """F2's two-sample test on data images u0 (B, C, H, W): two-step against direct sampling at each pair (s, t).
+
+    X1: u_s = A_s u_0 + sigma_s z1, then u_t ~ p(u_t | u_s) through `transition(s, t, u_s, z2)` (default the
+    process's sample_transition); X2: u_t = A_t u_0 + sigma_t z3, from the same images with independent noise.
+    The same four statistics, paired relabellings and Westfall-Young adjustment over pairs and statistics as
+    F5 (invariances.py). Returns the pairs, per pair the smallest raw and adjusted p-value, and the statistics.
+    `poll`: called after each pair (a job's progress and cancel check).
+    """
+    transition = transition or process.sample_transition
+    u0 = u0.to(torch.float64)
+    n = u0.shape[0]
+    ids = torch.arange(n)
+    z1, z2, z3 = (normal(seed, ids, F2_NOISE_STEP + k, process.shape, Stream.FORWARD).to(torch.float64) for k in range(3))
+    w = relabellings(n, permutations or permutations_for(len(pairs), F2_LEVEL), seed)
+    rows = []
+    for s, t in pairs:
+        two = transition(s, t, process.sample_marginal(s, u0, z1, ids), z2)
+        rows.append(two_sample_statistics(two, process.sample_marginal(t, u0, z3, ids), w))
+        if poll is not None:
+            poll()
+    raw, adjusted = permutation_p_values(torch.cat(rows))
+    k = len(STATISTICS)
+    raw, adjusted = raw.reshape(-1, k), adjusted.reshape(-1, k)
+    return {"pairs": [list(p) for p in pairs], "permutations": w.shape[1] - 1, "p_values": raw.min(1).values.tolist(),
+            "adjusted": adjusted.min(1).values.tolist(), "statistics": list(STATISTICS),
+            "statistic_values": torch.cat(rows)[:, 0].reshape(-1, k).tolist()}
+
+
+def f2_power(
+    process: LinearGaussianProcess, u0: torch.Tensor, pairs: list[tuple[int, int]], seed: int = 0,
+    ns: tuple[int, ...] = F2_POWER_NS, poll: Callable[[], None] | None = None,
+) -> tuple[int | None, list[int]]:
+    """The smallest n among `ns` (up to len(u0)) at which F2's test rejects the twice-noised transition
+    (_twice_noised) at F2_LEVEL, None if none does; and the sizes tried."""
+    tried = [k for k in ns if k <= u0.shape[0]] or [u0.shape[0]]
+    for k in tried:
+        res = chapman_kolmogorov_test(process, u0[:k], pairs, seed, poll=poll,
+                                      transition=lambda s, t, u, z: _twice_noised(process, s, t, u, z))
+        if min(res["adjusted"]) <= F2_LEVEL:
+            return k, tried
+    return None, tried
+
+
+def _negative_transition(process: LinearGaussianProcess, pairs: list[tuple[int, int]]) -> tuple[float, tuple[int, int]]:
+    """The smallest sigma_{t|s}^2 over every neighbouring step i -> i + 1 and the tested pairs, and where."""
+    worst, where = math.inf, (0, 1)
+    for s, t in [(i, i + 1) for i in range(process.T)] + list(pairs):
+        v = float(process.transition(s, t)[1].min())
+        if v < worst:
+            worst, where = v, (s, t)
+    return worst, where
+
+
+def check_f2(process: Process, traj: ForwardTrajectory, u0: torch.Tensor, seed: int = 0,
+             poll: Callable[[], None] | None = None) -> Check:
+    """F2: Chapman-Kolmogorov, sampled: u_s ~ p(u_s | u_0) then u_t ~ p(u_t | u_s) has the law of u_t ~ p(u_t | u_0).
+
+    A two-sample test (F5's statistics and relabellings) on data images u0 with independent noise, at F2_LEVEL;
+    a transition with a negative variance does not exist, and F2 then fails without a test. Osmosis has no
+    sampling transition: there F2 is the semigroup of its noise-free evolution (a bound, _f2_osmosis).
+    """
     name = "F2 semigroup (Chapman-Kolmogorov)"
-    triples = _triples(traj.indices)
     if isinstance(process, DriftDiffusionProcess):
-        return _f2_osmosis(process, triples, u0)
+        return _f2_osmosis(process, _triples(traj.indices), u0)
     assert isinstance(process, LinearGaussianProcess)
-    basis = _basis_matrix(process)
-    worst, where = 0.0, None
-    for s, r, t in triples:
-        m = traj.moments[s]
-        mu = basis @ m.mean()
-        cov = basis @ m.cov() @ basis.T if m.full else None
-        mu_r, cov_r = _propagate(process, s, r, mu, cov)
-        mu_c, cov_c = _propagate(process, r, t, mu_r, cov_r)
-        mu_d, cov_d = _propagate(process, s, t, mu, cov)
-        err = float((mu_c - mu_d).norm() / mu_d.norm().clamp_min(1e-300))
-        if cov is not None:
-            err = max(err, float((cov_c - cov_d).norm() / cov_d.norm().clamp_min(1e-300)))
-        if err >= worst:
-            worst, where = err, (s, r, t)
+    pairs = _f2_pairs(traj.indices)
+    neg, at = _negative_transition(process, pairs)
+    if neg < 0:
+        return Check(
+            "F2", name, process.name, True, False, None, F2_LEVEL,
+            f"NO TRANSITION: sigma_{{t|s}}^2 = {neg:.3g} < 0 from index {at[0]} to {at[1]}. A negative variance means "
+            "no Gaussian p(u_t | u_s) exists: these marginals belong to no Markov chain, so Chapman-Kolmogorov fails "
+            "and nothing can be sampled to test it (no figure).",
+            details={"min_transition_variance": neg, "at": list(at)}, kind="test",
+        )
+    res = chapman_kolmogorov_test(process, u0, pairs, seed, poll=poll)
+    adj = res["adjusted"]
+    worst = min(range(len(adj)), key=lambda k: adj[k])
+    fig = adj[worst]
+    n_c, tried = f2_power(process, u0, pairs, seed, poll=poll)
+    power = {"counterexample": "the transition A_{t|s} u_s + sigma_t z (the noise of u_s counted twice)",
+             "n": n_c, "tried": tried, "level": F2_LEVEL}
+    if n_c is None:
+        power_txt = (f"Power: the same test does not reject {power['counterexample']} with up to {max(tried)} images; "
+                     "a pass here is weak evidence.")
+    else:
+        power_txt = (f"Power: the same test rejects {power['counterexample']} from n = {n_c} images on (sizes tried: "
+                     f"{', '.join(map(str, tried))}).")
+    holds = fig > F2_LEVEL
     extra = ""
     flow = process.semigroup()
     if flow is not None:
         x = u0[:16].to(torch.float64)
-        lhs = flow(flow(x, 3.0), 5.0)
-        rhs = flow(x, 8.0)
-        e = float((lhs - rhs).norm() / rhs.norm())
-        extra = f" Heat semigroup F(3) F(5) = F(8) on data images: relative error {e:.2g}."
-        worst = max(worst, e)
+        e = float((flow(flow(x, 3.0), 5.0) - flow(x, 8.0)).norm() / flow(x, 8.0).norm())
+        extra = f" The deterministic flow also composes: F(3) F(5) = F(8) on data images to a relative {e:.2g} (at most {F2_TOL:g})."
+        holds = holds and e <= F2_TOL
+        res["flow_error"] = e
+    perms = res["permutations"]
     return Check(
-        "F2", name, process.name, True, worst <= F2_TOL, worst, F2_TOL,
-        f"Moments (mean and covariance) of the samples at s pushed through p(u_r | u_s) then p(u_t | u_r), "
-        f"against p(u_t | u_s) directly; largest relative difference over {len(triples)} triples, at (s, r, t) = {where}.{extra}",
-        details={"triples": [list(x) for x in triples]}, kind="identity",
+        "F2", name, process.name, True, holds, fig, F2_LEVEL,
+        f"Two-step sampling (u_s ~ p(u_s | u_0), then u_t ~ p(u_t | u_s) through the process's transition) against "
+        f"direct sampling u_t ~ p(u_t | u_0), {u0.shape[0]} data images, independent noise, at {len(pairs)} pairs (s, t): "
+        f"two-sample test by the Gaussian-kernel MMD and the distances of the means, second moments and mean squared "
+        f"norms, {perms} random {'swaps within pairs' if u0.shape[0] >= PAIRED_MIN else 'relabellings'}, p-values adjusted over pairs and statistics (Westfall-Young "
+        f"min-p). Figure: the smallest adjusted p-value (at (s, t) = {tuple(res['pairs'][worst])}); the property holds "
+        f"above the level {F2_LEVEL:g}. Every transition i -> i + 1 has sigma_{{t|s}}^2 >= 0 (smallest {neg:.3g}). "
+        f"{power_txt}{extra}",
+        details={**res, "values": adj, "level": F2_LEVEL, "permutations": perms, "power": power,
+                 "min_transition_variance": neg},
+        kind="test",
     )
 
 
-def _f2_osmosis(process: DriftDiffusionProcess, triples: list[tuple[int, int, int]], u0: torch.Tensor) -> Check:
+def _f2_osmosis(process: DriftDiffusionProcess, triples: list[tuple[int, int, int]], u0: torch.Tensor,
+                run: scheme.ExplicitSteps = dispatch.osmosis_explicit) -> Check:
+    """Osmosis's F2: P(t_r -> t_t) P(t_s -> t_r) = P(t_s -> t_t) for its noise-free evolution (a bound).
+
+    Osmosis exposes no sampling transition: its marginal adds sigma^2 I afresh at every t around a mean P_t u_0
+    whose operator is not orthogonal, so sigma^2 (I - P P^T) need not be a covariance. `run` takes the explicit
+    steps (the dispatch's kernel; a test passes one that is not a semigroup).
+    """
     x = u0[:8].to(torch.float64) + process.params.offset
     ids = torch.arange(x.shape[0])
     d = scheme.drift(process.guidance(ids, x.shape[0], torch.float64, "cpu"))
@@ -184,7 +311,7 @@ def _f2_osmosis(process: DriftDiffusionProcess, triples: list[tuple[int, int, in
     worst, where = 0.0, None
 
     def evolve(u: torch.Tensor, dt: float) -> torch.Tensor:
-        return scheme.evolve_explicit(u, d, dt, safety=F2_OSMOSIS_SAFETY, run=dispatch.osmosis_explicit)
+        return scheme.evolve_explicit(u, d, dt, safety=F2_OSMOSIS_SAFETY, run=run)
 
     for s, r, t in triples:
         us = process.marginal_mean(s, x - process.params.offset, ids) + process.params.offset
@@ -195,7 +322,9 @@ def _f2_osmosis(process: DriftDiffusionProcess, triples: list[tuple[int, int, in
             worst, where = err, (s, r, t)
     return Check(
         "F2", "F2 semigroup (Chapman-Kolmogorov)", process.name, True, worst <= F2_OSMOSIS_TOL, worst, F2_OSMOSIS_TOL,
-        "Osmosis P(t_r -> t_t) P(t_s -> t_r) against P(t_s -> t_t) on data images at time t_s (explicit scheme "
+        "Osmosis has no sampling transition p(u_t | u_s) (its noise sigma^2 I is added afresh around a mean whose "
+        "operator is not orthogonal), so F2 checks the semigroup of its noise-free evolution, a bound: "
+        "P(t_r -> t_t) P(t_s -> t_r) against P(t_s -> t_t) on data images at time t_s (explicit scheme "
         f"at {F2_OSMOSIS_SAFETY:g} of the stable step, each evolution with its own step size, so they agree up to "
         "the scheme's first-order time error); "
         f"largest relative difference at (s, r, t) = {where}.",
@@ -340,24 +469,32 @@ def check_f4(process: Process, train: torch.Tensor) -> Check:
 
 def forward_checks(
     process: Process, traj: ForwardTrajectory, u0: torch.Tensor, n_train: int | None, train: torch.Tensor | None = None,
+    poll: Callable[[], None] | None = None,
 ) -> list[Check]:
     """F1, F2, F3 a-d, F4 (and O1-O3 for osmosis). u0: data images (B, C, H, W) for the deterministic checks;
-    train: the training set whose exact moments F4 uses (u0 when not given)."""
-    checks = [
-        check_f1(process, traj),
-        check_f2(process, traj, u0),
-        check_f3a(process),
-        check_f3b(process, traj, n_train),
-        check_f3c(process, traj),
-        check_f3d(process, traj),
-        check_f4(process, u0 if train is None else train),
+    train: the training set whose exact moments F4 uses (u0 when not given); `poll`: called between checks and
+    between F2's tests (a job's progress and cancel check)."""
+    poll = poll or (lambda: None)
+    steps = [
+        lambda: check_f1(process, traj, u0),
+        lambda: check_f2(process, traj, u0, poll=poll),
+        lambda: check_f3a(process),
+        lambda: check_f3b(process, traj, n_train),
+        lambda: check_f3c(process, traj),
+        lambda: check_f3d(process, traj),
+        lambda: check_f4(process, u0 if train is None else train),
     ]
+    checks = []
+    for step in steps:
+        checks.append(step())
+        poll()
     if isinstance(process, DriftDiffusionProcess):  # the osmosis filter's own laws
         checks += osmosis_laws(process, u0[:64], traj.indices)
     return checks
 
 
 __all__ = [
+    "F2_LEVEL",
     "F4_TOL",
     "Monotone",
     "Z_SCORE",
@@ -368,6 +505,8 @@ __all__ = [
     "check_f3c",
     "check_f3d",
     "check_f4",
+    "chapman_kolmogorov_test",
+    "f2_power",
     "forward_checks",
     "gaussian_kl_to_law",
     "monotone",

@@ -234,12 +234,17 @@ def forward_batch(
     seed: int,
     traj: ForwardTrajectory,
     density: MarginalDensity | None = None,
+    on_index: Callable[[], None] | None = None,
 ) -> None:
-    """Run the forward process on one batch u0 (B, C, H, W) with sample ids, into `traj`."""
+    """Run the forward process on one batch u0 (B, C, H, W) with sample ids, into `traj`.
+
+    on_index() is called once the marginal means are made and after each index (len(traj.indices) + 1 calls)."""
     ids = torch.as_tensor(ids, dtype=torch.int64).reshape(-1)
     u0 = u0.detach().to(torch.float64)
     z = normal(seed, ids, 0, process.shape, Stream.FORWARD).to(torch.float64)
     means = marginal_path(process, u0, traj.indices, ids)
+    if on_index is not None:
+        on_index()
     states: dict[int, torch.Tensor] = {}
     values: dict[str, dict[int, torch.Tensor]] = {m: {} for m in MEASURES}
     for i in traj.indices:
@@ -253,7 +258,14 @@ def forward_batch(
             values["kl"][i] = log_p - log_standard_normal(u)
             if post is not None:
                 values["post_entropy"][i] = post
+        if on_index is not None:
+            on_index()
     traj.add(u0, process.steady_draw(u0, z, ids), states, values)
+
+
+def forward_steps(n: int, n_indices: int, batch_size: int = 256) -> int:
+    """The steps forward_trajectory reports to on_step: per batch, the marginal means and each index."""
+    return -(-n // batch_size) * (n_indices + 1)
 
 
 def forward_trajectory(
@@ -267,17 +279,28 @@ def forward_trajectory(
     first_id: int = 0,
     grey: GreyHistogram | None = None,
     on_batch: Callable[[int, int], None] | None = None,
+    on_step: Callable[[int, int], None] | None = None,
 ) -> ForwardTrajectory:
-    """The trajectory of samples first_id .. first_id + n - 1; sample k starts from a training image picked by (seed, k)."""
+    """The trajectory of samples first_id .. first_id + n - 1; sample k starts from a training image picked by (seed, k).
+
+    on_batch(done, total) follows the batches; on_step(done, total) the steps within them
+    (forward_steps: len(indices) + 1 per batch)."""
     # the oracle density is the mixture over `train`, which u_0 is drawn from uniformly: the identity for H(p_t) holds
     n_train = len(train) if getattr(density, "kind", None) == "oracle" and getattr(density, "n", None) == len(train) else None
     traj = ForwardTrajectory(indices, math.prod(process.shape), grey, n_train=n_train)
     n_batches = -(-n // batch_size)
+    total = forward_steps(n, len(traj.indices), batch_size)
+    done = [0]
+
+    def on_index() -> None:
+        done[0] += 1
+        on_step(done[0], total)
+
     for b in range(n_batches):
         lo = first_id + b * batch_size
         ids = torch.arange(lo, min(lo + batch_size, first_id + n))
         pick = uniform_int(seed, ids, len(train), Stream.DATA_PICK)
-        forward_batch(process, train[pick], ids, seed, traj, density)
+        forward_batch(process, train[pick], ids, seed, traj, density, on_index=on_index if on_step else None)
         if on_batch is not None:
             on_batch(b + 1, n_batches)
     return traj
@@ -290,6 +313,7 @@ __all__ = [
     "GreyHistogram",
     "eval_indices",
     "forward_batch",
+    "forward_steps",
     "forward_trajectory",
     "marginal_path",
 ]

@@ -50,8 +50,7 @@ from typing import Callable
 
 import torch
 
-from scalespace.evaluation.check import Check, not_applicable
-from scalespace.evaluation.forward import Z_SCORE
+from scalespace.evaluation.check import Z_SCORE, Check, not_applicable
 from scalespace.evaluation.forward_trajectory import marginal_path
 from scalespace.noise import Stream, normal
 from scalespace.processes.base import Process
@@ -206,13 +205,15 @@ def _noises(process: Process, seed: int, ids: torch.Tensor) -> tuple[torch.Tenso
 def invariance_test(
     process: Process, u0: torch.Tensor, g: Transform, indices: list[int], seed: int = 0,
     permutations: int | None = None, base: dict[int, torch.Tensor] | None = None,
+    on_index: Callable[[], None] | None = None,
 ) -> dict[str, list]:
     """The F5 two-sample test of g on data u0 (B, C, H, W) at the given steps.
 
     X1 = g(E[u_t | u_0] + sigma_t z1), X2 = E[u_t | g(u_0)] + sigma_t z2 with independent z1, z2. Returns the
     steps, the statistics' names and values (one row per step), and per step the smallest raw and adjusted
     p-value over the statistics (adjusted over every step and statistic together). `base`: E[u_t | u_0]
-    when the caller has it; `permutations` defaults to permutations_for(len(indices)).
+    when the caller has it; `permutations` defaults to permutations_for(len(indices)). on_index() is called after
+    each step's statistics.
     """
     u0 = u0.to(torch.float64)
     n = u0.shape[0]
@@ -223,9 +224,12 @@ def invariance_test(
     moved = marginal_path(process, g(u0), indices, ids)
     w = relabellings(n, permutations or permutations_for(len(indices)), seed)
     k = len(STATISTICS)
-    stats = torch.cat([
-        two_sample_statistics(g(base[i] + process.sigma(i) * z1), moved[i] + process.sigma(i) * z2, w) for i in indices
-    ])  # row i_step * k + statistic
+    rows = []
+    for i in indices:
+        rows.append(two_sample_statistics(g(base[i] + process.sigma(i) * z1), moved[i] + process.sigma(i) * z2, w))
+        if on_index is not None:
+            on_index()
+    stats = torch.cat(rows)  # row i_step * k + statistic
     raw, adjusted = permutation_p_values(stats)
     # per step: the smallest p-value over the statistics (adjusted: over steps and statistics together)
     raw, adjusted = raw.reshape(-1, k), adjusted.reshape(-1, k)
@@ -236,15 +240,20 @@ def invariance_test(
 
 def power_n(
     process: Process, u0: torch.Tensor, g: Transform, indices: list[int], seed: int = 0, level: float = LEVEL,
-    ns: tuple[int, ...] = POWER_NS,
+    ns: tuple[int, ...] = POWER_NS, on_index: Callable[[], None] | None = None,
 ) -> tuple[int | None, list[int]]:
     """The smallest n among `ns` (those up to len(u0); len(u0) itself when it is below them all) at which the
-    F5 test rejects g at `level`, None if none does; and the sizes tried."""
-    tried = [n for n in ns if n <= u0.shape[0]] or [u0.shape[0]]
+    F5 test rejects g at `level`, None if none does; and the sizes tried (on_index: invariance_test's)."""
+    tried = power_sizes(u0.shape[0], ns)
     for n in tried:
-        if min(invariance_test(process, u0[:n], g, indices, seed)["adjusted"]) <= level:
+        if min(invariance_test(process, u0[:n], g, indices, seed, on_index=on_index)["adjusted"]) <= level:
             return n, tried
     return None, tried
+
+
+def power_sizes(n: int, ns: tuple[int, ...] = POWER_NS) -> list[int]:
+    """The sizes power_n tries for n images."""
+    return [k for k in ns if k <= n] or [n]
 
 
 def _power_text(power: dict) -> str:
@@ -266,14 +275,32 @@ def _expected_reason(process: Process, key: str) -> str:
     return "The guidance image v is fixed noise, so theory promises no spatial symmetry; shown, not asserted."
 
 
-def check_invariances(process: Process, u0: torch.Tensor, indices: list[int], seed: int = 0) -> list[Check]:
-    """Every F5 check on data u0 (B, C, H, W) at the given process indices."""
+def invariance_steps(shape: tuple[int, int, int], n: int, indices: list[int]) -> int:
+    """The steps check_invariances reports to on_step: the marginal means, each step of each two-sample test
+    (the power sizes' and every applicable map's), the grey shift and mean checks."""
+    maps = sum(g is not None for _, g in transforms(shape).values())
+    return 2 + (len(power_sizes(n)) + maps) * len(indices)
+
+
+def check_invariances(process: Process, u0: torch.Tensor, indices: list[int], seed: int = 0,
+                      on_step: Callable[[int, int], None] | None = None) -> list[Check]:
+    """Every F5 check on data u0 (B, C, H, W) at the given process indices (on_step(done, total): invariance_steps)."""
     u0 = u0.to(torch.float64)
     n = u0.shape[0]
     ids = torch.arange(n)
+    total, done = invariance_steps(process.shape, n, indices), [0]
+
+    def step(to: int | None = None) -> None:
+        """One step more, or (to) up to that many."""
+        done[0] = done[0] + 1 if to is None else max(done[0], to)
+        if on_step is not None:
+            on_step(done[0], total)
+
     base = marginal_path(process, u0, indices, ids)
+    step()
     desc_c, g_c = counterexample(process, seed)
-    n_c, tried = power_n(process, u0, g_c, indices, seed)
+    n_c, tried = power_n(process, u0, g_c, indices, seed, on_index=step)
+    step(to=1 + len(tried) * len(indices))  # the sizes past the first that rejects are not tried
     power = {"counterexample": desc_c, "n": n_c, "tried": tried, "level": LEVEL}
     perms = permutations_for(len(indices))
     checks = []
@@ -283,7 +310,7 @@ def check_invariances(process: Process, u0: torch.Tensor, indices: list[int], se
             checks.append(not_applicable(f"F5-{key}", name, process.name, f"{desc} does not apply to images of shape {process.shape}",
                                          kind="test"))
             continue
-        res = invariance_test(process, u0, g, indices, seed, base=base)
+        res = invariance_test(process, u0, g, indices, seed, base=base, on_index=step)
         adj = res["adjusted"]
         worst = min(range(len(adj)), key=lambda k: adj[k])
         fig = adj[worst]
@@ -302,6 +329,7 @@ def check_invariances(process: Process, u0: torch.Tensor, indices: list[int], se
     z1, _ = _noises(process, seed, ids)
     noisy = {i: base[i] + process.sigma(i) * z1 for i in indices}
     checks.append(_mean(process, u0, indices, ids, noisy))
+    step(to=total)
     return checks
 
 

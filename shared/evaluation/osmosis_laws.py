@@ -30,8 +30,14 @@ def _steps_up(values: torch.Tensor) -> tuple[float, int]:
     return float(d.max()), k
 
 
-def osmosis_laws(process: DriftDiffusionProcess, u0: torch.Tensor, indices: list[int]) -> list[Check]:
-    """O1 to O3 on the noise-free osmosis evolution of data images u0 (B, C, H, W)."""
+def osmosis_laws(
+    process: DriftDiffusionProcess, u0: torch.Tensor, indices: list[int],
+    run: scheme.ExplicitSteps = dispatch.osmosis_explicit,
+) -> list[Check]:
+    """O1 to O3 on the noise-free osmosis evolution of data images u0 (B, C, H, W).
+
+    All three are bounds against a rounding tolerance: O1 and O3 read the process's own evolution
+    (marginal_means), O2 runs the explicit steps `run` (the dispatch's kernel) with constant guidance."""
     c = process.params.offset
     x0 = u0.to(torch.float64)
     ids = torch.arange(x0.shape[0])
@@ -52,7 +58,7 @@ def osmosis_laws(process: DriftDiffusionProcess, u0: torch.Tensor, indices: list
     times = process.times()
     h, prev, x = [], 0.0, x0 + c
     for i in indices:
-        x = scheme.evolve_explicit(x, flat, float(times[i]) - prev, run=dispatch.osmosis_explicit)
+        x = scheme.evolve_explicit(x, flat, float(times[i]) - prev, run=run)
         prev = float(times[i])
         h.append(scheme.shannon_entropy(x))
     ent = torch.stack(h)

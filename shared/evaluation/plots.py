@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import math
-from typing import Any
+from typing import Any, Callable
 
 import matplotlib
 
@@ -96,6 +96,7 @@ def variance_plot(report: dict[str, Any]) -> bytes | None:
         xs, ys, _ = _series(rows, key)
         ax.plot(xs, ys, "-o", ms=2.5, label=label)
     ax.set_xlabel("step index i")
+    ax.set_ylabel("mean / variance (grey values)")
     ax.set_title("Mean and variance over the forward trajectory", fontsize=11)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=9)
@@ -189,14 +190,16 @@ def density_plot(report: dict[str, Any]) -> bytes | None:
         a2.plot(x, s["osmosis"], "--", color="k", lw=0.8)
     a2.set_xlim(-4, 4)
     a2.set_xlabel("grey value")
+    a2.set_ylabel("density")
     a2.set_title("densities: vp (colour) and osmosis (dashed)", fontsize=10)
     a2.legend(fontsize=7)
     return _png(fig)
 
 
 def sensitivity_plot(report: dict[str, Any]) -> bytes | None:
+    """Output distance against eps per sampler; None when no output moved at all (the report says so instead)."""
     sens = (report.get("robustness") or {}).get("sensitivity")
-    if not sens:
+    if not sens or not any(r["distance_mean"] > 0 for s in sens for r in s["rows"]):
         return None
     fig, ax = plt.subplots(figsize=(7, 3.6))
     unchanged = []
@@ -252,13 +255,15 @@ PLOTS = {
 }
 
 
-def render_plots(report: dict[str, Any]) -> dict[str, bytes]:
-    """Every plot the report has data for: file name -> PNG bytes."""
+def render_plots(report: dict[str, Any], on_plot: Callable[[int, int], None] | None = None) -> dict[str, bytes]:
+    """Every plot the report has data for: file name -> PNG bytes. `on_plot(done, total)`: after each plot."""
     out = {}
-    for name, fn in PLOTS.items():
+    for k, (name, fn) in enumerate(PLOTS.items()):
         png = fn(report)
         if png is not None:
             out[name] = png
+        if on_plot is not None:
+            on_plot(k + 1, len(PLOTS))
     return out
 
 

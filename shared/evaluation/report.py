@@ -9,6 +9,7 @@ import math
 from typing import Any
 
 from scalespace.evaluation.check import counted
+from scalespace.evaluation.pictures import PICTURES
 
 CSS = """
 body { font-family: system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif; margin: 0; background: #f6f7f9; color: #1d2330; }
@@ -42,6 +43,11 @@ CAPTIONS = {
     "density.png": "vp grey-value density against the 1-D osmosis solution with standard normal guidance.",
     "sensitivity.png": "Initial-noise sensitivity: output distance against the size of a perturbation of u_T.",
     "steps.png": "Sample quality against the number of reverse steps, and the spread over seeds.",
+    "scale_space.png": "The forward scale-space: data images (rows) at 8 times from 0 to T (columns). Every picture "
+                       "shows values on one grey scale: -1 black, +1 white, clipped outside [-1, 1].",
+    "reverse_trajectory.png": "The reverse trajectory of samples 0 to 3: the state u_t and the denoiser's estimate of u_0 "
+                              "from it, from the start state to the sample.",
+    "sample_grid.png": "The samples of the reverse checks.",
 }
 
 
@@ -176,6 +182,10 @@ def render_html(report: dict[str, Any], plots: dict[str, bytes]) -> str:
             imgs += "<div class='grid2'>" + "".join(_img(n, plots[n]) for n in present) + "</div>"
         elif present:
             imgs += _img(present[0], plots[present[0]])
+    if (report.get("robustness") or {}).get("sensitivity") and "sensitivity.png" not in plots:
+        imgs += ("<p class='sub'>Initial-noise sensitivity: no plot, every output was unchanged at every eps "
+                 "(distance 0; the table under Robustness lists them).</p>")
+    pics = "".join(_img(n, plots[n]) for n in PICTURES if n in plots)
     traj = report.get("trajectory")
     timings = report.get("timings") or {}
     total = sum(timings.values()) or 1.0
@@ -193,6 +203,7 @@ def render_html(report: dict[str, Any], plots: dict[str, bytes]) -> str:
 {checks_table(checks)}
 <h2>Plots</h2>
 {imgs}
+{'<h2>Pictures</h2>' + pics if pics else ''}
 {'<h2>Forward trajectory (selected steps)</h2>' + _trajectory_table(traj) if traj else ''}
 {'<h2>Robustness</h2>' + _robustness(report['robustness']) if report.get('robustness') else ''}
 <h2>Time spent</h2>

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
@@ -69,21 +70,35 @@ def _moments(x: torch.Tensor) -> Moments:
 def run_reverse(
     process: Process, denoiser: Denoiser, train: torch.Tensor, n: int, seed: int, steps: int | None,
     sampler: str | None = None, device: torch.device | str = "cpu", batch_size: int = 256,
-    reverse_mean: str = DEFAULT_REVERSE_MEAN,
+    reverse_mean: str = DEFAULT_REVERSE_MEAN, on_step: Callable[[int, int], None] | None = None,
 ) -> ReverseRun:
-    """Samples 0..n-1 by the process's (or the named) sampler over a respaced schedule."""
+    """Samples 0..n-1 by the process's (or the named) sampler over a respaced schedule.
+
+    on_step(done, total) is called after every reverse step of every batch (reverse_steps(...) in all)."""
     schedule = respace(process.T, steps)
     sampler = sampler or process.default_sampler
     fn = sampler_for(sampler, process)
+    per_batch = len(schedule) - 1
+    total = reverse_steps(process, n, steps, batch_size)
     out, priors = [], []
-    for lo in range(0, n, batch_size):
+    for b, lo in enumerate(range(0, n, batch_size)):
         ids = torch.arange(lo, min(lo + batch_size, n))
         noise = NoiseSource(seed, ids, process.shape, device)
         u = start_state(process, noise, train, torch.device(device))
         priors.append(u.float().cpu())
+
+        def callback(info: StepInfo, before: int = b * per_batch) -> None:
+            on_step(before + info.done, total)
+
         with torch.no_grad():
-            out.append(fn(process, denoiser, u, schedule, noise, **sampler_options(fn, reverse_mean)).float().cpu())
+            out.append(fn(process, denoiser, u, schedule, noise, callback=callback if on_step else None,
+                          **sampler_options(fn, reverse_mean)).float().cpu())
     return ReverseRun(torch.cat(out), torch.cat(priors), schedule, sampler, reverse_mean)
+
+
+def reverse_steps(process: Process, n: int, steps: int | None, batch_size: int = 256) -> int:
+    """The steps run_reverse reports to on_step: the respaced schedule's steps for each batch."""
+    return -(-n // batch_size) * (len(respace(process.T, steps)) - 1)
 
 
 def check_r1(process: Process, train: torch.Tensor, run: ReverseRun, seed: int) -> Check:
@@ -107,10 +122,17 @@ def check_r1(process: Process, train: torch.Tensor, run: ReverseRun, seed: int) 
                  details={"fd_start_relative": rel}, kind="identity" if process.prior_needs_data else "bound")
 
 
-def check_r2(process: Process, denoiser: Denoiser, run: ReverseRun, seed: int, n: int = 8) -> Check:
-    """R2: the chain is Markov: restarted from its own state half way, it gives the same samples."""
+def check_r2(process: Process, denoiser: Denoiser, run: ReverseRun, seed: int, n: int = 8, fn=None,
+             poll: Callable[[], None] | None = None) -> Check:
+    """R2: the chain is Markov: restarted from its own state half way, it gives the same samples.
+
+    A bound (largest difference against R2_TOL), and it can fail: a sampler that carries anything from one
+    step to the next besides the state (a momentum, a multistep method's earlier predictions) does not
+    reproduce its samples from the state alone. `fn`: the sampler function (default the run's sampler); `poll`:
+    called after every step of both runs (a job's progress and cancel check).
+    """
     schedule = run.schedule
-    fn = sampler_for(run.sampler, process)
+    fn = fn or sampler_for(run.sampler, process)
     k = (len(schedule) - 1) // 2
     if k < 1:
         return Check("R2", "R2 reverse chain is Markov", process.name, False, None, None, None, "needs at least 3 steps")
@@ -122,15 +144,20 @@ def check_r2(process: Process, denoiser: Denoiser, run: ReverseRun, seed: int, n
     def keep(info: StepInfo) -> None:
         if info.done == k:
             kept["u"] = info.u.clone()
+        if poll is not None:
+            poll()
 
     with torch.no_grad():
         opts = sampler_options(fn, run.reverse_mean)
         full = fn(process, denoiser, u, schedule, noise, callback=keep, **opts)
-        rest = fn(process, denoiser, kept["u"], schedule[k:], noise, **opts)
+        rest = fn(process, denoiser, kept["u"], schedule[k:], noise, callback=(lambda info: poll()) if poll else None, **opts)
     diff = float((full - rest).abs().max())
     return Check("R2", "R2 reverse chain is Markov", process.name, True, diff <= R2_TOL, diff, R2_TOL,
                  f"Restarting the {run.sampler} chain from its own state at index {schedule[k]} with the same per-step noise "
-                 f"must reproduce its samples: the next step depends on nothing but the present state. Largest difference, {n} samples.")
+                 f"must reproduce its samples: the next step depends on nothing but the present state. Figure: the largest "
+                 f"difference over {n} samples, at most {R2_TOL:g}. A chain with memory (a step that reads the previous "
+                 f"step's state or prediction as well) differs by the memory's weight and fails.",
+                 details={"restart_index": schedule[k]})
 
 
 def step_entropies(process: Process) -> dict[int, float]:
@@ -220,4 +247,4 @@ def check_r4(process: Process, train: torch.Tensor, run: ReverseRun, seed: int) 
                  kind="test")
 
 
-__all__ = ["ReverseRun", "check_r1", "check_r2", "check_r3", "check_r4", "run_reverse", "step_entropies"]
+__all__ = ["ReverseRun", "check_r1", "check_r2", "check_r3", "check_r4", "reverse_steps", "run_reverse", "step_entropies"]

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any, Callable
 
@@ -28,6 +29,8 @@ from scalespace.stats.quality import bootstrap_interval, memorisation_ratio, t_i
 from scalespace.stats.reference_cache import QualityReference
 
 DEFAULT_EPS = (1e-3, 1e-2, 1e-1, 1.0)
+#: generate's default batch size, which steps_curve's runs use
+GENERATE_BATCH = inspect.signature(generate).parameters["batch_size"].default
 
 
 def samplers_for(process: Process) -> list[str]:
@@ -57,11 +60,12 @@ def _slope(eps: list[float], dist: list[float]) -> float | None:
 def sensitivity(
     process: Process, denoiser: Denoiser, train: torch.Tensor, n: int, seed: int, steps: int | None,
     sampler: str, eps: tuple[float, ...] = DEFAULT_EPS, device: torch.device | str = "cpu",
-    reverse_mean: str = DEFAULT_REVERSE_MEAN,
+    reverse_mean: str = DEFAULT_REVERSE_MEAN, on_step: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Output distance |x(u_T + eps z_p) - x(u_T)| per image (mean, median, max) for each eps, and the slope.
 
     Distances below float32 rounding (1e-5 per value, rms) count as 0: the output did not change.
+    on_step(done, total) follows the reverse steps (sensitivity_steps).
     """
     schedule = respace(process.T, steps)
     fn = sampler_for(sampler, process)
@@ -75,6 +79,7 @@ def sensitivity(
     starts = torch.cat([u] + [u + e * zp for e in eps])
     with torch.no_grad():
         out = fn(process, denoiser, starts, schedule, NoiseSource(seed, ids.repeat(k), process.shape, device),
+                 callback=None if on_step is None else lambda info: on_step(info.done, info.total),
                  **sampler_options(fn, reverse_mean))
     out = out.reshape(k, n, -1).double()
     # copies of a sample in one batch can differ by float32 rounding alone: below this they are the same output
@@ -92,6 +97,7 @@ def sensitivity(
 
 def seed_spread(
     draw: Callable[[int], torch.Tensor], seeds: list[int], reference: QualityReference, n_boot: int = 100,
+    on_seed: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Quality (FD in the reference's feature space) for each seed with a bootstrap interval over its samples,
     and the spread over seeds with a Student-t interval of their mean (from 2 seeds on).
@@ -105,10 +111,10 @@ def seed_spread(
     lower) is taken off the replicates first, without which every replicate
     can lie above the estimate and no quantile interval contains it. The mean
     over k seeds gets mean -/+ t_{0.975, k-1} std / sqrt(k) (mean_ci_low,
-    mean_ci_high; mean_ci_method "student-t").
+    mean_ci_high; mean_ci_method "student-t"). on_seed(done, total) is called after each seed's figures.
     """
     per_seed = []
-    for s in seeds:
+    for j, s in enumerate(seeds):
         samples = draw(s)
         q = reference(samples, seed=s)
         feats = reference.extractor(samples).double()
@@ -116,6 +122,8 @@ def seed_spread(
         lo, hi = max(b["low"], 0.0), max(b["high"], 0.0)  # debiased replicates can cross 0; a distance cannot
         per_seed.append({"seed": s, "fd": q["fid"], "ci_low": lo, "ci_high": hi, "bootstrap_bias": b["bias"],
                          "n": q["n_samples"], "kid_mean": q.get("kid_mean"), "kid_std": q.get("kid_std")})
+        if on_seed is not None:
+            on_seed(j + 1, len(seeds))
     vals = torch.tensor([r["fd"] for r in per_seed], dtype=torch.float64)
     out: dict[str, Any] = {"extractor": reference.extractor.name, "per_seed": per_seed, "mean": float(vals.mean()),
                            "std": float(vals.std()) if len(vals) > 1 else 0.0, "n_reference": reference.moments.count}
@@ -129,16 +137,39 @@ def seed_spread(
 def steps_curve(
     process: Process, denoiser: Denoiser, train: torch.Tensor, n: int, seed: int, step_counts: list[int],
     reference: QualityReference, device: torch.device | str = "cpu", sampler: str | None = None,
-    reverse_mean: str = DEFAULT_REVERSE_MEAN,
+    reverse_mean: str = DEFAULT_REVERSE_MEAN, on_step: Callable[[int, int], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Quality against the number of reverse steps (respaced), same seed and samples ids."""
+    """Quality against the number of reverse steps (respaced), same seed and samples ids.
+
+    on_step(done, total) follows the reverse steps of every run and one step for each run's figure
+    (steps_curve_steps in all)."""
     rows = []
+    total, before = steps_curve_steps(process, n, step_counts), 0
     for s in sorted({min(int(k), process.T) for k in step_counts}):
         samples = generate(process, denoiser, n, seed, steps=s, sampler=sampler, train=train, device=device,
-                           reverse_mean=reverse_mean)
+                           reverse_mean=reverse_mean,
+                           on_step=None if on_step is None else lambda done, _, b=before: on_step(b + done, total))
+        before += sampling_steps(process, n, s) + 1
         q = reference(samples, seed=seed)
         rows.append({"steps": s, "fd": q["fid"], "n": q["n_samples"], "kid_mean": q.get("kid_mean")})
+        if on_step is not None:
+            on_step(before, total)
     return rows
+
+
+def sampling_steps(process: Process, n: int, steps: int | None, batch_size: int = GENERATE_BATCH) -> int:
+    """The reverse steps of `generate` for n samples in batches of batch_size (what its on_step counts)."""
+    return -(-n // batch_size) * (len(respace(process.T, steps)) - 1)
+
+
+def sensitivity_steps(process: Process, steps: int | None) -> int:
+    """The reverse steps of one `sensitivity` run (every eps in one batch)."""
+    return len(respace(process.T, steps)) - 1
+
+
+def steps_curve_steps(process: Process, n: int, step_counts: list[int]) -> int:
+    """The steps `steps_curve` reports: each run's reverse steps plus one for its figure."""
+    return sum(sampling_steps(process, n, s) + 1 for s in sorted({min(int(k), process.T) for k in step_counts}))
 
 
 def memorisation(samples: torch.Tensor, train: torch.Tensor, heldout: torch.Tensor, max_heldout: int = 2000) -> dict[str, Any]:
@@ -151,4 +182,5 @@ def memorisation(samples: torch.Tensor, train: torch.Tensor, heldout: torch.Tens
             "n_train": int(train.shape[0]), "n_heldout": int(heldout.shape[0])}
 
 
-__all__ = ["DEFAULT_EPS", "memorisation", "samplers_for", "seed_spread", "sensitivity", "steps_curve"]
+__all__ = ["DEFAULT_EPS", "memorisation", "samplers_for", "sampling_steps", "seed_spread", "sensitivity",
+           "sensitivity_steps", "steps_curve", "steps_curve_steps"]

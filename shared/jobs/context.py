@@ -28,6 +28,10 @@ class Progress:
 
 
 ProgressFn = Callable[[Progress], None]
+#: a long loop's steps reach the progress sink at most this often (JobContext.tick)
+PROGRESS_INTERVAL_S = 0.2
+#: and check for cancellation at most this often (in the service each check is a round trip to the job store)
+STOP_CHECK_INTERVAL_S = 0.05
 StopFn = Callable[[], "str | None"]
 #: (spec, job id) -> its manifest: runs another spec as a job of its own (a sweep's children)
 RunChildFn = Callable[[dict[str, Any], str], dict[str, Any]]
@@ -57,6 +61,10 @@ class JobContext:
     artifacts: list[ArtifactRef] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     manifest_extra: dict[str, Any] = field(default_factory=dict)
+    #: the phase and time of the last progress passed on (JobContext.tick)
+    _sent: tuple[str | None, float] = field(default=(None, 0.0), init=False, repr=False)
+    #: when the stop check last ran
+    _checked: float = field(default=0.0, init=False, repr=False)
 
     @property
     def folder(self) -> str:
@@ -91,9 +99,26 @@ class JobContext:
         """Report progress and check for cancellation / deadline (between steps)."""
         if self.progress is not None:
             self.progress(Progress(self.job_id, phase, done, total, figures))
+            self._sent = (phase, time.monotonic())
         self.check_stop()
 
+    def tick(self, phase: str, done: int, total: int, **figures: Any) -> None:
+        """One step of a long loop: passes the progress on at most every PROGRESS_INTERVAL_S (always a phase's
+        first report and its last, done >= total) and checks for cancellation / deadline at most every
+        STOP_CHECK_INTERVAL_S, so a loop of many short steps neither floods the job store nor misses a cancel."""
+        last_phase, at = self._sent
+        now = time.monotonic()
+        if last_phase != phase or done >= total or now - at >= PROGRESS_INTERVAL_S:
+            self.report(phase, done, total, **figures)
+        elif now - self._checked >= STOP_CHECK_INTERVAL_S:
+            self.check_stop()
+
+    def phase(self, name: str, total: int) -> PhaseSteps:
+        """Count the steps of phase `name` (`total` in all): reports (name, 0, total) now."""
+        return PhaseSteps(self, name, total)
+
     def check_stop(self) -> None:
+        self._checked = time.monotonic()
         if self.should_stop is not None:
             reason = self.should_stop()
             if reason:
@@ -110,3 +135,42 @@ class JobContext:
                 ctx.timings[name] = ctx.timings.get(name, 0.0) + time.perf_counter() - self.t0
 
         return _T()
+
+
+class PhaseSteps:
+    """The steps of one phase of a job, counted towards its total: every step goes to JobContext.tick
+    (progress, cancellation); `part(n)` hands a sub-task of n steps an on_step(done, total)
+    callback placed after the steps so far."""
+
+    def __init__(self, ctx: JobContext, name: str, total: int):
+        self.ctx, self.name, self.total, self.done = ctx, name, max(int(total), 1), 0
+        ctx.report(name, 0, self.total)
+
+    def at(self, done: int, **figures: Any) -> None:
+        """Now `done` steps are done (never fewer than before, never more than the total)."""
+        self.done = min(max(self.done, int(done)), self.total)
+        self.ctx.tick(self.name, self.done, self.total, **figures)
+
+    def step(self, k: int = 1, **figures: Any) -> None:
+        self.at(self.done + k, **figures)
+
+    def poll(self) -> None:
+        """No step done, but some work: passes the progress on and checks for cancellation (as often as tick allows)."""
+        self.ctx.tick(self.name, self.done, self.total)
+
+    def part(self, n: int) -> Callable[[int, int], None]:
+        """on_step(done, total) of a sub-task of `n` steps starting here (its own total is rescaled to n)."""
+        base = self.done
+
+        def on_step(done: int, total: int) -> None:
+            self.at(base + (done * n // total if total and total != n else done))
+
+        return on_step
+
+    def finish(self, **figures: Any) -> None:
+        """The phase is done: reports total of total (whatever steps were skipped), once."""
+        if self.done < self.total or figures:
+            self.done = self.total
+            self.ctx.report(self.name, self.total, self.total, **figures)
+        else:
+            self.ctx.check_stop()

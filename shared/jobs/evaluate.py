@@ -2,8 +2,10 @@
 
 Artifacts: report.json (every check with its figure and tolerance, the
 forward trajectory's figures per step, robustness and density figures, the
-spec), one PNG per plot, and report.html, a self-contained page with the table
-of properties, the plots and the spec. The summary (in the manifest) keeps
+spec), one PNG per plot, the pictures (scalespace.evaluation.pictures: the
+forward scale-space, a reverse trajectory, the reverse checks' samples) and
+report.html, a self-contained page with the table of properties, the plots,
+the pictures and the spec. The summary (in the manifest) keeps
 one `passed` flag per check (does it agree with theory), which a nightly sweep
 compares night to night.
 """
@@ -23,11 +25,13 @@ from scalespace.evaluation import density as dens
 from scalespace.evaluation import robustness as rob
 from scalespace.evaluation.check import Check, finite_or_none
 from scalespace.evaluation.forward import forward_checks
-from scalespace.evaluation.forward_trajectory import GreyHistogram, eval_indices, forward_trajectory
-from scalespace.evaluation.invariances import check_invariances
-from scalespace.evaluation.plots import render_plots
+from scalespace.evaluation.forward_trajectory import GreyHistogram, eval_indices, forward_steps, forward_trajectory
+from scalespace.evaluation.invariances import check_invariances, invariance_steps
+from scalespace.evaluation.pictures import REVERSE_SAMPLES as PICTURE_SAMPLES
+from scalespace.evaluation.pictures import evaluation_pictures
+from scalespace.evaluation.plots import PLOTS, render_plots
 from scalespace.evaluation.report import render_html
-from scalespace.evaluation.reverse import check_r1, check_r2, check_r3, check_r4, run_reverse
+from scalespace.evaluation.reverse import check_r1, check_r2, check_r3, check_r4, reverse_steps, run_reverse
 from scalespace.jobs.context import JobContext
 from scalespace.jobs.sample import load_denoiser, process_for
 from scalespace.jobs.specs import EvaluateSpec
@@ -68,8 +72,10 @@ def _oracle_memory(process: Process, n_train: int) -> None:
 def run_evaluate(spec: EvaluateSpec, ctx: JobContext) -> dict[str, Any]:
     process = check_evaluate_spec(spec)
     with ctx.timed("load"):
-        train = load_dataset(spec.data, "train", size=spec.data_size, limit=spec.data_limit).images
-        heldout = load_dataset(spec.data, "heldout", size=spec.data_size).images
+        train = load_dataset(spec.data, "train", size=spec.data_size, limit=spec.data_limit,
+                             on_progress=lambda done, total: ctx.tick("load train", done, total)).images
+        heldout = load_dataset(spec.data, "heldout", size=spec.data_size,
+                               on_progress=lambda done, total: ctx.tick("load heldout", done, total)).images
     _oracle_memory(process, len(train))
     groups = spec.checks
     checks: list[Check] = []
@@ -80,99 +86,133 @@ def run_evaluate(spec: EvaluateSpec, ctx: JobContext) -> dict[str, Any]:
         "times": process.times().tolist(),
     }
     indices = eval_indices(process.T, spec.eval_steps)
-    phase_total = len(groups)
 
     traj = None
     if "forward" in groups or "density" in groups:
-        ctx.report("forward", 0, phase_total)
+        # the oracle, the trajectory's batches step by step, its figures, the forward checks
+        work = forward_steps(spec.n, len(indices), spec.batch_size)
+        steps = ctx.phase("forward", 2 + work + int("forward" in groups))
         with ctx.timed("forward_trajectory"):
             density = OracleMarginal(process, train, chunk=spec.oracle_chunk) if "forward" in groups else None
+            steps.step()
             grey = GreyHistogram(*GREY_HIST) if process.grey_density_is_osmosis else None
             traj = forward_trajectory(
                 process, train, spec.n, spec.seed, indices, density, batch_size=spec.batch_size, grey=grey,
-                on_batch=lambda done, total: ctx.report("forward", done, total),
+                on_step=steps.part(work),
             )
             report["n_forward"] = traj.count
             report["trajectory"] = traj.rows(process)
-    if "forward" in groups:
-        with ctx.timed("forward_checks"):
-            checks += forward_checks(process, traj, train[: spec.n_invariance], len(train), train=train)
+            steps.step()
+        if "forward" in groups:
+            with ctx.timed("forward_checks"):
+                checks += forward_checks(process, traj, train[: spec.n_invariance], len(train), train=train,
+                                         poll=steps.poll)
+        steps.finish()
     if "invariances" in groups:
-        ctx.report("invariances", 0, phase_total)
+        u0, inv_indices = train[: spec.n_invariance], eval_indices(process.T, spec.invariance_steps)
+        steps = ctx.phase("invariances", invariance_steps(process.shape, len(u0), inv_indices))
         with ctx.timed("invariances"):
-            checks += check_invariances(process, train[: spec.n_invariance], eval_indices(process.T, spec.invariance_steps), spec.seed)
+            checks += check_invariances(process, u0, inv_indices, spec.seed, on_step=steps.part(steps.total))
+        steps.finish()
 
     denoiser = None
     run = None
     reference = None
     if "reverse" in groups or "robustness" in groups:
+        steps = ctx.phase("reference", 2)  # the quality reference's features, the denoiser
         with ctx.timed("reference_features"):
             feats, extractor = reference_features(spec.data, "heldout", spec.data_size, None, spec.quality_extractor,
                                                   ctx.store, ctx.device)
             reference = QualityReference(feats, extractor)
+        steps.step()
         with ctx.timed("load_denoiser"):
             denoiser = load_denoiser(spec.model, process, train, ctx.store, ctx.device, spec.oracle_chunk)
+        steps.finish()
     if "reverse" in groups:
-        ctx.report("reverse", 0, phase_total)
+        # the reverse run step by step, then R1 to R4 and the quality figure
+        work = reverse_steps(process, spec.n_reverse, spec.reverse_steps, spec.batch_size)
+        steps = ctx.phase("reverse", work + 5)
         with ctx.timed("reverse"):
             run = run_reverse(process, denoiser, train.to(ctx.device), spec.n_reverse, spec.seed, spec.reverse_steps,
-                              device=ctx.device, batch_size=spec.batch_size, reverse_mean=spec.reverse_mean)
-            checks += [check_r1(process, train, run, spec.seed), check_r2(process, denoiser, run, spec.seed),
-                       check_r3(process), check_r4(process, train, run, spec.seed)]
+                              device=ctx.device, batch_size=spec.batch_size, reverse_mean=spec.reverse_mean,
+                              on_step=steps.part(work))
+            for check in (lambda: check_r1(process, train, run, spec.seed), lambda: check_r2(process, denoiser, run, spec.seed, poll=steps.poll),
+                          lambda: check_r3(process), lambda: check_r4(process, train, run, spec.seed)):
+                checks.append(check())
+                steps.step()
         with ctx.timed("quality"):
             report["quality"] = reference(run.samples, seed=spec.seed)
+        steps.finish()
 
     if "robustness" in groups:
-        ctx.report("robustness", 0, phase_total)
         report["robustness"] = _robustness(spec, ctx, process, denoiser, train, heldout, run, reference)
 
     if "density" in groups and process.grey_density_is_osmosis:
-        ctx.report("density", 0, phase_total)
+        steps = ctx.phase("density", dens.density_steps(process, indices))
         with ctx.timed("density"):
             report["density"] = dens.compare_osmosis_vp(
                 process, train, indices, dens.Grid(8.0, spec.density_cells),
                 histograms=traj.grey_counts if traj is not None else None, hist_range=GREY_HIST,
+                on_step=steps.part(steps.total),
             )
+        steps.finish()
 
+    # the pictures' short reverse run step by step, then drawing them
+    walk = reverse_steps(process, PICTURE_SAMPLES, spec.reverse_steps, PICTURE_SAMPLES) if denoiser is not None else 0
+    steps = ctx.phase("pictures", walk + 1)
+    with ctx.timed("pictures"):  # after every figure: the pictures' own short reverse run changes none of them
+        pictures = evaluation_pictures(process, train, denoiser, run.samples if run is not None else None, data=spec.data,
+                                       model=spec.model, seed=spec.seed, steps=spec.reverse_steps,
+                                       reverse_mean=spec.reverse_mean, device=ctx.device, on_step=steps.part(walk))
+    steps.finish()
     report["checks"] = [c.to_dict() for c in checks]
     report["timings"] = {k: round(v, 3) for k, v in ctx.timings.items()}
     report = finite_or_none(report)
-    ctx.check_stop()
+    steps = ctx.phase("report", len(PLOTS) + 2)  # each plot, report.json, report.html
     with ctx.timed("report"):
-        plots = render_plots(report)
+        plots = {**render_plots(report, on_plot=steps.part(len(PLOTS))), **pictures}
         for name, png in plots.items():
             ctx.put(name, png)
         ctx.put_json("report.json", report)
+        steps.step()
         ctx.put("report.html", render_html(report, plots).encode())
-    ctx.report("report", phase_total, phase_total)
+    steps.finish()
     return summarise(report, checks)
 
 
 def _robustness(spec, ctx, process, denoiser, train, heldout, run, reference) -> dict[str, Any]:
     opts = spec.robustness
     out: dict[str, Any] = {"extractor": reference.extractor.name, "steps_of_seed_runs": min(opts.steps or process.T, process.T)}
+    samplers = rob.samplers_for(process)
+    # every reverse step of every run, one step per seed's figures and per steps-curve figure, the memorisation
+    sens = rob.sensitivity_steps(process, opts.steps)
+    seed_run = rob.sampling_steps(process, opts.n, opts.steps, spec.batch_size)
+    curve = rob.steps_curve_steps(process, opts.n, list(opts.step_counts))
+    extra = rob.sampling_steps(process, opts.n, opts.steps) if run is None else 0
+    steps = ctx.phase("robustness", len(samplers) * sens + len(opts.seeds) * (seed_run + 1) + curve + extra + 1)
     with ctx.timed("robustness_sensitivity"):
         out["sensitivity"] = [
             rob.sensitivity(process, denoiser, train.to(ctx.device), opts.n, spec.seed, opts.steps, s, tuple(opts.eps), ctx.device,
-                            reverse_mean=spec.reverse_mean)
-            for s in rob.samplers_for(process)
+                            reverse_mean=spec.reverse_mean, on_step=steps.part(sens))
+            for s in samplers
         ]
-    ctx.check_stop()
     with ctx.timed("robustness_seeds"):
         def draw(seed: int) -> torch.Tensor:
             return generate(process, denoiser, opts.n, seed, steps=opts.steps, train=train.to(ctx.device),
-                            device=ctx.device, batch_size=spec.batch_size, reverse_mean=spec.reverse_mean)
+                            device=ctx.device, batch_size=spec.batch_size, reverse_mean=spec.reverse_mean,
+                            on_step=steps.part(seed_run))
 
-        out["seed_spread"] = rob.seed_spread(draw, list(opts.seeds), reference, n_boot=opts.n_boot)
-    ctx.check_stop()
+        out["seed_spread"] = rob.seed_spread(draw, list(opts.seeds), reference, n_boot=opts.n_boot,
+                                             on_seed=lambda done, total: steps.step())
     with ctx.timed("robustness_steps"):
         out["steps"] = rob.steps_curve(process, denoiser, train.to(ctx.device), opts.n, spec.seed, list(opts.step_counts),
-                                       reference, ctx.device, reverse_mean=spec.reverse_mean)
+                                       reference, ctx.device, reverse_mean=spec.reverse_mean, on_step=steps.part(curve))
     with ctx.timed("robustness_memorisation"):
         samples = run.samples if run is not None else generate(process, denoiser, opts.n, spec.seed, steps=opts.steps,
                                                                 train=train.to(ctx.device), device=ctx.device,
-                                                                reverse_mean=spec.reverse_mean)
+                                                                reverse_mean=spec.reverse_mean, on_step=steps.part(extra))
         out["memorisation"] = rob.memorisation(samples, train, heldout)
+    steps.finish()
     return out
 
 

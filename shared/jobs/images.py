@@ -1,4 +1,4 @@
-"""Encoding samples as artifacts: .npz arrays and a PNG grid."""
+"""Encoding samples as artifacts: .npz arrays and a PNG grid (the pictures' grey scale, no labels)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import math
 import numpy as np
 import torch
 from PIL import Image
+
+from scalespace.evaluation.pictures import grey_levels
 
 
 def to_npz(**arrays: np.ndarray) -> bytes:
@@ -22,8 +24,9 @@ def from_npz(data: bytes) -> dict[str, np.ndarray]:
 
 
 def grid_png(samples: torch.Tensor, max_images: int = 256, pad: int = 1, scale: int | None = None) -> bytes:
-    """A square-ish grid of images in [-1, 1] (B, C, H, W) as PNG bytes (grey or RGB)."""
-    x = samples[:max_images].detach().float().clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8).cpu()
+    """A square-ish grid of images (B, C, H, W) as PNG bytes (grey or RGB), on the grey scale of every
+    picture (scalespace.evaluation.pictures.grey_levels: -1 black, +1 white, clipped outside [-1, 1])."""
+    x = grey_levels(samples[:max_images])
     b, c, h, w = x.shape
     cols = math.ceil(math.sqrt(b))
     rows = math.ceil(b / cols)

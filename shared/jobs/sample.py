@@ -13,6 +13,7 @@ from scalespace.data import dataset_shape, load_dataset
 from scalespace.denoisers.base import Denoiser
 from scalespace.denoisers.checkpoints import load_model
 from scalespace.denoisers.oracle import OracleDenoiser
+from scalespace.evaluation import pictures
 from scalespace.evaluation.check import finite_or_none
 from scalespace.evaluation.sample_trajectory import TrajectoryStats, moment_steps, reference_moments, sample_quality
 from scalespace.jobs.context import JobContext
@@ -82,6 +83,7 @@ def run_sample(spec: SampleSpec, ctx: JobContext) -> dict[str, Any]:
     schedule = respace(process.T, spec.steps, spec.timestep_spacing)
     traj = TrajectoryStats(list(spec.statistics), math.prod(process.shape), moment_steps(schedule),
                            reference_moments(spec.data, spec.data_size) if "fd_data" in spec.statistics else None)
+    recorder = pictures.ReverseRecorder(process, denoiser, schedule) if spec.pictures else None
     t0 = time.perf_counter()
 
     def on_step(done: int, total: int) -> None:
@@ -93,12 +95,18 @@ def run_sample(spec: SampleSpec, ctx: JobContext) -> dict[str, Any]:
             process, denoiser, spec.n, spec.seed,
             batch_size=spec.batch_size, steps=spec.steps, sampler=spec.sampler, eta=spec.eta,
             timestep_spacing=spec.timestep_spacing, reverse_mean=spec.reverse_mean,
-            train=train, device=ctx.device, on_step=on_step, trajectory=traj,
+            train=train, device=ctx.device, on_step=on_step, trajectory=traj, on_state=recorder,
         )
     rows = traj.rows(process, list(spec.statistics))
     ctx.put("samples.npz", to_npz(samples=samples.numpy()))
     ctx.put("grid.png", grid_png(samples))
     ctx.put_json("trajectory.json", {"process": process.describe(), "steps": finite_or_none(rows)})
+    if spec.pictures:
+        with ctx.timed("pictures"):
+            caption = pictures.Caption(process.name, process.T, spec.data, spec.model,
+                                       check_sampler(spec.sampler, process), len(schedule) - 1, spec.seed)
+            for name, png in pictures.sample_pictures(process, train, samples, recorder, caption, spec.seed).items():
+                ctx.put(name, png)
     with ctx.timed("quality"):
         quality = finite_or_none(sample_quality(samples, spec.data, spec.data_size, list(spec.quality), ctx.store,
                                                 ctx.device, traj.reference, spec.seed))

@@ -134,7 +134,7 @@ class SampleSpec(ProcessDataSpec):
     sampler: str | None = Field(None, description="ancestral, ddim or heat; default: the process's own")
     eta: float = Field(0.0, ge=0, description="DDIM eta (0 = deterministic)")
     steps: int | None = Field(None, ge=1, description="reverse steps; default: the process's T")
-    HASH_SKIPS_DEFAULT: ClassVar[tuple[str, ...]] = ("timestep_spacing", "reverse_mean")
+    HASH_SKIPS_DEFAULT: ClassVar[tuple[str, ...]] = ("timestep_spacing", "reverse_mean", "pictures")
     timestep_spacing: Literal["trailing", "leading", "linspace"] = Field(
         "trailing",
         description="which indices a respaced walk (steps < T) visits, as diffusers' timestep_spacing: trailing "
@@ -159,6 +159,12 @@ class SampleSpec(ProcessDataSpec):
     oracle_chunk: int = Field(4096, ge=1, description="training images per chunk of the oracle's reduction")
     oracle_dtype: Literal["float32", "bfloat16"] = Field(
         "float32", description="the oracle's matrix-product dtype: float32 (exact reference) or bfloat16 (fast on a GPU)"
+    )
+    pictures: bool = Field(
+        False,
+        description="also write captioned PNG pictures: scale_space.png (the forward scale-space of a few data images), "
+                    "reverse_trajectory.png (u_t and the denoiser's estimate of u_0 along the reverse chain of the first "
+                    "samples) and sample_grid.png (the samples); they do not change the samples",
     )
     device: Device = "auto"
 

@@ -1,9 +1,11 @@
 """The `train` job: fit a U-Net denoiser, evaluate it, register it as a model.
 
-Progress goes out as ("train", step, steps, loss, steps_per_second) and
-("evaluate", ...) with the Fréchet distance of a small sample against the
-held-out split. Every `checkpoint_every` steps the whole training state is
-written to the job's own artifact `checkpoint.safetensors`; run_job keeps a
+Progress goes out as ("train", step, steps, loss, steps_per_second) and, for
+each evaluation, ("evaluate", reverse step, reverse steps + 1) over the
+sampling of a small sample, whose last report carries the Fréchet distance
+against the held-out split (`fd`) and the training step (`train_step`); every
+training step checks for cancellation. Every `checkpoint_every` steps the
+whole training state is written to the job's own artifact `checkpoint.safetensors`; run_job keeps a
 failed train job's artifacts (train is resumable: scalespace.jobs.kinds), so running the
 same job id again resumes from the last checkpoint and, since every step's
 batch depends only on (seed, step), ends with the weights an uninterrupted
@@ -97,16 +99,23 @@ def check_train_spec(spec: TrainSpec, process: Process | None = None) -> tuple[P
 def evaluate(
     spec: TrainSpec, trainer: Trainer, heldout: torch.Tensor, ctx: JobContext
 ) -> tuple[dict[str, Any], torch.Tensor]:
-    """Fréchet distance of `eval_samples` EMA samples against the held-out split: (figures, samples)."""
+    """Fréchet distance of `eval_samples` EMA samples against the held-out split: (figures, samples).
+
+    Progress: phase "evaluate", every reverse step of the sample, then the Fréchet distance (with figures
+    `fd` and `train_step`)."""
     process = trainer.process
+    batch = min(spec.eval_samples, 256)
+    work = -(-spec.eval_samples // batch) * eval_steps(spec, process)
+    steps = ctx.phase("evaluate", work + 1)
     samples = generate(
         process, trainer.denoiser(), spec.eval_samples, spec.seed,
-        batch_size=min(spec.eval_samples, 256), steps=eval_steps(spec, process),
-        train=trainer.images, device=ctx.device, reverse_mean=spec.reverse_mean,
+        batch_size=batch, steps=eval_steps(spec, process),
+        train=trainer.images, device=ctx.device, reverse_mean=spec.reverse_mean, on_step=steps.part(work),
     )
     r = fid(samples, heldout, spec.eval_extractor, device=ctx.device)
     row = {"step": trainer.step, "fd": r["fid"], "extractor": r["extractor"], "n_samples": r["n_samples"],
            "n_reference": r["n_reference"], "sampler_steps": eval_steps(spec, process)}
+    steps.finish(fd=row["fd"], train_step=trainer.step)
     return row, samples
 
 
@@ -151,8 +160,10 @@ def run_train(spec: TrainSpec, ctx: JobContext) -> dict[str, Any]:
     process, objective = check_train_spec(spec)
     network, cfg = network_config(spec), train_config(spec)
     with ctx.timed("load"):
-        train = load_dataset(spec.data, "train", size=spec.data_size, limit=spec.data_limit).images
-        heldout = load_dataset(spec.data, "heldout", size=spec.data_size).images
+        train = load_dataset(spec.data, "train", size=spec.data_size, limit=spec.data_limit,
+                             on_progress=lambda done, total: ctx.tick("load train", done, total)).images
+        heldout = load_dataset(spec.data, "heldout", size=spec.data_size,
+                               on_progress=lambda done, total: ctx.tick("load heldout", done, total)).images
         trainer = Trainer(process, train, network, objective, cfg, ctx.device)
         evals, elapsed = _resume(ctx, spec, trainer)
     resumed_from = trainer.step
@@ -165,17 +176,17 @@ def run_train(spec: TrainSpec, ctx: JobContext) -> dict[str, Any]:
         if spec.eval_every and s % spec.eval_every == 0 and s < cfg.steps:
             row, _ = evaluate(spec, trainer, heldout, ctx)
             evals.append(row)
-            ctx.report("evaluate", s, cfg.steps, fd=row["fd"])
         if s % spec.checkpoint_every == 0 and s < cfg.steps:
             _save_state(ctx, spec, trainer, evals, elapsed + time.perf_counter() - t0)
         if s % cfg.log_every == 0 or s == cfg.steps:  # reports also check for cancellation
             ctx.report("train", s, cfg.steps, loss=trainer.curve.last(), steps_per_second=rate)
+        else:  # a step can be long (a large batch, a large network): a cancel waits for one step at most
+            ctx.check_stop()
     train_s = elapsed + time.perf_counter() - t0
     ctx.timings["train"] = time.perf_counter() - t0
     with ctx.timed("evaluate"):
         final, samples = evaluate(spec, trainer, heldout, ctx)
     evals.append(final)
-    ctx.report("evaluate", cfg.steps, cfg.steps, fd=final["fd"])
     _save_state(ctx, spec, trainer, evals, train_s)
     title = f"{process.name} on {spec.data} ({spec.preset}, {objective})"
     ctx.put_json("loss_curve.json", {"every": cfg.log_every, "points": trainer.curve.points})

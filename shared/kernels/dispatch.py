@@ -199,11 +199,30 @@ def oracle_uses_triton(device: torch.device | str, dtype: torch.dtype) -> bool:
     return mode() == "triton" or dtype in (torch.bfloat16, torch.float16)
 
 
-def oracle_reduction(query, keys, key_sq, values, inv_var: float, chunk: int = 4096):
+#: training images per chunk of the oracle's torch reference when none is given: on a CPU each
+#: pass over a chunk's (B, chunk) scores is one parallel region with a fixed cost (large on a
+#: loaded machine), so fewer, larger chunks run faster; memory grows as B x chunk
+#: (bench/README.md, `bench/oracle.py`)
+ORACLE_CHUNK = 4096
+ORACLE_CPU_CHUNK = 16384
+
+
+def oracle_default_chunk(device: torch.device | str) -> int:
+    """The oracle's default chunk on `device`: ORACLE_CPU_CHUNK on a CPU, else ORACLE_CHUNK.
+
+    A function of the device only, never of the batch, so a row's result does not
+    depend on the batch it is in."""
+    return ORACLE_CPU_CHUNK if torch.device(device).type == "cpu" else ORACLE_CHUNK
+
+
+def oracle_reduction(query, keys, key_sq, values, inv_var: float, chunk: int | None = None):
     """scalespace.kernels.oracle_reduction: (mean (B, Dv), lse (B,), entropy (B,)), float64.
 
     The kernel for bfloat16/float16 inputs on a GPU; float32 inputs use the reference
-    there unless forced (see oracle_uses_triton)."""
+    there unless forced (see oracle_uses_triton). `chunk` (the reference's training
+    images per chunk) defaults to oracle_default_chunk(query.device)."""
+    if chunk is None:
+        chunk = oracle_default_chunk(query.device)
     mod = _ref("oracle_reduction")
     if oracle_uses_triton(query.device, query.dtype) and mod.supported(query, keys, values):
         return kernel("oracle_reduction").oracle_reduction_triton(query, keys, key_sq, values, inv_var, deterministic=deterministic())

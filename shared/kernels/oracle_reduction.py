@@ -75,23 +75,64 @@ def oracle_reduction_reference(
     Scores s_bj = (query_b . keys_j - key_sq_j / 2) * inv_var.
     Returns (weighted mean of values (B, Dv) float64, logsumexp_j s_bj (B,),
     entropy of the softmax (B,)), accumulators in float64.
+
+    Scores and weights stay in the matrix product's dtype (their error is set by
+    the product); the running sums across chunks are float64. A chunk's scores,
+    weights and the weights' float64 copy live in three (B, chunk) buffers
+    allocated once per call and written in place (the products with `out=`,
+    the shift, scaling and exponential in place), so the chunk loop allocates
+    only O(B) and O(B Dv) tensors. Every value
+    is rounded exactly as in the plain expression form (`(query @ k.T -
+    key_sq / 2) * inv_var`, `exp(s - m)`, `p.sum(1, dtype=float64)`, `(p *
+    s).sum(1, dtype=float64)`), so the results are the same bits. A row's
+    results depend on its own query only: every pass is elementwise or a row
+    reduction, and the batch enters the products only as their row count,
+    which the samplers pad to a multiple of 8 (scalespace.sampling.pipeline).
+    Memory: O(B D + B chunk + chunk D) (`dispatch.oracle_default_chunk`).
     """
-    b = query.shape[0]
-    m = torch.full((b,), -math.inf, dtype=torch.float64, device=query.device)
-    l = torch.zeros(b, dtype=torch.float64, device=query.device)
-    ls = torch.zeros(b, dtype=torch.float64, device=query.device)  # sum e^{s-m} s
-    acc = torch.zeros(b, values.shape[1], dtype=torch.float64, device=query.device)
-    for start in range(0, keys.shape[0], chunk):
-        k = keys[start : start + chunk]
-        # scores and weights stay in the matmul dtype (their error is set by the
-        # matrix product); the running sums across chunks are float64
-        s = (query @ k.T - 0.5 * key_sq[start : start + chunk]) * inv_var
-        m_new = torch.maximum(m, s.amax(dim=1).to(torch.float64))
+    b, dv = query.shape[0], values.shape[1]
+    n = keys.shape[0]
+    dev = query.device
+    f64 = torch.float64
+    m = torch.full((b,), -math.inf, dtype=f64, device=dev)
+    l = torch.zeros(b, dtype=f64, device=dev)
+    ls = torch.zeros(b, dtype=f64, device=dev)  # sum e^{s-m} s
+    acc = torch.zeros(b, dv, dtype=f64, device=dev)
+    half_sq = 0.5 * key_sq  # elementwise, the same bits as halving each chunk's slice
+    sdtype = torch.promote_types(torch.promote_types(query.dtype, keys.dtype), half_sq.dtype)
+    in_place = sdtype == torch.promote_types(query.dtype, keys.dtype)
+    width = min(chunk, n)
+    # flat buffers, allocated once: the last, narrower chunk takes a contiguous prefix of each
+    s_buf = torch.empty(b * width, dtype=sdtype, device=dev)
+    p_buf = torch.empty(b * width, dtype=sdtype, device=dev)
+    p64_buf = torch.empty(b * width, dtype=f64, device=dev)
+    pv = pv64 = None
+    for start in range(0, n, chunk):
+        w = min(chunk, n - start)
+        k = keys[start : start + w]
+        if in_place:
+            s = s_buf[: b * w].view(b, w)
+            torch.mm(query, k.T, out=s)
+            s.sub_(half_sq[start : start + w]).mul_(inv_var)
+        else:
+            s = (query @ k.T - half_sq[start : start + w]) * inv_var
+        m_new = torch.maximum(m, s.amax(dim=1).to(f64))
         scale = torch.exp(m - m_new)
-        p = torch.exp(s - m_new[:, None].to(s.dtype))
-        l = l * scale + p.sum(1, dtype=torch.float64)
-        ls = ls * scale + (p * s).sum(1, dtype=torch.float64)
-        acc = acc * scale[:, None] + (p.to(values.dtype) @ values[start : start + chunk]).to(torch.float64)
+        p = p_buf[: b * w].view(b, w)
+        torch.sub(s, m_new[:, None].to(s.dtype), out=p)
+        p.exp_()
+        # float64 row sums of p and of p s (each product rounded in the scores' dtype, then
+        # widened exactly): the same bits as p.sum(1, dtype=float64) and (p * s).sum(1, dtype=float64)
+        p64 = p64_buf[: b * w].view(b, w)
+        l = l * scale + p64.copy_(p).sum(1)
+        ls = ls * scale + torch.mul(p, s, out=p64).sum(1)
+        pw = p.to(values.dtype)
+        if pv is None:
+            pv = torch.mm(pw, values[start : start + w])
+            pv64 = torch.empty(pv.shape, dtype=f64, device=dev)
+        else:
+            torch.mm(pw, values[start : start + w], out=pv)
+        acc.mul_(scale[:, None]).add_(pv64.copy_(pv))
         m = m_new
     lse = m + torch.log(l)
     entropy = lse - ls / l

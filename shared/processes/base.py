@@ -262,6 +262,21 @@ class LinearGaussianProcess(Process):
         s2 = self.sigma(t) ** 2 - a**2 * self.sigma(s) ** 2
         return a, s2
 
+    def sample_transition(self, s: int, t: int, u_s: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """A draw of u_t ~ p(u_t | u_s) = N(A_{t|s} u_s, sigma_{t|s}^2 I), s < t, with z standard normal like u_s.
+
+        The noise is applied in the process's basis (z's coefficients there are standard normal too: the basis
+        is orthonormal). A negative sigma_{t|s}^2 means the transition does not exist: refused with a message.
+        """
+        a, s2 = self.transition(s, t)
+        if float(s2.min()) < 0:
+            raise ScalespaceError(
+                f"process {self.name!r}: no transition from index {s} to {t}: sigma_{{t|s}}^2 = {float(s2.min()):.3g} < 0 "
+                "(a negative variance: these marginals belong to no Markov chain)"
+            )
+        dt, dev = u_s.dtype, u_s.device
+        return self.from_basis(a.to(dev, dt) * self.to_basis(u_s) + s2.sqrt().to(dev, dt) * self.to_basis(z))
+
     def posterior(self, t: int, s: int) -> Posterior:
         """q(u_s | u_t, u_0) for s < t, in a stable algebraic form.
 

@@ -103,6 +103,7 @@ def generate(
     first_id: int = 0,
     on_step: Callable[[int, int], None] | None = None,
     trajectory: TrajectoryMoments | None = None,
+    on_state: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
 ) -> torch.Tensor:
     """Draw samples first_id .. first_id + n - 1; returns (n, C, H, W) float32 on the CPU.
 
@@ -110,6 +111,9 @@ def generate(
     (total counts the steps of all batches). `timestep_spacing` picks the
     respaced indices (schedule.respace: trailing, leading or linspace);
     `reverse_mean` the heat sampler's mean (samplers.REVERSE_MEANS: ihdm or posterior).
+    on_state(index, u, ids) sees each batch's start state and its state after every
+    reverse step (u: the batch's samples, ids: their ids); it must only read u,
+    so the samples are the same with it or without it.
     """
     device = torch.device(device)
     schedule = respace(process.T, steps, timestep_spacing)
@@ -127,11 +131,15 @@ def generate(
         u = start_state(process, noise, train, device)
         if trajectory is not None:
             trajectory.add(schedule[0], u[:keep])
+        if on_state is not None:
+            on_state(schedule[0], u[:keep], ids)
         done_before = b * (len(schedule) - 1)
 
         def callback(info: StepInfo, done_before=done_before) -> None:
             if trajectory is not None:
                 trajectory.add(info.index, info.u[:keep])
+            if on_state is not None:
+                on_state(info.index, info.u[:keep], ids)
             if on_step is not None:
                 on_step(done_before + info.done, total)
 

@@ -36,6 +36,9 @@ INCEPTION_SIZE = (299, 299)
 # The TF graph's input range: uint8 p -> (p - 128) / 128.
 INCEPTION_RANGE = (-1.0, 0.9921875)
 
+#: progress(done, total): batches of a feature extraction done so far, of all
+ProgressCallback = Callable[[int, int], None]
+
 
 def _images(x: Any, name: str = "images") -> torch.Tensor:
     """Validate a (B, C, H, W) float image batch with C in {1, 3}."""
@@ -70,13 +73,22 @@ class FeatureExtractor:
         raise NotImplementedError
 
     @torch.no_grad()
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) in [-1, 1] -> (B, dim) float32 CPU features, in batches of `batch_size`."""
+    def __call__(self, images: torch.Tensor, progress: ProgressCallback | None = None) -> torch.Tensor:
+        """(B, C, H, W) in [-1, 1] -> (B, dim) float32 CPU features, in batches of `batch_size`.
+
+        `progress`, when given, is called as progress(done, total) in batches:
+        once with done = 0 before the first batch, then after every batch.
+        """
         x = _images(images)
+        total = -(-x.shape[0] // self.batch_size)
+        if progress is not None:
+            progress(0, total)
         out = []
-        for i in range(0, x.shape[0], self.batch_size):
+        for k, i in enumerate(range(0, x.shape[0], self.batch_size)):
             xb = x[i : i + self.batch_size].to(self.device, torch.float32)
             out.append(self._forward(xb).float().cpu())
+            if progress is not None:
+                progress(k + 1, total)
         return torch.cat(out)
 
 

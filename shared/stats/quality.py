@@ -51,15 +51,10 @@ def reference_statistics(
     return m
 
 
-def kid(
+def kid_values(
     features1: Any, features2: Any, subset_size: int = 1000, n_subsets: int = 100, seed: int = 0
-) -> tuple[float, float]:
-    """Kernel Inception Distance: mean and std of unbiased MMD^2 over random subsets.
-
-    features1 (N1, D), features2 (N2, D); kernel k(x, y) = (x.y / D + 1)^3;
-    each subset draws min(subset_size, N1, N2) rows of each without
-    replacement. Std is the population std over subsets (as torch-fidelity).
-    """
+) -> torch.Tensor:
+    """Unbiased MMD^2 of each of `n_subsets` random subsets (float64 (n_subsets,)); see kid."""
     x, y = batch_2d(features1, "features1"), batch_2d(features2, "features2")
     if x.shape[1] != y.shape[1]:
         raise ScalespaceError(f"features2: dim {y.shape[1]} differs from features1's {x.shape[1]}; use one extractor")
@@ -78,6 +73,19 @@ def kid(
         # Unbiased: within-set sums leave out the diagonal (a sample paired with itself).
         within = (kxx.sum() - kxx.diagonal().sum() + kyy.sum() - kyy.diagonal().sum()) / (m * (m - 1))
         vals[k] = within - 2 * kxy.sum() / (m * m)
+    return vals
+
+
+def kid(
+    features1: Any, features2: Any, subset_size: int = 1000, n_subsets: int = 100, seed: int = 0
+) -> tuple[float, float]:
+    """Kernel Inception Distance: mean and std of unbiased MMD^2 over random subsets.
+
+    features1 (N1, D), features2 (N2, D); kernel k(x, y) = (x.y / D + 1)^3;
+    each subset draws min(subset_size, N1, N2) rows of each without
+    replacement. Std is the population std over subsets (as torch-fidelity).
+    """
+    vals = kid_values(features1, features2, subset_size, n_subsets, seed)
     return float(vals.mean()), float(vals.std(correction=0))
 
 

@@ -10,6 +10,7 @@ features are what is cached. Pixel features are the images: never cached.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from typing import Any
@@ -18,7 +19,7 @@ import numpy as np
 import torch
 
 from scalespace.data import load_dataset
-from scalespace.stats.features import FeatureExtractor, get_extractor
+from scalespace.stats.features import FeatureExtractor, ProgressCallback, get_extractor
 from scalespace.stats.frechet import FrechetReference
 from scalespace.stats.moments import Moments
 from scalespace.stats.quality import FID_MIN_SAMPLES, kid
@@ -43,19 +44,23 @@ def reference_features(
     extractor: str | FeatureExtractor = "pixels",
     store: ArtifactStore | None = None,
     device: str | torch.device = "cpu",
+    progress: ProgressCallback | None = None,
 ) -> tuple[torch.Tensor, FeatureExtractor]:
-    """Features (M, D) float32 of a split's images, from the cache when the store holds them."""
+    """Features (M, D) float32 of a split's images, from the cache when the store holds them.
+
+    `progress(done, total)` reports the extraction's batches (not called on a cache hit).
+    """
     ex = get_extractor(extractor, device=device)
     images = None
     if ex.name == "pixels" or store is None:
         images = load_dataset(data, split, size=size, limit=limit).images
-        return ex(images), ex
+        return ex(images, progress), ex
     key = reference_key(data, split, size, limit, ex)
     if store.exists("cache", key, FEATURES):
         with np.load(io.BytesIO(store.get("cache", key, FEATURES)), allow_pickle=False) as f:
             return torch.from_numpy(f["features"]), ex
     images = load_dataset(data, split, size=size, limit=limit).images
-    feats = ex(images)
+    feats = ex(images, progress)
     buf = io.BytesIO()
     np.savez_compressed(buf, features=feats.numpy().astype(np.float32))
     store.put("cache", key, FEATURES, buf.getvalue())
@@ -64,6 +69,48 @@ def reference_features(
         "extractor": ex.name, "digest": ex.digest,
     }, indent=2).encode())
     return feats, ex
+
+
+def content_key(images: torch.Tensor, extractor: FeatureExtractor) -> str:
+    """The cache id of an image set's features: the sha256 of its float32 values and shape, and the extractor's digest."""
+    x = images.detach().to("cpu", torch.float32).contiguous()
+    h = hashlib.sha256(json.dumps(list(x.shape)).encode())
+    h.update(x.numpy().tobytes())
+    return f"feat-{h.hexdigest()[:32]}-{extractor.name}-{extractor.digest[:16]}"
+
+
+def content_features(
+    images: torch.Tensor,
+    extractor: str | FeatureExtractor = "inception",
+    store: ArtifactStore | None = None,
+    device: str | torch.device = "cpu",
+    progress: ProgressCallback | None = None,
+    describe: dict[str, Any] | None = None,
+) -> tuple[torch.Tensor, FeatureExtractor, bool]:
+    """Features (N, D) float32 of images (N, C, H, W) in [-1, 1], cached in the store by content hash.
+
+    Returns (features, extractor, cached): cached is True when the store held
+    them. Pixel features, or no store, are computed and not cached.
+    `describe` goes into the cache entry's info.json (where the images came from).
+    """
+    ex = get_extractor(extractor, device=device)
+    if ex.name == "pixels" or store is None:
+        return ex(images, progress), ex, False
+    key = content_key(images, ex)
+    if store.exists("cache", key, FEATURES):
+        with np.load(io.BytesIO(store.get("cache", key, FEATURES)), allow_pickle=False) as f:
+            feats = torch.from_numpy(f["features"])
+        if feats.ndim == 2 and feats.shape[0] == images.shape[0]:
+            return feats, ex, True
+    feats = ex(images, progress)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, features=feats.numpy().astype(np.float32))
+    store.put("cache", key, FEATURES, buf.getvalue())
+    store.put("cache", key, INFO, json.dumps({
+        **(describe or {}), "count": int(feats.shape[0]), "shape": list(images.shape[1:]),
+        "extractor": ex.name, "digest": ex.digest,
+    }, indent=2).encode())
+    return feats, ex, False
 
 
 class QualityReference:
@@ -101,4 +148,4 @@ def quality(samples: torch.Tensor, ref_features: torch.Tensor, extractor: Featur
     return QualityReference(ref_features, extractor)(samples, seed)
 
 
-__all__ = ["QualityReference", "quality", "reference_features", "reference_key"]
+__all__ = ["QualityReference", "content_features", "content_key", "quality", "reference_features", "reference_key"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -83,6 +84,30 @@ def test_evaluate_job_over_http_matches_embedded(api, settings, tmp_path):
     for run_specific in ("job_id", "created_at", "timings"):
         ours.pop(run_specific, None), theirs.pop(run_specific, None)
     assert ours == theirs and ours["checks"]
+
+
+def test_cancel_in_an_evaluations_reverse_phase_stops_it_within_seconds(api, settings):
+    # about 2,000 reverse steps of 256 samples: minutes of work on two CPU cores without the cancel
+    spec = {"kind": "evaluate", "process": "vp", "data": "digits", "checks": ["reverse"], "n_reverse": 512,
+            "reverse_steps": 1000, "seed": 5}
+    with inprocess_worker(settings):
+        job = submit(api, spec)
+
+        def in_reverse() -> dict | None:
+            now = api.get(f"/v1/jobs/{job['id']}").json()
+            assert now["state"] in ("queued", "running"), now
+            p = now.get("progress") or {}
+            return now if p.get("phase") == "reverse" and p.get("done", 0) >= 1 else None
+
+        wait_for(in_reverse, 120, "the reverse phase to start", every_s=0.05)
+        t0 = time.monotonic()
+        assert api.delete(f"/v1/jobs/{job['id']}").status_code in (200, 202)
+        done = wait_state(api, job["id"], timeout_s=60)
+        latency = time.monotonic() - t0
+    assert done["state"] == "cancelled", done
+    p = done["progress"]
+    assert p["phase"] == "reverse" and p["done"] < p["total"] == 2 * 1000 + 5  # stopped inside the phase
+    assert latency < 5.0, f"cancelled after {latency:.2f} s"
 
 
 def test_idempotency_key_gives_one_job_and_one_execution(api, settings):

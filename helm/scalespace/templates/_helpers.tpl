@@ -67,7 +67,7 @@ app.kubernetes.io/component: {{ .name }}
 {{- end -}}
 
 {{- define "scalespace.bundledRedis" -}}
-{{- if and .Values.redis.bundled.enabled (not .Values.redis.external.url) (not .Values.redis.external.existingSecret) -}}true{{- end -}}
+{{- if and .Values.redis.bundled.enabled (not .Values.redis.sentinel.hosts) (not .Values.redis.external.url) (not .Values.redis.external.existingSecret) -}}true{{- end -}}
 {{- end -}}
 
 {{- define "scalespace.bundledS3" -}}
@@ -112,9 +112,41 @@ Which settings each component gets (docs/deploy.md has the table):
 {{- end }}
 {{- end -}}
 
+{{/* Redis through Sentinels: the master's and the Sentinels' passwords from a Secret (a missing key: none) */}}
+{{- define "scalespace.sentinelSecretEnv" -}}
+- name: {{ .name }}
+{{- if and .root.Values.redis.sentinel.hosts .root.Values.redis.sentinel.existingSecret .key }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ .root.Values.redis.sentinel.existingSecret }}
+      key: {{ .key }}
+      optional: true
+{{- else }}
+  value: ""
+{{- end }}
+{{- end -}}
+
+{{- define "scalespace.sentinelEnv" -}}
+{{- $s := .Values.redis.sentinel -}}
+- name: SCALESPACE_REDIS_SENTINELS
+  value: {{ join "," $s.hosts | quote }}
+- name: SCALESPACE_REDIS_SENTINEL_MASTER
+  value: {{ $s.masterName | quote }}
+- name: SCALESPACE_REDIS_DB
+  value: {{ include "scalespace.settingValue" $s.db | quote }}
+{{ include "scalespace.sentinelSecretEnv" (dict "root" . "name" "SCALESPACE_REDIS_PASSWORD" "key" $s.passwordKey) }}
+{{ include "scalespace.sentinelSecretEnv" (dict "root" . "name" "SCALESPACE_REDIS_SENTINEL_PASSWORD" "key" $s.sentinelPasswordKey) }}
+{{- end -}}
+
 {{- define "scalespace.commonEnv" -}}
+{{ include "scalespace.sentinelEnv" . }}
 - name: SCALESPACE_REDIS_URL
-{{- if include "scalespace.bundledRedis" . }}
+{{- if .Values.redis.sentinel.hosts }}
+{{- if or .Values.redis.external.url .Values.redis.external.existingSecret }}
+{{- fail "redis: set redis.sentinel.hosts or redis.external, not both" }}
+{{- end }}
+  value: ""
+{{- else if include "scalespace.bundledRedis" . }}
   valueFrom:
     secretKeyRef:
       name: {{ include "scalespace.redisSecret" . }}

@@ -36,7 +36,9 @@ def test_sample_writes_artifacts_and_manifest_last(tmp_path, capsys):
     assert {"t", "mean", "variance", "conditional_entropy"} <= set(steps[0])
     assert steps[0]["conditional_entropy"] > steps[10]["conditional_entropy"]
     names = {a["name"] for a in manifest["artifacts"]}
-    assert names == {"samples.npz", "grid.png", "trajectory.json"}
+    # the command makes the captioned pictures by default (--no-pictures: without them)
+    assert names == {"samples.npz", "grid.png", "trajectory.json", "scale_space.png", "reverse_trajectory.png",
+                     "sample_grid.png"}
     import hashlib
 
     for a in manifest["artifacts"]:

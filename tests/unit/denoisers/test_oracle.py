@@ -70,3 +70,30 @@ def test_chunk_size_does_not_change_the_result():
     b = OracleDenoiser(p, train, chunk=50).posterior(u, 600)
     assert torch.allclose(a.mean, b.mean, atol=1e-5)
     assert torch.allclose(a.log_p, b.log_p, rtol=1e-5)
+
+
+def test_default_chunk_is_the_devices():
+    from scalespace.kernels import dispatch
+
+    p = make_process("vp", (1, 4, 4))
+    train = torch.rand(10, 1, 4, 4) * 2 - 1
+    assert OracleDenoiser(p, train).chunk == dispatch.oracle_default_chunk("cpu") == dispatch.ORACLE_CPU_CHUNK
+    assert dispatch.oracle_default_chunk("cuda") == dispatch.ORACLE_CHUNK
+    assert OracleDenoiser(p, train, chunk=3).chunk == 3
+
+
+@pytest.mark.parametrize("name", ["vp", "osmosis"])
+def test_posterior_rows_do_not_depend_on_the_batch(name):
+    """Batches of a multiple of 8 rows, several chunks: a sample's posterior is the same bits in any batch."""
+    shape = (1, 6, 5)
+    p = make_process(name, shape, {"K": 20} if name == "osmosis" else {})
+    g = torch.Generator().manual_seed(2)
+    train = torch.rand((70,) + shape, generator=g) * 2 - 1
+    u = torch.randn((24,) + shape, generator=g)
+    oracle = OracleDenoiser(p, train, chunk=16)
+    i = 10 if name == "osmosis" else 300
+    whole = oracle.posterior(u, i)
+    for lo, hi in ((0, 8), (8, 24)):
+        part = oracle.posterior(u[lo:hi], i)
+        for field in ("mean", "log_p", "entropy"):
+            assert torch.equal(getattr(whole, field)[lo:hi], getattr(part, field)), (lo, hi, field)

@@ -61,8 +61,23 @@ def stages(name: str) -> list[dict]:
     return result
 
 
+def build_args(name: str) -> dict[str, str]:
+    """The global ARGs and their defaults (what a build without --build-arg uses)."""
+    args = {}
+    for word, rest in instructions(name):
+        if word == "FROM":
+            break
+        if word == "ARG":
+            key, _, default = rest.partition("=")
+            args[key] = default
+    return args
+
+
 def pip_installs(name: str) -> list[list[str]]:
-    return [shlex.split(cmd)[2:] for s in stages(name) for w, rest in s["ins"] if w == "RUN"
+    """Each `pip install`'s arguments, build arguments replaced by their defaults."""
+    args = build_args(name)
+    return [[re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], a) for a in shlex.split(cmd)[2:]]
+            for s in stages(name) for w, rest in s["ins"] if w == "RUN"
             for cmd in rest.split("&&") if cmd.split()[:2] == ["pip", "install"]]
 
 

@@ -25,22 +25,22 @@ def test_monotone_weak_strict_and_tolerance():
 
 
 class BrokenVP(VP):
-    """A vp whose transitions add a little too much noise: not a semigroup."""
+    """A vp whose transitions add too much noise: two-step sampling does not reproduce the marginals."""
 
     def transition(self, s, t):
         a, s2 = super().transition(s, t)
-        return a, s2 + 1e-3
+        return a, s2 + 0.2
 
 
 def test_f2_holds_for_vp_and_catches_a_broken_transition():
-    data = load_dataset("digits").images[:200]
+    data = load_dataset("digits").images[:64]
     good = make_process("vp", (1, 8, 8))
-    traj = forward_trajectory(good, data, 64, 0, eval_indices(good.T, 6))
+    traj = forward_trajectory(good, data, 16, 0, eval_indices(good.T, 6))
     c = check_f2(good, traj, data)
-    assert c.holds and c.figure < 1e-12
+    assert c.kind == "test" and c.holds and c.figure > c.tolerance
     bad = BrokenVP((1, 8, 8))
-    c = check_f2(bad, forward_trajectory(bad, data, 64, 0, eval_indices(bad.T, 6)), data)
-    assert c.holds is False and c.figure > 1e-5
+    c = check_f2(bad, forward_trajectory(bad, data, 16, 0, eval_indices(bad.T, 6)), data)
+    assert c.holds is False and c.figure <= c.tolerance
 
 
 def test_r3_blurring_turns_between_015_and_027_at_32x32_but_vp_is_monotone():

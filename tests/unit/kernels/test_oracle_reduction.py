@@ -106,3 +106,79 @@ def test_chunked_default_sum_tiles_change_nothing(rand, gen):
     base = oracle_reduction_triton(q, k, ksq, v, inv_var, config=CHUNKED)
     same = oracle_reduction_triton(q, k, ksq, v, inv_var, config=dict(CHUNKED, PV_BLOCK_B=4, PV_BLOCK_K=16))
     assert all(torch.equal(a, b) for a, b in zip(base, same))
+
+
+def plain_reference(query, keys, key_sq, values, inv_var, chunk):
+    """The reference's loop in plain expression form (fresh tensors every chunk): the bits it must keep."""
+    b = query.shape[0]
+    m = torch.full((b,), -math.inf, dtype=torch.float64)
+    l = torch.zeros(b, dtype=torch.float64)
+    ls = torch.zeros(b, dtype=torch.float64)
+    acc = torch.zeros(b, values.shape[1], dtype=torch.float64)
+    for start in range(0, keys.shape[0], chunk):
+        s = (query @ keys[start : start + chunk].T - 0.5 * key_sq[start : start + chunk]) * inv_var
+        m_new = torch.maximum(m, s.amax(dim=1).to(torch.float64))
+        scale = torch.exp(m - m_new)
+        p = torch.exp(s - m_new[:, None].to(s.dtype))
+        l = l * scale + p.sum(1, dtype=torch.float64)
+        ls = ls * scale + (p * s).sum(1, dtype=torch.float64)
+        acc = acc * scale[:, None] + (p.to(values.dtype) @ values[start : start + chunk]).to(torch.float64)
+        m = m_new
+    lse = m + torch.log(l)
+    return acc / l[:, None], lse, (lse - ls / l).clamp_min(0.0)
+
+
+@pytest.mark.parametrize("b,n,d,dv,chunk,dtype", [
+    (8, 128, 64, 64, 4096, torch.float32),  # one chunk
+    (16, 301, 49, 17, 64, torch.float32),  # several, the last one narrower
+    (24, 200, 64, 64, 7, torch.float32),
+    (8, 97, 33, 33, 32, torch.bfloat16),
+    (5, 60, 20, 20, 16, torch.float64),
+])
+def test_reference_buffers_keep_the_plain_form_bits(rand, gen, b, n, d, dv, chunk, dtype):
+    """The reference computes in reused buffers, in place: the same bits as the plain expression form."""
+    q, k, ksq, v, inv_var = problem(rand, gen, b, n, d, dtype, 0.5)
+    v = rand(n, dv, scale=0.7).to(dtype)
+    got = oracle_reduction_reference(q, k, ksq, v, inv_var, chunk=chunk)
+    want = plain_reference(q, k, ksq, v, inv_var, chunk)
+    assert all(torch.equal(x, y) for x, y in zip(got, want))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_reference_rows_do_not_depend_on_the_batch(rand, gen, threads):
+    """Batches padded to a multiple of 8 rows (as the samplers do): every row bit for bit the same."""
+    q, k, ksq, v, inv_var = problem(rand, gen, 32, 300, 64, torch.float32, 0.5)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        whole = oracle_reduction_reference(q, k, ksq, v, inv_var, chunk=64)
+        for lo, hi in ((0, 8), (8, 24), (16, 32)):
+            part = oracle_reduction_reference(q[lo:hi], k, ksq, v, inv_var, chunk=64)
+            assert all(torch.equal(a[lo:hi], p) for a, p in zip(whole, part)), (lo, hi)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _peak_bytes(fn) -> int:
+    """Peak bytes of CPU tensors allocated while fn runs (torch's allocation events, in order)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    now = peak = 0
+    for e in sorted((e for e in prof.events() if e.name == "[memory]"), key=lambda e: e.time_range.start):
+        now += e.cpu_memory_usage
+        peak = max(peak, now)
+    return peak
+
+
+def test_reference_memory_does_not_grow_with_n(rand, gen):
+    """O(B D + B chunk + chunk D): the same peak for 4 chunks of training images as for 16."""
+    b, d, chunk = 16, 32, 64
+    q, k, ksq, v, inv_var = problem(rand, gen, b, 16 * chunk, d, torch.float32, 0.5)
+    small = _peak_bytes(lambda: oracle_reduction_reference(q, k[: 4 * chunk], ksq[: 4 * chunk], v[: 4 * chunk],
+                                                           inv_var, chunk=chunk))
+    large = _peak_bytes(lambda: oracle_reduction_reference(q, k, ksq, v, inv_var, chunk=chunk))
+    assert 0 < large == small
+    # three (B, chunk) buffers (scores, weights in their dtype and in float64), a few (B, D) float64 ones
+    assert large <= 4 * b * chunk * 8 + 8 * b * d * 8 + 4096
