@@ -21,24 +21,29 @@ case "$VERSION" in
 esac
 log() { printf 'test-python: %s\n' "$*" >&2; }
 
+works() {  # a Python $VERSION that runs (pyenv's shims exist for versions that are not selected)
+  "$1" -c "import sys; sys.exit(sys.version_info[:2] != tuple(map(int, '$VERSION'.split('.'))))" >/dev/null 2>&1
+}
+
 find_python() {
-  if command -v "python$VERSION" >/dev/null 2>&1; then
-    command -v "python$VERSION"
+  local cand root=""
+  cand="$(command -v "python$VERSION" 2>/dev/null || true)"
+  if [ -n "$cand" ] && works "$cand"; then
+    echo "$cand"
     return
   fi
-  local root=""
   if command -v pyenv >/dev/null 2>&1; then
     root="$(pyenv root)"
   elif [ -d "${PYENV_ROOT:-$HOME/.pyenv}/versions" ]; then
     root="${PYENV_ROOT:-$HOME/.pyenv}"
   fi
   if [ -n "$root" ]; then
-    local best
-    best="$(ls -d "$root/versions/$VERSION".* 2>/dev/null | sort -V | tail -n 1 || true)"
-    if [ -n "$best" ] && [ -x "$best/bin/python$VERSION" ]; then
-      echo "$best/bin/python$VERSION"
-      return
-    fi
+    for cand in $(ls -d "$root/versions/$VERSION".* 2>/dev/null | sort -rV); do
+      if works "$cand/bin/python$VERSION"; then
+        echo "$cand/bin/python$VERSION"
+        return
+      fi
+    done
   fi
   return 1
 }

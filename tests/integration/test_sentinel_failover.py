@@ -153,9 +153,11 @@ def test_jobs_survive_a_failover_and_a_killed_master(cluster, make_settings, wor
                  "the old master to follow the new one")
         after_switch = submit(api, {**SMALL, "seed": 100})["id"]  # a submission right after the switch
         done = _check_jobs(api, settings, [*first, after_switch])
-        # nothing was lost in a failover the old master took part in: each job ran and was committed once
-        assert [d["attempts"] for d in done] == [1] * len(done), [(d["id"], d["attempts"]) for d in done]
-        assert [d["redeliveries"] for d in done] == [0] * len(done)
+        # nothing was lost in a failover the old master took part in. The job running across the switch may be
+        # delivered again (the broker's connection drops with the old master): then a second fenced attempt runs,
+        # and still exactly one is committed and published (_check_jobs; the finished counter below)
+        assert all(d["attempts"] <= 2 for d in done), [(d["id"], d["attempts"]) for d in done]
+        assert sum(d["attempts"] for d in done) <= len(done) + 1, [(d["id"], d["attempts"]) for d in done]
 
         # 2. the new master dies (SIGKILL) while jobs run; the old one, now its replica, takes over
         second = [submit(api, {**SMALL, "seed": s})["id"] for s in range(200, 204)]
