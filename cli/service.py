@@ -90,7 +90,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
     wait_for_store(settings, store_from_settings(settings))
     app = make_celery(settings, with_tasks=True)
     logging.getLogger("scalespace.worker").info(
-        "worker on %s, lanes %s", redact(settings.redis_url or ""), ",".join(settings.worker_lane_list()))
+        "worker on %s, lanes %s",
+        f"Sentinels {settings.redis_sentinels} (master {settings.redis_sentinel_master})" if settings.redis_sentinels
+        else redact(settings.redis_url or ""), ",".join(settings.worker_lane_list()))
     w = app.Worker(
         hostname=worker_nodename(args.name), queues=[queue_name(x) for x in settings.worker_lane_list()], pool="solo", concurrency=1,
         loglevel=args.loglevel, beat=args.beat, without_mingle=True, without_gossip=True,

@@ -283,7 +283,7 @@ def create_app(settings: Any = None, *, jobstore: Any = None, store: Any = None,
             workers = len(svc.jobstore.workers())
             checks["redis"] = "ok"
         except Exception as e:  # noqa: BLE001 - reported, not raised
-            checks["redis"] = f"unreachable: {type(e).__name__} (SCALESPACE_REDIS_URL)"
+            checks["redis"] = f"unreachable: {type(e).__name__} (SCALESPACE_REDIS_URL or SCALESPACE_REDIS_SENTINELS)"
         try:
             check = getattr(svc.store, "check_reachable", None) or svc.store.check_writable
             check()
