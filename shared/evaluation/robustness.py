@@ -51,10 +51,19 @@ def _slope(eps: list[float], dist: list[float]) -> float | None:
     pts = [(math.log(e), math.log(d)) for e, d in zip(eps, dist) if d > floor and d > 0 and e > 0]
     if len(pts) < 2:
         return None
-    mx = sum(p[0] for p in pts) / len(pts)
-    my = sum(p[1] for p in pts) / len(pts)
-    sxx = sum((p[0] - mx) ** 2 for p in pts)
-    return sum((p[0] - mx) * (p[1] - my) for p in pts) / sxx if sxx > 0 else None
+    mx = _add(p[0] for p in pts) / len(pts)
+    my = _add(p[1] for p in pts) / len(pts)
+    sxx = _add((p[0] - mx) ** 2 for p in pts)
+    return _add((p[0] - mx) * (p[1] - my) for p in pts) / sxx if sxx > 0 else None
+
+
+def _add(values) -> float:
+    """Floats added left to right: the built-in sum is compensated from Python 3.12 on, and a figure must not
+    depend on the interpreter."""
+    total = 0.0
+    for v in values:
+        total += v
+    return total
 
 
 def sensitivity(
