@@ -47,6 +47,15 @@ def expected_for(key: str, process: str) -> Expectation:
     return cls.expected.get(key, "n/a" if key in KNOWN_KEYS else "report")
 
 
+def add_in_order(values: Any) -> float:
+    """Floats added left to right. The built-in sum of floats is compensated from Python 3.12 on, so a figure
+    summed with it differs in the last bit between interpreters; this one does not."""
+    total = 0.0
+    for v in values:
+        total += v
+    return total
+
+
 def finite_or_none(x: Any) -> Any:
     """JSON has no inf or NaN: non-finite floats become None, recursively."""
     if isinstance(x, float):

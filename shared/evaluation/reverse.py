@@ -21,7 +21,7 @@ from typing import Callable
 import torch
 
 from scalespace.denoisers.base import Denoiser
-from scalespace.evaluation.check import Check
+from scalespace.evaluation.check import Check, add_in_order
 from scalespace.evaluation.forward import F4_TOL, gaussian_kl_to_law, monotone
 from scalespace.noise import NoiseSource, Stream, uniform_int
 from scalespace.processes.base import DegradedPrior, LinearGaussianProcess, Process
@@ -226,12 +226,9 @@ def check_r4(process: Process, train: torch.Tensor, run: ReverseRun, seed: int) 
     # the Fréchet figure of before, for reference only
     to_ref = FrechetReference(_moments(train))
     fd = to_ref(_moments(samples))
-    # one subset's distance varies by tens of percent at small n: average a few (added left to right: the built-in
-    # sum of floats is compensated from Python 3.12 on, and the figure must not depend on the interpreter)
-    floor = 0.0
-    for _ in range(R4_FLOOR_DRAWS):
-        floor += to_ref(_moments(train[torch.randperm(len(train), generator=g)[:n]]))
-    floor /= R4_FLOOR_DRAWS
+    # one subset's distance varies by tens of percent at small n: average a few
+    floor = add_in_order(to_ref(_moments(train[torch.randperm(len(train), generator=g)[:n]]))
+                         for _ in range(R4_FLOOR_DRAWS)) / R4_FLOOR_DRAWS
     p = test.p_value
     return Check("R4", "R4 reverse ends near the data distribution", process.name, True, p >= R4_LEVEL, p, R4_LEVEL,
                  f"Kernel two-sample test (MMD) of {n} samples ({len(run.schedule) - 1} steps of the {run.sampler} "

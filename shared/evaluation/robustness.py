@@ -20,6 +20,7 @@ from typing import Any, Callable
 import torch
 
 from scalespace.denoisers.base import Denoiser
+from scalespace.evaluation.check import add_in_order
 from scalespace.noise import NoiseSource, Stream
 from scalespace.processes.base import Process
 from scalespace.sampling.pipeline import generate, start_state
@@ -51,19 +52,10 @@ def _slope(eps: list[float], dist: list[float]) -> float | None:
     pts = [(math.log(e), math.log(d)) for e, d in zip(eps, dist) if d > floor and d > 0 and e > 0]
     if len(pts) < 2:
         return None
-    mx = _add(p[0] for p in pts) / len(pts)
-    my = _add(p[1] for p in pts) / len(pts)
-    sxx = _add((p[0] - mx) ** 2 for p in pts)
-    return _add((p[0] - mx) * (p[1] - my) for p in pts) / sxx if sxx > 0 else None
-
-
-def _add(values) -> float:
-    """Floats added left to right: the built-in sum is compensated from Python 3.12 on, and a figure must not
-    depend on the interpreter."""
-    total = 0.0
-    for v in values:
-        total += v
-    return total
+    mx = add_in_order(p[0] for p in pts) / len(pts)
+    my = add_in_order(p[1] for p in pts) / len(pts)
+    sxx = add_in_order((p[0] - mx) ** 2 for p in pts)
+    return add_in_order((p[0] - mx) * (p[1] - my) for p in pts) / sxx if sxx > 0 else None
 
 
 def sensitivity(

@@ -45,6 +45,16 @@ def wait_for(check: Callable[[], Any], timeout_s: float, what: str, every_s: flo
     raise AssertionError(f"timed out after {timeout_s} s waiting for {what}" + (f" (last error: {last})" if last else ""))
 
 
+def interrupt(proc: subprocess.Popen, timeout_s: float = 60) -> None:
+    """Ctrl-C to a started command (`scalespace serve`), as a user would; killed if it does not end in timeout_s."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def port_open(port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(0.2)

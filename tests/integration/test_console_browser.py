@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-from service_infra import ApiServer, free_port, wait_for
+from service_infra import ApiServer, free_port, interrupt, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -70,12 +69,7 @@ def served(tmp_path: Path) -> Iterator[str]:
                  every_s=0.2)
         yield base
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        interrupt(proc)
 
 
 class Api:

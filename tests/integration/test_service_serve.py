@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import io
 import os
-import signal
 import subprocess
 import sys
 
 import numpy as np
 import pytest
-from service_infra import free_port, wait_for
+from service_infra import free_port, interrupt, wait_for
 
 from scalespace.scheduler.client import Client
 from scalespace.jobs import run_job
@@ -67,11 +66,6 @@ def test_serve_runs_jobs_with_nothing_else_installed(tmp_path):
         assert swept.returncode == 0, swept.stderr[-2000:]
         assert swept.stdout.strip().startswith("sweep-") and "sweep tiny: succeeded" in swept.stderr
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        interrupt(proc)
     assert proc.returncode == 0, (tmp_path / "serve.log").read_text()[-3000:]
     assert not (tmp_path / "hb.0").exists()  # the worker stopped cleanly
