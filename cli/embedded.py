@@ -57,7 +57,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
         "batch_size": args.batch_size,
         "pictures": not args.no_pictures,
     }
-    for key in ("steps", "timestep_spacing", "reverse_mean", "sampler", "data_size", "data_limit", "device"):
+    for key in ("steps", "timestep_spacing", "reverse_mean", "sampler", "data_size", "data_limit", "device", "shards"):
         if getattr(args, key) is not None:
             spec[key] = getattr(args, key)
     if args.eta is not None:
@@ -67,6 +67,16 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if args.param:
         spec["process_params"] = _params(args.param)
     return run_and_report(spec, args.out, args.quiet)
+
+
+def _shards(text: str) -> int | str:
+    """--shards 4 -> 4, --shards auto -> "auto" (the spec's `shards` field checks the range)."""
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer or auto, got {text!r}") from None
 
 
 def _quality_list(text: str) -> list[str]:
@@ -141,6 +151,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="final figures against the held-out split, comma-separated: fd (pixel Fréchet distance), "
                         "fid (Inception FID; slow on a CPU), e.g. fd,fid (default fd)")
     p.add_argument("--batch-size", type=int, default=64, help="samples per batch (default 64; does not change the samples)")
+    p.add_argument("--shards", type=_shards, metavar="K",
+                   help="draw the samples as K shards (an integer, or auto: one per 1,024 samples), one after another "
+                        "here, as many workers would in the service; the samples are the same either way")
     p.add_argument("--no-pictures", action="store_true",
                    help="skip the captioned pictures (scale_space.png, reverse_trajectory.png, sample_grid.png) that the "
                         "command writes by default; the samples are the same either way")

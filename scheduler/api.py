@@ -41,11 +41,12 @@ from scalespace.config import Settings, get_settings
 from scalespace.data import DATASETS
 from scalespace.ids import check_id
 from scalespace.jobs.spec_files import check_finite
+from scalespace.jobs.specs import SHARDED_KINDS
 from scalespace.processes import PROCESSES
 from scalespace.sampling import SAMPLERS
 from scalespace.scheduler.api_errors import ApiError, install_error_handlers
 from scalespace.scheduler.api_models import (ERRORS, ArtifactView, DeadLetters, Health, JobList, JobRequest, JobView, Kind,
-                                             Lane, ProgressView, Ready, State, SweepHistory, SweepRun, ts)
+                                             Lane, ProgressView, Ready, ShardView, State, SweepHistory, SweepRun, ts)
 from scalespace.scheduler.console import install_console
 from scalespace.scheduler.jobstore import JobRecord, JobStore
 from scalespace.scheduler.metrics import ApiMetrics
@@ -111,6 +112,11 @@ def _view(rec: JobRecord, svc: Services, request: Request) -> JobView:
             artifacts.append(ArtifactView(name=a["name"], bytes=a.get("bytes"), sha256=a.get("sha256"), url=url))
     position = svc.jobstore.queue_position(rec.id, rec.lane) if state == "queued" else None
     progress = rec.progress
+    shards = _shards(rec, svc) if rec.kind in SHARDED_KINDS and rec.children else None
+    if shards and state == "running":  # waiting for its shards: their progress, summed
+        progress = {"phase": "shards", "done": sum(sh.progress.done for sh in shards if sh.progress),
+                    "total": sum(sh.progress.total for sh in shards if sh.progress),
+                    "figures": {"shards": len(shards), "shards_succeeded": sum(sh.state == "succeeded" for sh in shards)}}
     return JobView(
         id=rec.id, kind=rec.kind, lane=rec.lane, state=state,
         progress=ProgressView(**progress) if progress is not None else None, queue_position=position,
@@ -118,10 +124,23 @@ def _view(rec: JobRecord, svc: Services, request: Request) -> JobView:
         finished_at=ts(rec.finished_at), deadline_at=ts(rec.deadline_at),
         duration_s=rec.duration_s, attempts=rec.attempts, redeliveries=rec.redeliveries, retries=rec.retries,
         worker=rec.worker, error=rec.error, spec_hash=rec.spec_hash, spec=rec.spec,
-        artifacts=artifacts, summary=rec.summary, parent=rec.parent, children=rec.children,
+        artifacts=artifacts, summary=rec.summary, parent=rec.parent, children=rec.children, shards=shards,
         cancel_requested=rec.cancel_requested, cancel_step=rec.cancel_step,
         stopped_step=rec.stopped_step, dead_letter=rec.dead_letter,
     )
+
+
+def _shards(rec: JobRecord, svc: Services) -> list[ShardView]:
+    out = []
+    for cid in rec.children or []:
+        child = svc.jobstore.get(cid)
+        if child is None:
+            out.append(ShardView(id=cid, state="expired"))
+            continue
+        p = child.progress
+        out.append(ShardView(id=cid, state=child.state or "queued", progress=ProgressView(**p) if p else None,
+                             worker=child.worker, attempts=child.attempts, error=child.error))
+    return out
 
 
 def _job_id(job_id: str) -> str:
@@ -211,6 +230,8 @@ def create_app(settings: Any = None, *, jobstore: Any = None, store: Any = None,
         rec = _record(svc, job_id)
         lane = rec.lane or settings.default_lane
         deadline = rec.deadline_s
+        if rec.kind in SHARDED_KINDS and rec.children and rec.state in ("failed", "cancelled", "expired"):
+            _retry_shards(svc, rec, lane)  # first, so the job finds them queued and waits for them
         out = svc.jobstore.retry(job_id, limit=settings.lanes().get(lane, -1), deadline_s=deadline)
         if out.action == "refused":
             raise ApiError(409, "conflict", f"job {job_id} is {out.state}; only failed, cancelled or expired jobs retry")
@@ -219,6 +240,14 @@ def create_app(settings: Any = None, *, jobstore: Any = None, store: Any = None,
                            headers={"Retry-After": str(settings.retry_after_s)})
         svc.enqueue(job_id, lane)
         return _view(_record(svc, job_id), svc, request)
+
+    def _retry_shards(svc: Services, rec: JobRecord, lane: str) -> None:
+        """A sharded job's shards that ended without results, queued again: a retry reruns those alone."""
+        for cid in rec.children or []:
+            child = svc.jobstore.get(cid)
+            if child is not None and child.state in ("failed", "cancelled", "expired"):
+                if svc.jobstore.retry(cid, limit=-1, deadline_s=child.deadline_s).action == "queued":
+                    svc.enqueue(cid, child.lane or lane)
 
     @app.head("/v1/jobs/{job_id}/artifacts/{name}", dependencies=protected, include_in_schema=False)
     def head_artifact(job_id: str, name: str, request: Request) -> Response:

@@ -41,6 +41,17 @@ class ArtifactView(BaseModel):
     url: str = Field(description="a presigned S3 URL, or this API's artifact URL for a local store")
 
 
+class ShardView(BaseModel):
+    """One shard of a sharded sample or evaluate job (a job of its own, `<parent>.s000`, ...)."""
+
+    id: str
+    state: State
+    progress: ProgressView | None = None
+    worker: str | None = None
+    attempts: int = 0
+    error: str | None = None
+
+
 class JobView(BaseModel):
     id: str
     kind: str
@@ -64,7 +75,10 @@ class JobView(BaseModel):
     artifacts: list[ArtifactView] | None = Field(None, description="once succeeded")
     summary: Any = None
     parent: str | None = Field(None, description="the sweep this job belongs to")
-    children: list[str] | None = Field(None, description="a sweep's child jobs")
+    children: list[str] | None = Field(None, description="a sweep's child jobs, or a sharded job's shards")
+    shards: list[ShardView] | None = Field(
+        None, description="a sharded sample or evaluate job's shards, each with its state and progress (the job's "
+                          "own progress is their sum while they run)")
     cancel_requested: bool = False
     cancel_step: int | None = Field(None, description="the step the job had reached when a cancel arrived")
     stopped_step: int | None = Field(None, description="the step a cancelled or expired job stopped at")

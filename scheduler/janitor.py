@@ -20,6 +20,8 @@ per ending. An unreachable store leaves the job on the list for the next round.
 from __future__ import annotations
 
 import logging
+import random
+import time
 
 from scalespace.jobs.kinds import JOB_KINDS
 from scalespace.scheduler.jobstore import TERMINAL, JobStore
@@ -29,9 +31,9 @@ log = logging.getLogger("scalespace.janitor")
 
 
 def publish(store: ArtifactStore, job_id: str, attempt: int) -> None:
-    """Copy the committed attempt's manifest, byte for byte, to the job's `manifest.json`."""
-    data = store.get("jobs", job_id, f"{attempt_folder(attempt)}/{MANIFEST}")
-    store.put("jobs", job_id, MANIFEST, data)
+    """Copy the committed attempt's manifest, byte for byte, to the job's `manifest.json` (on S3 one
+    server-side copy: no bytes through the worker)."""
+    store.copy("jobs", job_id, f"{attempt_folder(attempt)}/{MANIFEST}", MANIFEST)
 
 
 def tidy_job(jobstore: JobStore, store: ArtifactStore, job_id: str) -> str:
@@ -60,10 +62,15 @@ def tidy_job(jobstore: JobStore, store: ArtifactStore, job_id: str) -> str:
     return f"removed {removed}"
 
 
-def tidy(jobstore: JobStore, store: ArtifactStore, *, grace_s: float, limit: int = 50) -> int:
-    """One round over the jobs that ended more than grace_s ago; returns how many were tidied."""
+def tidy(jobstore: JobStore, store: ArtifactStore, *, grace_s: float, limit: int = 50, budget_s: float | None = None,
+         rng: random.Random | None = None) -> int:
+    """One round over the jobs that ended more than grace_s ago; returns how many were tidied.
+
+    At most `limit` jobs, and no further one once `budget_s` has passed (one at least); `rng`: take a random run of the due jobs
+    (many workers' rounds then tidy different ones)."""
     done = 0
-    for job_id, score in jobstore.janitor_due(grace_s, limit):
+    t0 = time.monotonic()
+    for job_id, score in jobstore.janitor_due(grace_s, limit, rng):
         try:
             what = tidy_job(jobstore, store, job_id)
         except StoreUnavailable as e:
@@ -75,6 +82,8 @@ def tidy(jobstore: JobStore, store: ArtifactStore, *, grace_s: float, limit: int
         if jobstore.janitor_done(job_id, score):
             done += 1
         log.debug("janitor: %s %s", job_id, what)
+        if budget_s is not None and time.monotonic() - t0 >= budget_s:
+            break  # the rest wait for the next round
     return done
 
 

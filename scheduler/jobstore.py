@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import time
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -360,10 +361,17 @@ class JobStore:
         return _outcome("RETRY", self._run("RETRY", job_id, limit, deadline, self.live_ttl_s))
 
     # --- the janitor -------------------------------------------------------------------------
-    def janitor_due(self, grace_s: float, limit: int = 50) -> list[tuple[str, float]]:
-        """Jobs that ended more than grace_s ago and still need tidying: [(id, score)]."""
-        rows = self.r.zrangebyscore(self.key("janitor"), "-inf", time.time() - grace_s, start=0, num=limit,
-                                    withscores=True)
+    def janitor_due(self, grace_s: float, limit: int = 50, rng: random.Random | None = None) -> list[tuple[str, float]]:
+        """Jobs that ended more than grace_s ago and still need tidying: [(id, score)], up to `limit` of them.
+
+        When more are due, a random run of them (`rng`), so the pulses of many workers tidy different jobs in
+        one round rather than all the oldest ones."""
+        key, due = self.key("janitor"), time.time() - grace_s
+        start = 0
+        if rng is not None:
+            waiting = int(self.r.zcount(key, "-inf", due))
+            start = rng.randrange(waiting - limit + 1) if waiting > limit else 0
+        rows = self.r.zrangebyscore(key, "-inf", due, start=start, num=limit, withscores=True)
         return [(str(i), float(s)) for i, s in rows]
 
     def janitor_done(self, job_id: str, score: float) -> bool:

@@ -61,22 +61,64 @@ def submit_named_sweep(name: str, settings: Any, jobstore: Any, store: Any, enqu
     return out.job_id
 
 
+def plan_children(parent: str, spec: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(child id, child spec) of a job that fans out: a sweep's grid cells, or a sharded job's shards.
+
+    Runs the one admission check (this worker's limits) first."""
+    from scalespace.jobs.admission import admit
+    from scalespace.jobs.shards import plan_shards
+    from scalespace.jobs.sweep import child_job_id
+
+    parsed, checked = admit(spec)
+    if parsed.kind == "sweep":
+        return [(child_job_id(parent, k), child.spec) for k, child in enumerate(checked)]
+    return [(shard.job_id, shard.spec) for shard in plan_shards(parsed, parent)]
+
+
+def fans_out(spec: dict[str, Any]) -> bool:
+    """Does this job run as a parent of jobs of its own: a sweep, or a sample or evaluate job with shards > 1."""
+    from scalespace.jobs.kinds import JOB_KINDS
+    from scalespace.jobs.shards import is_sharded_parent
+
+    kind = JOB_KINDS.get(spec.get("kind"))
+    if kind is None:
+        return False
+    if kind.grid:
+        return True
+    if spec.get("shards", 1) in (1, None) or spec.get("shard") is not None:
+        return False
+    try:
+        return is_sharded_parent(parse_spec(spec))
+    except ScalespaceError:
+        return False  # the job's own run reports the refusal
+
+
+def shard_failures(rec: JobRecord, jobstore: Any) -> tuple[list[str], list[str]]:
+    """A sharded parent's shards that have not ended (after a retry) and those that ended without results."""
+    pending, failed = [], []
+    for cid in rec.children or []:
+        child = jobstore.get(cid)
+        state = child.state if child is not None else "expired"
+        if state in ("queued", "running"):
+            pending.append(cid)
+        elif state != "succeeded":
+            error = (child.error if child is not None else None) or f"ended {state}"
+            failed.append(f"{cid} {state}: {error}")
+    return pending, failed
+
+
 def fan_out(parent: str, owner: str, spec: dict[str, Any], lane: str, jobstore: Any,
             enqueue: Callable[[str, str], None]) -> int:
-    """Submit the sweep's children as jobs of their own; returns how many have not finished yet.
+    """Submit the children (a sweep's cells, a sharded job's shards) as jobs of their own; returns how many have
+    not finished yet.
 
     Children have fixed ids, so a fan-out that runs twice (a redelivery) finds
     them and only re-sends the ones still queued (a duplicate message is dropped
     by the worker that gets it second).
     """
-    from scalespace.jobs.admission import admit
-    from scalespace.jobs.sweep import child_job_id
-
-    _, children = admit(spec)  # the one admission check (this worker's limits), the grid's children planned
     ids = []
-    for k, child in enumerate(children):
-        cid = child_job_id(parent, k)
-        parsed = parse_spec(child.spec)
+    for cid, child in plan_children(parent, spec):
+        parsed = parse_spec(child)
         out = jobstore.submit(cid, parsed.model_dump(mode="json"), kind=parsed.kind, spec_hash=parsed.spec_hash(),
                               lane=lane, limit=-1, parent=parent)
         rec = jobstore.get(cid) if out.action != "created" else None

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 import threading
 import time
 from pathlib import Path
@@ -46,6 +47,12 @@ def touch(path: str) -> None:
         log.warning("cannot write the heartbeat file %s (SCALESPACE_HEARTBEAT_FILE): %s", path, e.strerror)
 
 
+#: ended jobs one pulse tidies at most (within half a heartbeat): workers that end many short jobs (shards)
+#: keep the janitor's list short
+JANITOR_LIMIT = 50
+_RNG = random.Random()
+
+
 def pulse_once(rt: Any, *, reap: bool = True) -> int:
     """One beat; returns how many jobs it put back on the queue (lost workers' jobs only when `reap`)."""
     s = rt.settings
@@ -57,8 +64,8 @@ def pulse_once(rt: Any, *, reap: bool = True) -> int:
         rt.enqueue(job_id, lane)
         moved += 1
         log.info("job %s back on lane %s", job_id, lane)
-    if reap:
-        tidy(js, rt.store, grace_s=s.lease_s, limit=10)
+    if reap:  # a random run of the ended jobs, so many workers' pulses tidy different ones; half a beat at most
+        tidy(js, rt.store, grace_s=s.lease_s, limit=JANITOR_LIMIT, budget_s=s.heartbeat_s / 2, rng=_RNG)
     return moved
 
 

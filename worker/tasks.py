@@ -128,17 +128,24 @@ def _execute(rt: Runtime, job_id: str, owner: str, fence: int, rec: JobRecord, r
     kind = JOB_KINDS.get(spec.get("kind"))
     t0 = time.monotonic()
     try:
-        if kind is not None and kind.grid and not rec.children_total:
-            from scalespace.scheduler.sweeps import fan_out  # imports torch: not at import time
+        from scalespace.scheduler.sweeps import fans_out  # imports torch: not at import time
+
+        parent = kind is not None and fans_out(spec)
+        if parent and not rec.children_total:
+            from scalespace.scheduler.sweeps import fan_out
 
             pending = fan_out(job_id, owner, spec, rec.lane or rt.settings.default_lane, rt.jobstore, rt.enqueue)
             if pending == 0:
                 rt.enqueue(job_id, rec.lane or rt.settings.default_lane)
             return "fanned-out"
-        if kind is not None and kind.grid:
-            from scalespace.scheduler.sweeps import mark_failed_children  # imports torch: not at import time
+        if parent and kind.grid:
+            from scalespace.scheduler.sweeps import mark_failed_children
 
             mark_failed_children(rec, js, rt.store)
+        elif parent:
+            outcome = _shards_ended(rt, job_id, owner, rec, reporter)
+            if outcome is not None:
+                return outcome
         from scalespace.jobs import JobStopped, run_job  # torch and CUDA start here, in the worker process
 
         try:
@@ -168,6 +175,27 @@ def _execute(rt: Runtime, job_id: str, owner: str, fence: int, rec: JobRecord, r
     rt.enqueue_parent(out.ready_parent)
     log.info("job %s: %s in %.2f s", job_id, out.action, time.monotonic() - t0)
     return out.action
+
+
+def _shards_ended(rt: Runtime, job_id: str, owner: str, rec: JobRecord, reporter: StepReporter) -> str | None:
+    """A sharded job whose shards have ended: None when every shard succeeded (the job merges them now); else it
+    fails naming the shards that failed (a retry of the job reruns those alone). Shards queued again by a retry
+    are waited for first."""
+    from scalespace.scheduler.sweeps import shard_failures
+
+    js = rt.jobstore
+    pending, failed = shard_failures(rec, js)
+    if pending:
+        if js.wait_for_children(job_id, owner, list(rec.children or [])) == 0:
+            rt.enqueue(job_id, rec.lane or rt.settings.default_lane)
+        return "fanned-out"
+    if failed:
+        reason = (f"{len(failed)} of {len(rec.children or [])} shards ended without results ({'; '.join(failed[:3])}"
+                  f"{'; ...' if len(failed) > 3 else ''}); retry the job to rerun those shards alone")
+        out = _durable(js.finish, job_id, owner, "failed", reason, stopped_step=reporter.done,
+                       patience_s=rt.settings.outage_tolerance_s)
+        return _ended(rt, job_id, out, "failed")
+    return None
 
 
 def _ended(rt: Runtime, job_id: str, out: Any, state: str) -> str:

@@ -387,7 +387,14 @@
       if (job.kind === "sweep" && job.spec && job.spec.name) {
         links.appendChild(el("p", {}, ["nights of this sweep: ", el("a", { href: "#/sweep/" + encodeURIComponent(job.spec.name), id: "sweep-link", text: job.spec.name })]));
       }
-      if (job.children && job.children.length) {
+      if (job.shards && job.shards.length) {
+        links.appendChild(el("p", { text: "shards:" }));
+        links.appendChild(el("ul", {}, job.shards.map(function (sh) {
+          return el("li", { cls: "shard" }, [el("a", { href: "#/job/" + encodeURIComponent(sh.id), cls: "mono child-link", text: sh.id }),
+            el("span", { cls: "muted", text: " " + sh.state + (sh.progress ? " " + progressText(sh.progress) : "") +
+              (sh.worker ? " on " + sh.worker : "") + (sh.attempts > 1 ? ", attempt " + sh.attempts : "") })]);
+        })));
+      } else if (job.children && job.children.length) {
         links.appendChild(el("p", { text: "child jobs:" }));
         links.appendChild(el("ul", {}, job.children.map(function (c) {
           return el("li", {}, [el("a", { href: "#/job/" + encodeURIComponent(c), cls: "mono child-link", text: c })]);

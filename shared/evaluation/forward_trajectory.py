@@ -34,6 +34,7 @@ import torch
 from scalespace import ScalespaceError
 from scalespace.noise import Stream, normal, uniform_int
 from scalespace.processes.base import Process
+from scalespace.stats.batch_tree import BatchTree
 from scalespace.stats.entropy import MeanAccumulator, histogram_entropy
 from scalespace.stats.frechet import FrechetReference, moment_matched, second_moment
 from scalespace.stats.marginals import MarginalDensity, log_standard_normal
@@ -284,12 +285,36 @@ def forward_trajectory(
     """The trajectory of samples first_id .. first_id + n - 1; sample k starts from a training image picked by (seed, k).
 
     on_batch(done, total) follows the batches; on_step(done, total) the steps within them
-    (forward_steps: len(indices) + 1 per batch)."""
+    (forward_steps: len(indices) + 1 per batch). The batches' statistics merge in the fixed batch tree
+    (forward_tree), so a trajectory split into shards of whole batches gives the same figures bit for bit."""
+    tree = forward_tree(process, train, n, seed, indices, density, batch_size, first_id, grey, on_batch, on_step)
+    return tree.result() or ForwardTrajectory(indices, math.prod(process.shape), grey, n_train=_n_train(train, density))
+
+
+def _n_train(train: torch.Tensor, density: MarginalDensity | None) -> int | None:
     # the oracle density is the mixture over `train`, which u_0 is drawn from uniformly: the identity for H(p_t) holds
-    n_train = len(train) if getattr(density, "kind", None) == "oracle" and getattr(density, "n", None) == len(train) else None
-    traj = ForwardTrajectory(indices, math.prod(process.shape), grey, n_train=n_train)
+    return len(train) if getattr(density, "kind", None) == "oracle" and getattr(density, "n", None) == len(train) else None
+
+
+def forward_tree(
+    process: Process,
+    train: torch.Tensor,
+    n: int,
+    seed: int,
+    indices: list[int],
+    density: MarginalDensity | None = None,
+    batch_size: int = 256,
+    first_id: int = 0,
+    grey: GreyHistogram | None = None,
+    on_batch: Callable[[int, int], None] | None = None,
+    on_step: Callable[[int, int], None] | None = None,
+) -> BatchTree[ForwardTrajectory]:
+    """forward_trajectory's batches, each a ForwardTrajectory under its batch number (first_id // batch_size on):
+    a shard's part, which BatchTree.update joins with the others' and result() merges."""
+    n_train = _n_train(train, density)
+    tree: BatchTree[ForwardTrajectory] = BatchTree()
     n_batches = -(-n // batch_size)
-    total = forward_steps(n, len(traj.indices), batch_size)
+    total = forward_steps(n, len(indices), batch_size)
     done = [0]
 
     def on_index() -> None:
@@ -300,14 +325,17 @@ def forward_trajectory(
         lo = first_id + b * batch_size
         ids = torch.arange(lo, min(lo + batch_size, first_id + n))
         pick = uniform_int(seed, ids, len(train), Stream.DATA_PICK)
-        forward_batch(process, train[pick], ids, seed, traj, density, on_index=on_index if on_step else None)
+        part = ForwardTrajectory(indices, math.prod(process.shape), grey, n_train=n_train)
+        forward_batch(process, train[pick], ids, seed, part, density, on_index=on_index if on_step else None)
+        tree.add(lo // batch_size, part)
         if on_batch is not None:
             on_batch(b + 1, n_batches)
-    return traj
+    return tree
 
 
 __all__ = [
     "FULL_COVARIANCE_MAX",
+    "forward_tree",
     "HIST_BINS",
     "ForwardTrajectory",
     "GreyHistogram",

@@ -71,8 +71,10 @@ def run_reverse(
     process: Process, denoiser: Denoiser, train: torch.Tensor, n: int, seed: int, steps: int | None,
     sampler: str | None = None, device: torch.device | str = "cpu", batch_size: int = 256,
     reverse_mean: str = DEFAULT_REVERSE_MEAN, on_step: Callable[[int, int], None] | None = None,
+    first_id: int = 0,
 ) -> ReverseRun:
-    """Samples 0..n-1 by the process's (or the named) sampler over a respaced schedule.
+    """Samples first_id .. first_id + n - 1 by the process's (or the named) sampler over a respaced schedule
+    (a shard of a run: first_id a multiple of batch_size, so its batches are the whole run's).
 
     on_step(done, total) is called after every reverse step of every batch (reverse_steps(...) in all)."""
     schedule = respace(process.T, steps)
@@ -81,8 +83,8 @@ def run_reverse(
     per_batch = len(schedule) - 1
     total = reverse_steps(process, n, steps, batch_size)
     out, priors = [], []
-    for b, lo in enumerate(range(0, n, batch_size)):
-        ids = torch.arange(lo, min(lo + batch_size, n))
+    for b, lo in enumerate(range(first_id, first_id + n, batch_size)):
+        ids = torch.arange(lo, min(lo + batch_size, first_id + n))
         noise = NoiseSource(seed, ids, process.shape, device)
         u = start_state(process, noise, train, torch.device(device))
         priors.append(u.float().cpu())

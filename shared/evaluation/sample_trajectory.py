@@ -18,7 +18,8 @@ one pass, and the whole object round-trips through JSON.
 from __future__ import annotations
 
 import math
-from typing import Any
+from functools import lru_cache
+from typing import Any, Callable
 
 import torch
 
@@ -27,6 +28,7 @@ from scalespace.data import load_dataset
 from scalespace.evaluation.forward_trajectory import FULL_COVARIANCE_MAX, HIST_BINS
 from scalespace.processes.base import Process
 from scalespace.sampling.pipeline import TrajectoryMoments
+from scalespace.stats.batch_tree import BatchTree
 from scalespace.stats.entropy import MeanAccumulator, histogram_entropy
 from scalespace.stats.frechet import FrechetReference, fd_moments
 from scalespace.stats.moments import Moments
@@ -109,10 +111,11 @@ class TrajectoryStats(TrajectoryMoments):
                 dest[i] = a.merge(b) if a is not None and b is not None else _copy(a if a is not None else b)
         return out
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, reference: bool = True) -> dict[str, Any]:
+        """As JSON data; `reference=False` leaves the reference Moments out (from_dict takes them then)."""
         return {
             "format": FORMAT, "which": self.which, "dim": self.dim, "moment_indices": sorted(self.moment_indices),
-            "reference": None if self.reference is None else self.reference.to_dict(),
+            "reference": None if self.reference is None or not reference else self.reference.to_dict(),
             "count": {str(k): v for k, v in self.count.items()},
             "total": {str(k): v for k, v in self.total.items()},
             "total_sq": {str(k): v for k, v in self.total_sq.items()},
@@ -122,10 +125,11 @@ class TrajectoryStats(TrajectoryMoments):
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrajectoryStats:
+    def from_dict(cls, d: dict[str, Any], reference: Moments | None = None) -> TrajectoryStats:
+        """From to_dict's data; `reference`: the reference Moments when the data leaves them out."""
         if not isinstance(d, dict) or d.get("format") != FORMAT:
             raise ScalespaceError(f"trajectory dict: format must be {FORMAT!r}; pass TrajectoryStats.to_dict() output")
-        ref = Moments.from_dict(d["reference"]) if d.get("reference") else None
+        ref = Moments.from_dict(d["reference"]) if d.get("reference") else reference
         out = cls(d["which"], d["dim"], set(d["moment_indices"]), ref)
         out.count = {int(k): int(v) for k, v in d["count"].items()}
         out.total = {int(k): float(v) for k, v in d["total"].items()}
@@ -134,6 +138,49 @@ class TrajectoryStats(TrajectoryMoments):
         out.pixel = {int(k): Moments.from_dict(v) for k, v in d["pixel"].items()}
         out.full_moments = {int(k): Moments.from_dict(v) for k, v in d["full_moments"].items()}
         return out
+
+
+class TrajectoryTree:
+    """A sampling pipeline's `trajectory` that keeps TrajectoryStats per batch number and merges them in the fixed
+    batch tree (scalespace.stats.batch_tree): the same figures, bit for bit, for any split of the batches
+    into shards. `make()`: an empty TrajectoryStats."""
+
+    def __init__(self, make: Callable[[], TrajectoryStats]):
+        self.make = make
+        self.tree: BatchTree[TrajectoryStats] = BatchTree()
+        self._batch: int | None = None
+        self._current: TrajectoryStats | None = None
+
+    def begin_batch(self, batch: int) -> None:
+        self._flush()
+        self._batch, self._current = batch, self.make()
+
+    def add(self, index: int, u: torch.Tensor) -> None:
+        if self._current is None:
+            raise ScalespaceError("trajectory: add before begin_batch; the pipeline numbers each batch first")
+        self._current.add(index, u)
+
+    def _flush(self) -> None:
+        if self._current is not None:
+            self.tree.add(self._batch, self._current)
+            self._batch, self._current = None, None
+
+    def result(self) -> TrajectoryStats:
+        """Every batch's statistics merged (an empty TrajectoryStats when there were none)."""
+        self._flush()
+        root = self.tree.result()
+        return root if root is not None else self.make()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The tree's nodes (a shard's part), the reference left out."""
+        self._flush()
+        return self.tree.to_dict(lambda s: s.to_dict(reference=False))
+
+    def update_from_dict(self, d: dict[str, Any]) -> None:
+        """Take in a shard's nodes (to_dict output of a tree made with the same `make`)."""
+        self._flush()
+        ref = self.make().reference
+        self.tree.update(BatchTree.from_dict(d, lambda v: TrajectoryStats.from_dict(v, reference=ref)))
 
 
 def _copy(x: Moments | MeanAccumulator) -> Moments | MeanAccumulator:
@@ -158,7 +205,15 @@ def final_quality(samples: torch.Tensor, reference: Moments) -> dict[str, Any]:
 
 
 def reference_moments(data: str, data_size: int | None) -> Moments:
-    """Pixel Moments of the held-out split (full covariance up to FULL_COVARIANCE_MAX values per image)."""
+    """Pixel Moments of the held-out split (full covariance up to FULL_COVARIANCE_MAX values per image).
+
+    Computed once per (data set, size) in a process (a worker runs many jobs on the same split) and handed
+    out as a copy of its own, so a job that changes its Moments changes nobody else's."""
+    return _reference_moments(data, data_size).copy()
+
+
+@lru_cache(maxsize=8)
+def _reference_moments(data: str, data_size: int | None) -> Moments:
     heldout = load_dataset(data, "heldout", size=data_size).images
     return Moments.from_samples(heldout.to(torch.float64), full=heldout[0].numel() <= FULL_COVARIANCE_MAX)
 
@@ -180,4 +235,4 @@ def sample_quality(
         out["fid"] = quality(samples, feats, ex, seed=seed)
     return out
 
-__all__ = ["BASIC", "EXTRA", "MOMENT_STEPS", "TrajectoryStats", "final_quality", "moment_steps", "reference_moments", "sample_quality"]
+__all__ = ["BASIC", "EXTRA", "MOMENT_STEPS", "TrajectoryStats", "TrajectoryTree", "final_quality", "moment_steps", "reference_moments", "sample_quality"]

@@ -5,7 +5,9 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -13,7 +15,7 @@ import torch
 
 from scalespace import ScalespaceError
 from scalespace.jobs.stopping import JobStopped
-from scalespace.storage.base import ArtifactRef, ArtifactStore, attempt_folder
+from scalespace.storage.base import ArtifactRef, ArtifactStore, attempt_folder, check_key, writes_begin, writes_end
 
 
 @dataclass
@@ -34,7 +36,23 @@ PROGRESS_INTERVAL_S = 0.2
 STOP_CHECK_INTERVAL_S = 0.05
 StopFn = Callable[[], "str | None"]
 #: (spec, job id) -> its manifest: runs another spec as a job of its own (a sweep's children)
-RunChildFn = Callable[[dict[str, Any], str], dict[str, Any]]
+RunChildFn = Callable[..., dict[str, Any]]  # (spec, job id[, progress]) -> manifest
+#: artifacts go up on this many threads (shared by the process's jobs) while the job goes on (JobContext.put)
+UPLOAD_THREADS = 4
+#: a job holds at most this many artifacts in flight: the next put waits for the oldest (bounded memory)
+MAX_PENDING_UPLOADS = 8
+
+_upload_pool: ThreadPoolExecutor | None = None
+_upload_pool_lock = threading.Lock()
+
+
+def upload_pool() -> ThreadPoolExecutor:
+    """The process's upload threads, started on the first put (none in a process that writes nothing)."""
+    global _upload_pool
+    with _upload_pool_lock:
+        if _upload_pool is None:
+            _upload_pool = ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="scalespace-upload")
+        return _upload_pool
 
 
 def resolve_device(name: str) -> torch.device:
@@ -58,13 +76,16 @@ class JobContext:
     attempt: int | None = None
     #: checked before every write: raises JobStopped when this attempt no longer owns the job
     guard: Callable[[], None] | None = None
-    artifacts: list[ArtifactRef] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     manifest_extra: dict[str, Any] = field(default_factory=dict)
     #: the phase and time of the last progress passed on (JobContext.tick)
     _sent: tuple[str | None, float] = field(default=(None, 0.0), init=False, repr=False)
     #: when the stop check last ran
     _checked: float = field(default=0.0, init=False, repr=False)
+    #: the artifacts written (or on their way), in the order of their last put
+    _refs: list[ArtifactRef] = field(default_factory=list, init=False, repr=False)
+    #: uploads in flight: artifact name -> its upload (JobContext.put)
+    _pending: dict[str, Future] = field(default_factory=dict, init=False, repr=False)
 
     @property
     def folder(self) -> str:
@@ -77,15 +98,72 @@ class JobContext:
             self.guard()
 
     def put(self, name: str, data: bytes) -> ArtifactRef:
-        self.check_owner()  # a worker that lost its lease writes nothing more
-        ref = self.store.put("jobs", self.job_id, self.folder + name, data)
+        """Write artifact `name`: it goes up on an upload thread while the job goes on, and its ref (path,
+        sha256, size of `data`) is returned now. The upload checks ownership (`guard`) just before it writes,
+        so an attempt that lost its lease writes nothing more. `artifacts` (what the manifest lists) waits for
+        every upload and raises the first failure; so does a stop (check_stop) and read_latest. Two puts of
+        one name go up in the order they were made."""
+        check_key("jobs", self.job_id, self.folder + name)  # a bad name fails here, not in the upload
+        data = bytes(data)  # the caller's buffer may change once put returns: the upload sends this copy
+        self._raise_failed()
+        earlier = self._pending.pop(name, None)
+        if earlier is not None:  # the same name again: the older upload lands first
+            self._settle(name, earlier)
+        while len(self._pending) >= MAX_PENDING_UPLOADS:
+            oldest = next(iter(self._pending))
+            self._settle(oldest, self._pending.pop(oldest))
+        ref = ArtifactStore.ref(name, data)
         ref = ArtifactRef(name=name, sha256=ref.sha256, bytes=ref.bytes, path=self.folder + name)
-        self.artifacts = [a for a in self.artifacts if a.name != name] + [ref]
+        self._refs = [a for a in self._refs if a.name != name] + [ref]
+        writes_begin(self.store, "jobs", self.job_id)  # a delete of the job's folder waits for this upload
+        try:
+            self._pending[name] = upload_pool().submit(self._upload, self.folder + name, data)
+        except BaseException:
+            writes_end(self.store, "jobs", self.job_id)
+            raise
         return ref
+
+    def _upload(self, path: str, data: bytes) -> None:
+        try:
+            self.check_owner()  # a worker that lost its lease writes nothing more (checked just before the write)
+            self.store.put("jobs", self.job_id, path, data)
+        finally:
+            writes_end(self.store, "jobs", self.job_id)
+
+    @staticmethod
+    def _settle(name: str, upload: Future) -> None:
+        upload.result()  # raises the upload's error (JobStopped('lease-lost') when the guard refused it)
+
+    def _raise_failed(self) -> None:
+        """An upload that already failed fails the job at its next put (the others still land or fail)."""
+        for name, upload in list(self._pending.items()):
+            if upload.done() and upload.exception() is not None:
+                self.wait_uploads()
+
+    def wait_uploads(self) -> None:
+        """Wait for every upload in flight; raise the first failure (after all of them have ended, so nothing
+        of this job is still being written when the error is handled)."""
+        pending, self._pending = self._pending, {}
+        error: BaseException | None = None
+        for upload in pending.values():
+            try:
+                upload.result()
+            except BaseException as e:  # noqa: BLE001 - the first one is raised below, once all have ended
+                error = error or e
+        if error is not None:
+            raise error
+
+    @property
+    def artifacts(self) -> list[ArtifactRef]:
+        """The artifacts written, once every upload has landed (what the manifest lists): raises the first
+        upload's failure, so a job whose upload failed writes no manifest."""
+        self.wait_uploads()
+        return list(self._refs)
 
     def read_latest(self, name: str) -> bytes | None:
         """`name` as this job last wrote it: this attempt's, else the newest earlier attempt's (a resumable
         job restarts from it; earlier attempts' files are only read, never written)."""
+        self.wait_uploads()
         folders = [self.folder] if not self.attempt else [f"{attempt_folder(a)}/" for a in range(self.attempt, 0, -1)]
         for folder in folders:
             if self.store.exists("jobs", self.job_id, folder + name):
@@ -122,6 +200,10 @@ class JobContext:
         if self.should_stop is not None:
             reason = self.should_stop()
             if reason:
+                try:
+                    self.wait_uploads()  # a stopped job's files have all landed (a resumable one restarts from them)
+                except Exception:  # noqa: BLE001 - the stop is the outcome; a failed upload changes nothing then
+                    pass
                 raise JobStopped(reason)
 
     def timed(self, name: str):

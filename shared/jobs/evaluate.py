@@ -13,6 +13,7 @@ compares night to night.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -25,19 +26,27 @@ from scalespace.evaluation import density as dens
 from scalespace.evaluation import robustness as rob
 from scalespace.evaluation.check import Check, finite_or_none
 from scalespace.evaluation.forward import forward_checks
-from scalespace.evaluation.forward_trajectory import GreyHistogram, eval_indices, forward_steps, forward_trajectory
+from scalespace.evaluation.forward_trajectory import (
+    ForwardTrajectory, GreyHistogram, eval_indices, forward_steps, forward_tree,
+)
 from scalespace.evaluation.invariances import check_invariances, invariance_steps
 from scalespace.evaluation.pictures import REVERSE_SAMPLES as PICTURE_SAMPLES
 from scalespace.evaluation.pictures import evaluation_pictures
 from scalespace.evaluation.plots import PLOTS, render_plots
 from scalespace.evaluation.report import render_html
-from scalespace.evaluation.reverse import check_r1, check_r2, check_r3, check_r4, reverse_steps, run_reverse
-from scalespace.jobs.context import JobContext
+from scalespace.evaluation.reverse import (
+    ReverseRun, check_r1, check_r2, check_r3, check_r4, reverse_steps, run_reverse,
+)
+from scalespace.jobs.context import JobContext, PhaseSteps
+from scalespace.jobs.images import from_npz, to_npz
+from scalespace.jobs.shards import Shard, gather, shard_count, plan_shards, read_shard, shard_range, spec_range, summed_progress
 from scalespace.jobs.sample import load_denoiser, process_for
 from scalespace.jobs.specs import EvaluateSpec
 from scalespace.processes.base import Process
 from scalespace.sampling.pipeline import generate
 from scalespace.sampling.samplers import check_reverse_mean
+from scalespace.sampling.schedule import respace
+from scalespace.stats.batch_tree import BatchTree
 from scalespace.stats.marginals import OracleMarginal
 from scalespace.stats.reference_cache import QualityReference, reference_features
 
@@ -56,6 +65,7 @@ def check_evaluate_spec(spec: EvaluateSpec, process: Process | None = None) -> P
         raise ScalespaceError("process_params.guidance: the evaluation's oracle needs 'shared' osmosis guidance")
     _oracle_memory(process, split_sizes(spec.data, spec.data_limit)[0])
     check_reverse_mean(spec.reverse_mean, process)
+    shard_count(spec)  # shards: none of them empty
     return process
 
 
@@ -71,6 +81,10 @@ def _oracle_memory(process: Process, n_train: int) -> None:
 
 def run_evaluate(spec: EvaluateSpec, ctx: JobContext) -> dict[str, Any]:
     process = check_evaluate_spec(spec)
+    if spec.shard is not None:
+        return _run_shard(spec, ctx, process)
+    shards = plan_shards(spec, ctx.job_id)
+    merged = _merge_shards(spec, ctx, process, shards) if shards else None
     with ctx.timed("load"):
         train = load_dataset(spec.data, "train", size=spec.data_size, limit=spec.data_limit,
                              on_progress=lambda done, total: ctx.tick("load train", done, total)).images
@@ -90,16 +104,14 @@ def run_evaluate(spec: EvaluateSpec, ctx: JobContext) -> dict[str, Any]:
     traj = None
     if "forward" in groups or "density" in groups:
         # the oracle, the trajectory's batches step by step, its figures, the forward checks
-        work = forward_steps(spec.n, len(indices), spec.batch_size)
+        work = forward_steps(spec.n, len(indices), spec.batch_size) if merged is None else 0
         steps = ctx.phase("forward", 2 + work + int("forward" in groups))
         with ctx.timed("forward_trajectory"):
-            density = OracleMarginal(process, train, chunk=spec.oracle_chunk) if "forward" in groups else None
-            steps.step()
-            grey = GreyHistogram(*GREY_HIST) if process.grey_density_is_osmosis else None
-            traj = forward_trajectory(
-                process, train, spec.n, spec.seed, indices, density, batch_size=spec.batch_size, grey=grey,
-                on_step=steps.part(work),
-            )
+            if merged is not None:  # the shards' trajectories, merged
+                traj = merged.forward
+                steps.step()
+            else:
+                traj = _forward(spec, process, train, indices, groups, 0, spec.n, steps).result()
             report["n_forward"] = traj.count
             report["trajectory"] = traj.rows(process)
             steps.step()
@@ -130,12 +142,12 @@ def run_evaluate(spec: EvaluateSpec, ctx: JobContext) -> dict[str, Any]:
         steps.finish()
     if "reverse" in groups:
         # the reverse run step by step, then R1 to R4 and the quality figure
-        work = reverse_steps(process, spec.n_reverse, spec.reverse_steps, spec.batch_size)
+        work = reverse_steps(process, spec.n_reverse, spec.reverse_steps, spec.batch_size) if merged is None else 0
         steps = ctx.phase("reverse", work + 5)
         with ctx.timed("reverse"):
-            run = run_reverse(process, denoiser, train.to(ctx.device), spec.n_reverse, spec.seed, spec.reverse_steps,
-                              device=ctx.device, batch_size=spec.batch_size, reverse_mean=spec.reverse_mean,
-                              on_step=steps.part(work))
+            run = merged.reverse if merged is not None else run_reverse(
+                process, denoiser, train.to(ctx.device), spec.n_reverse, spec.seed, spec.reverse_steps,
+                device=ctx.device, batch_size=spec.batch_size, reverse_mean=spec.reverse_mean, on_step=steps.part(work))
             for check in (lambda: check_r1(process, train, run, spec.seed), lambda: check_r2(process, denoiser, run, spec.seed, poll=steps.poll),
                           lambda: check_r3(process), lambda: check_r4(process, train, run, spec.seed)):
                 checks.append(check())
@@ -166,6 +178,11 @@ def run_evaluate(spec: EvaluateSpec, ctx: JobContext) -> dict[str, Any]:
                                        reverse_mean=spec.reverse_mean, device=ctx.device, on_step=steps.part(walk))
     steps.finish()
     report["checks"] = [c.to_dict() for c in checks]
+    if shards:
+        report["shards"] = ctx.manifest_extra["shards"] = [
+            {"job_id": sh.job_id, "forward_ids": _inclusive(shard_range(spec.n, spec.batch_size, sh.index, sh.count)),
+             "reverse_ids": _inclusive(shard_range(spec.n_reverse, spec.batch_size, sh.index, sh.count))}
+            for sh in shards]
     report["timings"] = {k: round(v, 3) for k, v in ctx.timings.items()}
     report = finite_or_none(report)
     steps = ctx.phase("report", len(PLOTS) + 2)  # each plot, report.json, report.html
@@ -178,6 +195,95 @@ def run_evaluate(spec: EvaluateSpec, ctx: JobContext) -> dict[str, Any]:
         ctx.put("report.html", render_html(report, plots).encode())
     steps.finish()
     return summarise(report, checks)
+
+
+#: a shard's forward trajectory in its mergeable form (its batch tree's nodes), and its reverse run
+SHARD_FORWARD = "forward-shard.json"
+SHARD_REVERSE = "reverse-shard.npz"
+
+
+@dataclass
+class MergedShards:
+    """What the shards drew, put together: the forward trajectory and the reverse checks' run (None: not asked)."""
+
+    forward: ForwardTrajectory | None
+    reverse: ReverseRun | None
+
+
+def _inclusive(ids: tuple[int, int]) -> list[int]:
+    return [ids[0], ids[1] - 1]
+
+
+def _forward(spec: EvaluateSpec, process: Process, train: torch.Tensor, indices: list[int], groups: list[str],
+             first_id: int, n: int, steps: PhaseSteps) -> BatchTree[ForwardTrajectory]:
+    """The forward trajectory of samples first_id .. first_id + n - 1 (with the oracle's density for `forward`),
+    batch by batch in the batch tree (result(): the trajectory; the same for any split into shards).
+    `steps`: one step for the oracle, then forward_steps(...) for the batches."""
+    density = OracleMarginal(process, train, chunk=spec.oracle_chunk) if "forward" in groups else None
+    steps.step()
+    grey = GreyHistogram(*GREY_HIST) if process.grey_density_is_osmosis else None
+    return forward_tree(process, train, n, spec.seed, indices, density, batch_size=spec.batch_size, grey=grey,
+                        first_id=first_id, on_step=steps.part(forward_steps(n, len(indices), spec.batch_size)))
+
+
+def _run_shard(spec: EvaluateSpec, ctx: JobContext, process: Process) -> dict[str, Any]:
+    """A shard job: its slice of the forward trajectory's samples and of the reverse checks' run, merged by the parent."""
+    with ctx.timed("load"):
+        train = load_dataset(spec.data, "train", size=spec.data_size, limit=spec.data_limit).images
+    _oracle_memory(process, len(train))
+    groups = spec.checks
+    out: dict[str, Any] = {"process": process.describe(), "shard": {"index": spec.shard.index, "count": spec.shard.count}}
+    lo, hi = spec_range(spec, spec.n)
+    if ("forward" in groups or "density" in groups) and hi > lo:
+        indices = eval_indices(process.T, spec.eval_steps)
+        work = forward_steps(hi - lo, len(indices), spec.batch_size)
+        steps = ctx.phase("forward", work + 1)
+        with ctx.timed("forward_trajectory"):
+            tree = _forward(spec, process, train, indices, groups, lo, hi - lo, steps)
+        ctx.put_json(SHARD_FORWARD, tree.to_dict(ForwardTrajectory.to_dict))
+        out["forward_ids"] = [lo, hi - 1]
+        steps.finish()
+    lo, hi = spec_range(spec, spec.n_reverse)
+    if "reverse" in groups and hi > lo:
+        denoiser = load_denoiser(spec.model, process, train, ctx.store, ctx.device, spec.oracle_chunk)
+        work = reverse_steps(process, hi - lo, spec.reverse_steps, spec.batch_size)
+        steps = ctx.phase("reverse", work)
+        with ctx.timed("reverse"):
+            run = run_reverse(process, denoiser, train.to(ctx.device), hi - lo, spec.seed, spec.reverse_steps,
+                              device=ctx.device, batch_size=spec.batch_size, reverse_mean=spec.reverse_mean,
+                              on_step=steps.part(work), first_id=lo)
+        ctx.put(SHARD_REVERSE, to_npz(samples=run.samples.numpy(), prior=run.prior.numpy()))
+        out["reverse_ids"] = [lo, hi - 1]
+        steps.finish()
+    return out
+
+
+def _merge_shards(spec: EvaluateSpec, ctx: JobContext, process: Process, shards: list[Shard]) -> MergedShards:
+    """Every shard's results (embedded: the shards run here first), merged in order."""
+    manifests = gather(ctx, shards, summed_progress(ctx, "", [0] * len(shards), 0))
+    tree: BatchTree[ForwardTrajectory] = BatchTree()
+    samples, priors = [], []
+    with ctx.timed("merge"):
+        for shard, manifest in zip(shards, manifests):
+            names = {a.get("name") for a in manifest.get("artifacts") or []}
+            if SHARD_FORWARD in names:
+                part = json.loads(read_shard(ctx, shard, manifest, SHARD_FORWARD))
+                tree.update(BatchTree.from_dict(part, ForwardTrajectory.from_dict))
+            if SHARD_REVERSE in names:
+                arrays = from_npz(read_shard(ctx, shard, manifest, SHARD_REVERSE))
+                samples.append(torch.from_numpy(arrays["samples"]))
+                priors.append(torch.from_numpy(arrays["prior"]))
+    forward, reverse = tree.result(), None
+    if "reverse" in spec.checks:
+        reverse = ReverseRun(torch.cat(samples), torch.cat(priors), respace(process.T, spec.reverse_steps),
+                             process.default_sampler, spec.reverse_mean)
+        if len(reverse.samples) != spec.n_reverse:
+            raise ScalespaceError(f"shards: the shards hold {len(reverse.samples)} reverse samples, not "
+                                  f"n_reverse = {spec.n_reverse}; retry the job")
+    if ("forward" in spec.checks or "density" in spec.checks) and (forward is None or forward.count != spec.n):
+        raise ScalespaceError(f"shards: the shards hold {0 if forward is None else forward.count} forward samples, not "
+                              f"n = {spec.n}; retry the job")
+    return MergedShards(forward, reverse)
 
 
 def _robustness(spec, ctx, process, denoiser, train, heldout, run, reference) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import platform
 import subprocess
+from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 
@@ -15,6 +16,13 @@ PACKAGES = ("torch", "numpy", "pydantic", "triton", "safetensors", "scikit-learn
 
 
 def package_versions() -> dict[str, str]:
+    """The versions of the packages this process runs with (a fresh dict; read once per process: the
+    modules loaded do not change while it runs, and reading the metadata costs tens of ms)."""
+    return dict(_package_versions())
+
+
+@lru_cache(maxsize=1)
+def _package_versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
     for p in PACKAGES:
         try:
@@ -24,8 +32,10 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+@lru_cache(maxsize=1)
 def code_version() -> str:
-    """The package version, plus the git commit when running from a checkout."""
+    """The package version, plus the git commit when running from a checkout (asked once per process: the
+    code it runs is the code it loaded)."""
     v = scalespace.__version__
     root = Path(__file__).resolve().parents[2]
     if (root / ".git").exists():

@@ -62,8 +62,8 @@ def run_job(
     store.check_writable()
     device = resolve_device(getattr(spec, "device", "auto"))
 
-    def run_child(child: dict[str, Any], child_id: str) -> dict[str, Any]:
-        return run_job(child, store, progress, job_id=child_id, should_stop=should_stop)
+    def run_child(child: dict[str, Any], child_id: str, child_progress: ProgressFn | None = None) -> dict[str, Any]:
+        return run_job(child, store, child_progress or progress, job_id=child_id, should_stop=should_stop)
 
     ctx = JobContext(job_id=job_id, store=store, progress=progress, should_stop=should_stop, device=device,
                      run_child=run_child, attempt=attempt, guard=guard)
@@ -73,6 +73,7 @@ def run_job(
     t0 = time.perf_counter()
     try:
         summary = runner(spec, ctx)
+        ctx.wait_uploads()  # every artifact landed (an upload's failure is the job's, cleaned up below)
     except BaseException:
         if attempt is None and not kind.resumable:
             store.delete("jobs", job_id)  # embedded: no manifest was written; remove the partial artifacts

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from typing import Any
@@ -15,9 +16,10 @@ from scalespace.denoisers.checkpoints import load_model
 from scalespace.denoisers.oracle import OracleDenoiser
 from scalespace.evaluation import pictures
 from scalespace.evaluation.check import finite_or_none
-from scalespace.evaluation.sample_trajectory import TrajectoryStats, moment_steps, reference_moments, sample_quality
+from scalespace.evaluation.sample_trajectory import TrajectoryStats, TrajectoryTree, moment_steps, reference_moments, sample_quality
 from scalespace.jobs.context import JobContext
-from scalespace.jobs.images import grid_png, to_npz
+from scalespace.jobs.images import from_npz, grid_png, to_npz
+from scalespace.jobs.shards import Shard, gather, shard_count, plan_shards, read_shard, shard_range, spec_range, summed_progress
 from scalespace.jobs.specs import SampleSpec
 from scalespace.kernels import dispatch
 from scalespace.processes import Process, make_process, process_class
@@ -71,32 +73,30 @@ def check_sample_spec(spec: SampleSpec, process: Process | None = None) -> Proce
     check_reverse_mean(spec.reverse_mean, process, spec.sampler)
     if spec.model == "oracle" and not process.shared_operator:
         raise ScalespaceError("process_params.guidance: the oracle needs 'shared' osmosis guidance (one for all samples)")
+    shard_count(spec)  # shards: none of them empty
     return process
 
 
 def run_sample(spec: SampleSpec, ctx: JobContext) -> dict[str, Any]:
     process = check_sample_spec(spec)
+    shards = plan_shards(spec, ctx.job_id)
     with ctx.timed("load"):
         train = load_dataset(spec.data, "train", size=spec.data_size, limit=spec.data_limit).images
         denoiser = load_denoiser(spec.model, process, train, ctx.store, ctx.device, spec.oracle_chunk,
                                  dtype=getattr(torch, spec.oracle_dtype))
     schedule = respace(process.T, spec.steps, spec.timestep_spacing)
-    traj = TrajectoryStats(list(spec.statistics), math.prod(process.shape), moment_steps(schedule),
-                           reference_moments(spec.data, spec.data_size) if "fd_data" in spec.statistics else None)
+    if spec.shard is not None:
+        return _run_shard(spec, ctx, process, denoiser, train, schedule)
     recorder = pictures.ReverseRecorder(process, denoiser, schedule) if spec.pictures else None
-    t0 = time.perf_counter()
-
-    def on_step(done: int, total: int) -> None:
-        ctx.report("sample", done, total, steps_per_second=done / max(time.perf_counter() - t0, 1e-9))
-
-    ctx.check_stop()
-    with ctx.timed("sample"):
-        samples = generate(
-            process, denoiser, spec.n, spec.seed,
-            batch_size=spec.batch_size, steps=spec.steps, sampler=spec.sampler, eta=spec.eta,
-            timestep_spacing=spec.timestep_spacing, reverse_mean=spec.reverse_mean,
-            train=train, device=ctx.device, on_step=on_step, trajectory=traj, on_state=recorder,
-        )
+    if shards:
+        samples, traj = _merge_shards(spec, ctx, process, schedule, shards)
+        if recorder is not None:  # the first samples' chain again, for the picture (the samples are the shards')
+            _draw(spec, ctx, process, denoiser, train, min(spec.n, pictures.REVERSE_SAMPLES), recorder=recorder,
+                  phase="pictures")
+    else:
+        tree = _trajectory(spec, process, schedule)
+        samples = _draw(spec, ctx, process, denoiser, train, spec.n, trajectory=tree, recorder=recorder)
+        traj = tree.result()
     rows = traj.rows(process, list(spec.statistics))
     ctx.put("samples.npz", to_npz(samples=samples.numpy()))
     ctx.put("grid.png", grid_png(samples))
@@ -111,9 +111,84 @@ def run_sample(spec: SampleSpec, ctx: JobContext) -> dict[str, Any]:
         quality = finite_or_none(sample_quality(samples, spec.data, spec.data_size, list(spec.quality), ctx.store,
                                                 ctx.device, traj.reference, spec.seed))
     ctx.manifest_extra["quality"] = quality
+    if shards:
+        ctx.manifest_extra["shards"] = [{"job_id": s.job_id, "ids": _inclusive(shard_range(spec.n, spec.batch_size, s.index, s.count))}
+                                        for s in shards]
     return {
         "process": process.describe(),
         "model": {"id": spec.model, "digest": denoiser.digest()},
         "samples": {"n": spec.n, "shape": list(samples.shape[1:]), "ids": [0, spec.n - 1]},
         "quality": {**{k: v.get(k) for k, v in quality.items()}, "n_samples": spec.n},
+        **({"shards": len(shards)} if shards else {}),
     }
+
+
+def _inclusive(ids: tuple[int, int]) -> list[int]:
+    """[lo, hi) as the first and last id, the way a summary names its samples."""
+    return [ids[0], ids[1] - 1]
+
+
+#: a shard's statistics in their mergeable form: its batch tree's nodes (TrajectoryTree.to_dict)
+SHARD_STATS = "trajectory-shard.json"
+
+
+def _trajectory(spec: SampleSpec, process: Process, schedule: list[int]) -> TrajectoryTree:
+    """The job's trajectory statistics, kept per batch and merged in the batch tree (the same for any sharding)."""
+    reference = reference_moments(spec.data, spec.data_size) if "fd_data" in spec.statistics else None
+    return TrajectoryTree(lambda: TrajectoryStats(list(spec.statistics), math.prod(process.shape),
+                                                  moment_steps(schedule), reference))
+
+
+def _draw(spec: SampleSpec, ctx: JobContext, process: Process, denoiser: Denoiser, train: torch.Tensor, n: int,
+          first_id: int = 0, trajectory: TrajectoryStats | None = None,
+          recorder: pictures.ReverseRecorder | None = None, phase: str = "sample") -> torch.Tensor:
+    """Samples first_id .. first_id + n - 1, reporting each reverse step as `phase`."""
+    t0 = time.perf_counter()
+
+    def on_step(done: int, total: int) -> None:  # at most every 0.2 s to the job store (the first and last always)
+        ctx.tick(phase, done, total, steps_per_second=done / max(time.perf_counter() - t0, 1e-9))
+
+    ctx.check_stop()
+    with ctx.timed("sample"):
+        return generate(
+            process, denoiser, n, spec.seed,
+            batch_size=spec.batch_size, steps=spec.steps, sampler=spec.sampler, eta=spec.eta,
+            timestep_spacing=spec.timestep_spacing, reverse_mean=spec.reverse_mean,
+            train=train, device=ctx.device, first_id=first_id, on_step=on_step, trajectory=trajectory,
+            on_state=recorder,
+        )
+
+
+def _run_shard(spec: SampleSpec, ctx: JobContext, process: Process, denoiser: Denoiser, train: torch.Tensor,
+               schedule: list[int]) -> dict[str, Any]:
+    """A shard job: its slice of the samples and its statistics, merged by the parent."""
+    lo, hi = spec_range(spec, spec.n)
+    tree = _trajectory(spec, process, schedule)
+    samples = _draw(spec, ctx, process, denoiser, train, hi - lo, first_id=lo, trajectory=tree)
+    ctx.put("samples.npz", to_npz(samples=samples.numpy()))
+    ctx.put_json(SHARD_STATS, tree.to_dict())
+    return {
+        "process": process.describe(),
+        "model": {"id": spec.model, "digest": denoiser.digest()},
+        "samples": {"n": hi - lo, "shape": list(samples.shape[1:]), "ids": [lo, hi - 1]},
+        "shard": {"index": spec.shard.index, "count": spec.shard.count},
+    }
+
+
+def _merge_shards(spec: SampleSpec, ctx: JobContext, process: Process, schedule: list[int],
+                  shards: list[Shard]) -> tuple[torch.Tensor, TrajectoryStats]:
+    """The shards' samples in order (bit for bit the unsharded job's) and their statistics merged."""
+    per_batch = len(schedule) - 1
+    starts = [shard_range(spec.n, spec.batch_size, s.index, s.count)[0] for s in shards]
+    offsets = [-(-lo // spec.batch_size) * per_batch for lo in starts]
+    total = -(-spec.n // spec.batch_size) * per_batch
+    manifests = gather(ctx, shards, summed_progress(ctx, "sample", offsets, total))
+    with ctx.timed("merge"):
+        parts, tree = [], _trajectory(spec, process, schedule)
+        for shard, manifest in zip(shards, manifests):
+            parts.append(torch.from_numpy(from_npz(read_shard(ctx, shard, manifest, "samples.npz"))["samples"]))
+            tree.update_from_dict(json.loads(read_shard(ctx, shard, manifest, SHARD_STATS)))
+        samples, traj = torch.cat(parts), tree.result()
+    if samples.shape[0] != spec.n:
+        raise ScalespaceError(f"shards: the shards hold {samples.shape[0]} samples, not n = {spec.n}; retry the job")
+    return samples, traj

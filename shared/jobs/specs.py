@@ -26,6 +26,11 @@ refused, so a typo is an error and not a silently ignored option.
   figure with the previous sweep of the same name and flags a regression when
   a figure moves the wrong way by more than max(tolerance * |previous|, tolerance_abs).
 
+Sample and evaluate jobs take `shards` (an integer, or "auto": one shard per
+`shard_size` samples): the job runs as a parent and that many shard jobs, each
+drawing a batch-aligned slice of the sample indices (scalespace.jobs.shards);
+`shard` marks a shard job and is set by the parent, not by callers.
+
 Sample, evaluate and train jobs share their first fields (`ProcessDataSpec`);
 `seed` and `device` are shared types, declared in each spec at its own place,
 because the order of a spec's fields decides which error is reported first.
@@ -37,7 +42,9 @@ import hashlib
 import json
 from typing import Annotated, Any, ClassVar, Literal, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import (
+    AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator,
+)
 
 from scalespace import ScalespaceError
 from scalespace.ids import check_id
@@ -88,6 +95,49 @@ Seed = Annotated[int, Field(ge=0, lt=2**63)]
 Device = Literal["auto", "cpu", "cuda"]
 
 
+#: the kinds whose jobs may be split into shards
+SHARDED_KINDS = ("sample", "evaluate")
+#: most shards one job may have
+MAX_SHARDS = 1024
+#: samples per shard when `shards` is "auto" (sample jobs: n; evaluate jobs: the larger of n and n_reverse)
+DEFAULT_SHARD_SIZE = 1024
+
+
+class ShardOf(BaseModel):
+    """Which shard of its parent a shard job is: `index` of `count` (set by the parent job)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    index: int = Field(ge=0, lt=MAX_SHARDS, description="this shard's position, from 0")
+    count: int = Field(ge=2, le=MAX_SHARDS, description="how many shards the parent has")
+
+    @model_validator(mode="after")
+    def _within(self) -> ShardOf:
+        if self.index >= self.count:
+            raise ValueError(f"index {self.index} is not below count {self.count}; shards count from 0")
+        return self
+
+
+#: the sharding fields: left out of the spec hash at their defaults, so an unsharded spec keeps its hash
+SHARD_FIELDS = ("shards", "shard_size", "shard")
+
+
+def _shards(v: Any) -> Any:
+    if v == "auto":
+        return v
+    if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_SHARDS:
+        raise ValueError(f"must be an integer from 1 to {MAX_SHARDS}, or 'auto' (one shard per shard_size samples); "
+                         f"got {v!r}")
+    return v
+
+
+Shards = Annotated[Union[Annotated[int, Field(ge=1, le=MAX_SHARDS)], Literal["auto"]], BeforeValidator(_shards)]
+SHARDS_DESCRIPTION = (
+    "split the job's samples over this many shard jobs, each a batch-aligned slice of the sample indices, run by "
+    "as many workers (the result is bit-identical to one shard); 'auto': one shard per shard_size samples"
+)
+
+
 # --- the bases ---------------------------------------------------------------------------
 
 
@@ -134,7 +184,7 @@ class SampleSpec(ProcessDataSpec):
     sampler: str | None = Field(None, description="ancestral, ddim or heat; default: the process's own")
     eta: float = Field(0.0, ge=0, description="DDIM eta (0 = deterministic)")
     steps: int | None = Field(None, ge=1, description="reverse steps; default: the process's T")
-    HASH_SKIPS_DEFAULT: ClassVar[tuple[str, ...]] = ("timestep_spacing", "reverse_mean", "pictures")
+    HASH_SKIPS_DEFAULT: ClassVar[tuple[str, ...]] = ("timestep_spacing", "reverse_mean", "pictures", *SHARD_FIELDS)
     timestep_spacing: Literal["trailing", "leading", "linspace"] = Field(
         "trailing",
         description="which indices a respaced walk (steps < T) visits, as diffusers' timestep_spacing: trailing "
@@ -166,6 +216,9 @@ class SampleSpec(ProcessDataSpec):
                     "reverse_trajectory.png (u_t and the denoiser's estimate of u_0 along the reverse chain of the first "
                     "samples) and sample_grid.png (the samples); they do not change the samples",
     )
+    shards: Shards = Field(1, description=SHARDS_DESCRIPTION)
+    shard_size: int = Field(DEFAULT_SHARD_SIZE, ge=1, le=MAX_N, description="samples per shard when shards is 'auto'")
+    shard: ShardOf | None = Field(None, description="set by the parent on its shard jobs: which slice this job draws")
     device: Device = "auto"
 
     @field_validator("sampler")
@@ -219,7 +272,7 @@ class EvaluateSpec(ProcessDataSpec):
     invariance_steps: int = Field(8, ge=1, le=1000, description="forward steps checked for F5")
     n_reverse: int = Field(128, ge=2, le=MAX_N, description="samples of the reverse checks R1 to R4")
     reverse_steps: int | None = Field(100, ge=1, description="reverse steps of R1 to R4 (None: T)")
-    HASH_SKIPS_DEFAULT: ClassVar[tuple[str, ...]] = ("reverse_mean",)
+    HASH_SKIPS_DEFAULT: ClassVar[tuple[str, ...]] = ("reverse_mean", *SHARD_FIELDS)
     reverse_mean: Literal["ihdm", "posterior"] = Field(
         "ihdm", description="the heat sampler's step mean (heat, osmosis) in the reverse checks and robustness runs: ihdm or posterior, as the "
                             "sample job's")
@@ -229,6 +282,11 @@ class EvaluateSpec(ProcessDataSpec):
     density_cells: int = Field(1600, ge=50, le=20_000, description="cells of the grey-value grid on [-8, 8]")
     batch_size: int = Field(256, ge=1, le=65_536)
     oracle_chunk: int = Field(4096, ge=1)
+    shards: Shards = Field(1, description=SHARDS_DESCRIPTION + " (the forward trajectory's n and the reverse "
+                                                              "checks' n_reverse are both split)")
+    shard_size: int = Field(DEFAULT_SHARD_SIZE, ge=1, le=MAX_N,
+                            description="samples per shard when shards is 'auto' (the larger of n and n_reverse)")
+    shard: ShardOf | None = Field(None, description="set by the parent on its shard jobs: which slice this job draws")
     seed: Seed = 0
     device: Device = "auto"
 

@@ -130,6 +130,8 @@ def generate(
         noise = NoiseSource(seed, _aligned_ids(ids), process.shape, device)
         u = start_state(process, noise, train, device)
         if trajectory is not None:
+            if hasattr(trajectory, "begin_batch"):  # statistics kept per batch number (a batch tree)
+                trajectory.begin_batch(lo // batch_size)
             trajectory.add(schedule[0], u[:keep])
         if on_state is not None:
             on_state(schedule[0], u[:keep], ids)

@@ -18,6 +18,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import threading
+import time
 from pathlib import PurePosixPath
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -60,6 +62,42 @@ def check_key(namespace: str, ident: str, name: str) -> None:
         raise ScalespaceError(f"invalid artifact name {name!r}")
     if not NAME_PATTERN.match(base) or ".." in base:
         raise ScalespaceError(f"invalid artifact name {name!r}")
+
+
+#: writes handed to background threads and not ended yet, per (store, namespace, ident) (scalespace.jobs.context)
+_writes: dict[tuple[int, str, str], int] = {}
+_writes_changed = threading.Condition()
+#: a delete waits at most this long for the writes in flight under its ident (a write hung longer is the store's)
+WRITES_WAIT_S = 60.0
+
+
+def writes_begin(store: Any, namespace: str, ident: str) -> None:
+    """A write under <namespace>/<ident> was handed to a background thread: a delete there waits for it."""
+    with _writes_changed:
+        key = (id(store), namespace, ident)
+        _writes[key] = _writes.get(key, 0) + 1
+
+
+def writes_end(store: Any, namespace: str, ident: str) -> None:
+    """That write ended (landed or failed)."""
+    with _writes_changed:
+        key = (id(store), namespace, ident)
+        left = _writes.get(key, 0) - 1
+        if left > 0:
+            _writes[key] = left
+        else:
+            _writes.pop(key, None)
+        _writes_changed.notify_all()
+
+
+def wait_writes(store: Any, namespace: str, ident: str, timeout_s: float = WRITES_WAIT_S) -> None:
+    """Wait until no background write under <namespace>/<ident> is in flight (what a delete does first, so
+    nothing it removed comes back)."""
+    key = (id(store), namespace, ident)
+    deadline = time.monotonic() + timeout_s
+    with _writes_changed:
+        while key in _writes and time.monotonic() < deadline:
+            _writes_changed.wait(max(deadline - time.monotonic(), 0.0))
 
 
 @dataclass(frozen=True)
@@ -109,6 +147,10 @@ class ArtifactStore(ABC):
     def url(self, namespace: str, ident: str, name: str, expires: int = 3600) -> str:
         """A URL to fetch an artifact (presigned on S3, file:// locally)."""
         return self.location(namespace, ident, name)
+
+    def copy(self, namespace: str, ident: str, src: str, dst: str) -> None:
+        """Copy object `src` to `dst` under <namespace>/<ident>, byte for byte (S3: one server-side copy)."""
+        self.put(namespace, ident, dst, self.get(namespace, ident, src))
 
     # --- helpers shared by every store --------------------------------------------------
     @staticmethod

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from scalespace import ScalespaceError
-from scalespace.storage.base import ATTEMPT_PATTERN, ArtifactRef, ArtifactStore, check_key
+from scalespace.storage.base import ATTEMPT_PATTERN, ArtifactRef, ArtifactStore, check_key, wait_writes
 
 
 class LocalStore(ArtifactStore):
@@ -68,6 +68,7 @@ class LocalStore(ArtifactStore):
 
     def delete(self, namespace: str, ident: str, folder: str | None = None) -> None:
         check_key(namespace, ident, f"{folder}/x" if folder else "x")
+        wait_writes(self, namespace, ident)  # an upload still in flight would bring a file back
         d = self._dir(namespace, ident)
         shutil.rmtree(d / folder if folder else d, ignore_errors=True)
 

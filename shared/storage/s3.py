@@ -20,7 +20,7 @@ import re
 from typing import Any
 
 from scalespace import ScalespaceError
-from scalespace.storage.base import ATTEMPT_PATTERN, ArtifactRef, ArtifactStore, check_key, content_type
+from scalespace.storage.base import ATTEMPT_PATTERN, ArtifactRef, ArtifactStore, check_key, content_type, wait_writes
 
 PREFIX_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}(/[A-Za-z0-9][A-Za-z0-9._-]{0,63}){0,7}$")
 TRANSIENT_CODES = {"500", "502", "503", "504", "SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable",
@@ -152,6 +152,22 @@ class S3Store(ArtifactStore):
             self._call(f"upload of {key}", self.client.put_object, Bucket=self.bucket, Key=key, Body=data, ContentType=ctype)
         return self.ref(name, data)
 
+    def copy(self, namespace: str, ident: str, src: str, dst: str) -> None:
+        """One server-side CopyObject (no bytes through this process); an endpoint without it: GET, then PUT."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        source, key = self.key(namespace, ident, src), self.key(namespace, ident, dst)
+        try:
+            self.client.copy_object(Bucket=self.bucket, Key=key, CopySource={"Bucket": self.bucket, "Key": source},
+                                    ContentType=content_type(dst), MetadataDirective="REPLACE")
+        except (BotoCoreError, ClientError, OSError) as e:
+            if isinstance(e, ClientError) and str(e.response.get("Error", {}).get("Code", "")) in ("NotImplemented", "501"):
+                super().copy(namespace, ident, src, dst)
+                return
+            if self._missing(e):
+                raise ScalespaceError(f"no artifact {src!r} for {namespace[:-1]} {ident!r} in s3://{self.bucket}/{self._base(namespace)}") from None
+            raise self._translate(e, f"copy of {source} to {key}") from None
+
     def get(self, namespace: str, ident: str, name: str) -> bytes:
         from botocore.exceptions import BotoCoreError, ClientError
 
@@ -201,6 +217,7 @@ class S3Store(ArtifactStore):
         if folder:
             check_key(namespace, ident, f"{folder}/x")
         base = self._dir(namespace, ident) + (f"{folder}/" if folder else "")
+        wait_writes(self, namespace, ident)  # an upload still in flight would bring an object back
         keys, _ = self._keys(base)
         for i in range(0, len(keys), 1000):  # DeleteObjects takes at most 1000 keys
             batch = {"Objects": [{"Key": k} for k in keys[i:i + 1000]], "Quiet": True}

@@ -64,8 +64,9 @@ def port_open(port: int) -> bool:
 class RedisServer:
     """/usr/bin/redis-server with an append-only file, so a restart keeps queued jobs."""
 
-    def __init__(self, folder: Path, port: int | None = None):
+    def __init__(self, folder: Path, port: int | None = None, appendfsync: str = "always"):
         self.folder, self.port = folder, port or free_port()
+        self.appendfsync = appendfsync  # "always" (the tests: nothing acknowledged is lost), or "everysec"
         self.folder.mkdir(parents=True, exist_ok=True)
         self.proc: subprocess.Popen | None = None
 
@@ -77,7 +78,7 @@ class RedisServer:
         binary = shutil.which("redis-server") or "/usr/bin/redis-server"
         self.proc = subprocess.Popen(
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder), "--save", "",
-             "--appendonly", "yes", "--appendfsync", "always", "--databases", "64", "--protected-mode", "no"],
+             "--appendonly", "yes", "--appendfsync", self.appendfsync, "--databases", "64", "--protected-mode", "no"],
             stdout=open(self.folder / "redis.log", "ab"), stderr=subprocess.STDOUT)
         import redis
 

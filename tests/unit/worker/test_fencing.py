@@ -180,3 +180,20 @@ def test_read_latest_prefers_this_attempt_then_the_newest_earlier_one(tmp_path):
     assert JobContext(job_id="t", store=store, attempt=4).read_latest("ck") == b"four"
     assert JobContext(job_id="t", store=store, attempt=4).read_latest("other") is None
     assert JobContext(job_id="t", store=store).read_latest("ck") is None  # embedded: the job's own folder only
+
+
+def test_many_workers_janitors_take_different_jobs_and_a_round_keeps_to_its_budget(jobstore, tmp_path):
+    import random
+
+    store = LocalStore(tmp_path / "s")
+    for k in range(12):
+        _ended(jobstore, store, f"j{k:02d}", "sample", "failed", 1)
+    oldest = [i for i, _ in jobstore.janitor_due(0, 3)]
+    assert oldest == ["j00", "j01", "j02"]  # without a random source: the oldest, as before
+    picks = {tuple(i for i, _ in jobstore.janitor_due(0, 3, random.Random(seed))) for seed in range(8)}
+    assert len(picks) > 1 and all(len(p) == 3 for p in picks)  # workers' rounds spread over the list
+    # a round stops once its budget is spent (after one job at least); the rest wait for the next round
+    assert tidy(jobstore, store, grace_s=0, limit=50, budget_s=0.0) == 1
+    assert len(jobstore.janitor_due(0)) == 11
+    assert tidy(jobstore, store, grace_s=0, limit=50, budget_s=60.0, rng=random.Random(0)) == 11
+    assert jobstore.janitor_due(0) == []
