@@ -55,7 +55,7 @@ quoting figures).
 Part 2, speedup (`--part speedup`): the service as bench/load.py starts it
 (redis-server, `scalespace api`, `scalespace worker` processes of concurrency
 1 with one torch thread each (`--speedup-threads`: a core per worker, as a GPU
-per worker), local store), a sample job of n = 2,048, 20 steps, in
+per worker), local store), a sample job of n = 2,048, 100 steps, in
 `--speedup-shards` shards, run with 1 worker and then with 2, side by side in
 one run, each after a warm-up (small jobs, then the same sharded job with
 another seed); prints both wall times, t2/t1 (target <= 0.6), each shard's
@@ -855,7 +855,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shard-s", type=float, default=1.0, help="GPU seconds per shard for the projection")
     ap.add_argument("--timeout", type=float, default=600, help="seconds to wait for one K's jobs / the sharded job")
     ap.add_argument("--speedup-n", type=int, default=2048)
-    ap.add_argument("--speedup-steps", type=int, default=20)
+    ap.add_argument("--speedup-steps", type=int, default=100)
     ap.add_argument("--speedup-shards", default="2", help="the spec's shards (an integer or auto)")
     ap.add_argument("--speedup-threads", type=int, default=1,
                     help="torch threads per worker (OMP_NUM_THREADS): one core each, as one GPU each")

@@ -118,8 +118,25 @@ class WeedServer:
         config.write_text(json.dumps({"identities": [{
             "name": "test", "credentials": [{"accessKey": self.ACCESS, "secretKey": self.SECRET}],
             "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}))
-        ports = {name: free_port() for name in ("master", "volume", "filer", "master.grpc", "volume.grpc",
-                                                "filer.grpc", "s3.grpc")}
+        for attempt in range(3):  # a port drawn free can be taken before weed binds it: then again, other ports
+            try:
+                return self._start(weed, config)
+            except RuntimeError:
+                if attempt == 2:
+                    raise
+                self.s3_port = free_port()
+        raise AssertionError("unreachable")
+
+    def _start(self, weed: str, config: Path) -> "WeedServer":
+        names = ("master", "volume", "filer", "master.grpc", "volume.grpc", "filer.grpc", "s3.grpc")
+        taken = {self.s3_port}
+        ports: dict[str, int] = {}
+        for name in names:  # seven distinct ports, none of them the S3 port
+            port = free_port()
+            while port in taken:
+                port = free_port()
+            ports[name] = port
+            taken.add(port)
         args = [weed, "server", f"-dir={self.folder}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
                 f"-master.port={ports['master']}", f"-master.port.grpc={ports['master.grpc']}",
                 f"-volume.port={ports['volume']}", f"-volume.port.grpc={ports['volume.grpc']}",
@@ -129,8 +146,17 @@ class WeedServer:
                 "-s3.port.iceberg=0", "-s3.port.lance=0", f"-s3.config={config}"]
         self.proc = subprocess.Popen(args, stdout=open(self.folder / "weed.log", "ab"), stderr=subprocess.STDOUT,
                                      cwd=self.folder)
-        wait_for(lambda: self._bucket_ready("probe-bucket"), 60, "the SeaweedFS S3 gateway")
-        return self
+        deadline = time.monotonic() + 60
+        while True:
+            if self.proc.poll() is not None:  # it exited (a port taken meanwhile): the caller draws again
+                raise RuntimeError(f"weed exited: see {self.folder / 'weed.log'}")
+            try:
+                if self._bucket_ready("probe-bucket"):
+                    return self
+            except Exception as e:  # noqa: BLE001 - not ready yet
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"timed out after 60 s waiting for the SeaweedFS S3 gateway ({e})") from None
+            time.sleep(0.05)
 
     def client(self, endpoint: str | None = None) -> Any:
         import boto3
