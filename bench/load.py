@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -35,7 +34,7 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
-from service_infra import RedisServer, WeedServer, free_port, wait_for  # noqa: E402
+from service_infra import RedisServer, WeedServer, free_port, terminate_all, wait_for  # noqa: E402
 
 TOKEN = "bench-token"
 
@@ -165,14 +164,7 @@ def main() -> int:
               f"p99 {1000 * percentile(all_latencies, 0.99):.1f} ms")
         return 0
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        terminate_all(procs)
         if weed is not None:
             weed.stop()
         redis.stop()

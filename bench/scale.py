@@ -76,7 +76,6 @@ import multiprocessing as mp
 import os
 import queue
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -787,14 +786,7 @@ def speedup(args: argparse.Namespace) -> int:
                       f"started +{_since(view.get('started_at'), wall_t0)} s, "
                       f"finished +{_since(view.get('finished_at'), wall_t0)} s, run {view.get('duration_s') or 0:.1f} s")
         finally:
-            for p in procs:
-                if p.poll() is None:
-                    p.send_signal(signal.SIGTERM)
-            for p in procs:
-                try:
-                    p.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+            _infra().terminate_all(procs)
             rproc.terminate()
             rproc.wait(timeout=15)
             shutil.rmtree(tmp, ignore_errors=True)

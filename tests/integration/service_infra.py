@@ -55,6 +55,19 @@ def interrupt(proc: subprocess.Popen, timeout_s: float = 60) -> None:
         proc.wait()
 
 
+def terminate_all(procs: list[subprocess.Popen], timeout_s: float = 30) -> None:
+    """SIGTERM to every started process still running, then wait for each (killed after timeout_s)."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def port_open(port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(0.2)
