@@ -113,7 +113,7 @@ def _view(rec: JobRecord, svc: Services, request: Request) -> JobView:
     position = svc.jobstore.queue_position(rec.id, rec.lane) if state == "queued" else None
     progress = rec.progress
     shards = _shards(rec, svc) if rec.kind in SHARDED_KINDS and rec.children else None
-    if shards and state == "running":  # waiting for its shards: their progress, summed
+    if shards and state == "running" and (progress or {}).get("phase") == "children":  # waiting: the shards' sum
         progress = {"phase": "shards", "done": sum(sh.progress.done for sh in shards if sh.progress),
                     "total": sum(sh.progress.total for sh in shards if sh.progress),
                     "figures": {"shards": len(shards), "shards_succeeded": sum(sh.state == "succeeded" for sh in shards)}}
