@@ -93,17 +93,23 @@ def fans_out(spec: dict[str, Any]) -> bool:
         return False  # the job's own run reports the refusal
 
 
+def _children(rec: JobRecord, jobstore: Any) -> list[tuple[str, str, str | None]]:
+    """(id, state, error) of each child of a parent (a record gone with its TTL counts as expired)."""
+    out = []
+    for cid in rec.children or []:
+        child = jobstore.get(cid)
+        out.append((cid, child.state if child is not None else "expired", child.error if child is not None else None))
+    return out
+
+
 def shard_failures(rec: JobRecord, jobstore: Any) -> tuple[list[str], list[str]]:
     """A sharded parent's shards that have not ended (after a retry) and those that ended without results."""
     pending, failed = [], []
-    for cid in rec.children or []:
-        child = jobstore.get(cid)
-        state = child.state if child is not None else "expired"
+    for cid, state, error in _children(rec, jobstore):
         if state in ("queued", "running"):
             pending.append(cid)
         elif state != "succeeded":
-            error = (child.error if child is not None else None) or f"ended {state}"
-            failed.append(f"{cid} {state}: {error}")
+            failed.append(f"{cid} {state}: {error or f'ended {state}'}")
     return pending, failed
 
 
@@ -132,11 +138,8 @@ def mark_failed_children(rec: JobRecord, jobstore: Any, store: Any) -> None:
     """Before aggregating: write failure.json for each child that ended without results."""
     from scalespace.jobs.sweep import FAILURE, record_failure
 
-    for cid in rec.children or []:
-        child = jobstore.get(cid)
-        state = child.state if child is not None else "expired"
+    for cid, state, error in _children(rec, jobstore):
         if state == "succeeded":
             continue
-        error = child.error if child is not None else None
         if store.manifest(cid) is None and not store.exists("jobs", cid, FAILURE):
             record_failure(store, cid, state or "failed", error or f"child job ended {state or None}")

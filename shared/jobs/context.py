@@ -108,10 +108,10 @@ class JobContext:
         self._raise_failed()
         earlier = self._pending.pop(name, None)
         if earlier is not None:  # the same name again: the older upload lands first
-            self._settle(name, earlier)
+            earlier.result()
         while len(self._pending) >= MAX_PENDING_UPLOADS:
             oldest = next(iter(self._pending))
-            self._settle(oldest, self._pending.pop(oldest))
+            self._pending.pop(oldest).result()  # raises its error (JobStopped('lease-lost') when the guard refused)
         ref = ArtifactStore.ref(name, data)
         ref = ArtifactRef(name=name, sha256=ref.sha256, bytes=ref.bytes, path=self.folder + name)
         self._refs = [a for a in self._refs if a.name != name] + [ref]
@@ -130,15 +130,10 @@ class JobContext:
         finally:
             writes_end(self.store, "jobs", self.job_id)
 
-    @staticmethod
-    def _settle(name: str, upload: Future) -> None:
-        upload.result()  # raises the upload's error (JobStopped('lease-lost') when the guard refused it)
-
     def _raise_failed(self) -> None:
         """An upload that already failed fails the job at its next put (the others still land or fail)."""
-        for name, upload in list(self._pending.items()):
-            if upload.done() and upload.exception() is not None:
-                self.wait_uploads()
+        if any(u.done() and u.exception() is not None for u in self._pending.values()):
+            self.wait_uploads()
 
     def wait_uploads(self) -> None:
         """Wait for every upload in flight; raise the first failure (after all of them have ended, so nothing

@@ -39,7 +39,7 @@ from scalespace.evaluation.reverse import (
 )
 from scalespace.jobs.context import JobContext, PhaseSteps
 from scalespace.jobs.images import from_npz, to_npz
-from scalespace.jobs.shards import Shard, gather, shard_count, plan_shards, read_shard, shard_range, spec_range, summed_progress
+from scalespace.jobs.shards import Shard, gather, shard_count, plan_shards, shard_range, spec_range, summed_progress
 from scalespace.jobs.sample import load_denoiser, process_for
 from scalespace.jobs.specs import EvaluateSpec
 from scalespace.processes.base import Process
@@ -267,10 +267,10 @@ def _merge_shards(spec: EvaluateSpec, ctx: JobContext, process: Process, shards:
         for shard, manifest in zip(shards, manifests):
             names = {a.get("name") for a in manifest.get("artifacts") or []}
             if SHARD_FORWARD in names:
-                part = json.loads(read_shard(ctx, shard, manifest, SHARD_FORWARD))
+                part = json.loads(ctx.store.read_artifact(shard.job_id, SHARD_FORWARD, manifest))
                 tree.update(BatchTree.from_dict(part, ForwardTrajectory.from_dict))
             if SHARD_REVERSE in names:
-                arrays = from_npz(read_shard(ctx, shard, manifest, SHARD_REVERSE))
+                arrays = from_npz(ctx.store.read_artifact(shard.job_id, SHARD_REVERSE, manifest))
                 samples.append(torch.from_numpy(arrays["samples"]))
                 priors.append(torch.from_numpy(arrays["prior"]))
     forward, reverse = tree.result(), None

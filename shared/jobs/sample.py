@@ -19,7 +19,7 @@ from scalespace.evaluation.check import finite_or_none
 from scalespace.evaluation.sample_trajectory import TrajectoryStats, TrajectoryTree, moment_steps, reference_moments, sample_quality
 from scalespace.jobs.context import JobContext
 from scalespace.jobs.images import from_npz, grid_png, to_npz
-from scalespace.jobs.shards import Shard, gather, shard_count, plan_shards, read_shard, shard_range, spec_range, summed_progress
+from scalespace.jobs.shards import Shard, gather, shard_count, plan_shards, shard_range, spec_range, summed_progress
 from scalespace.jobs.specs import SampleSpec
 from scalespace.kernels import dispatch
 from scalespace.processes import Process, make_process, process_class
@@ -186,8 +186,9 @@ def _merge_shards(spec: SampleSpec, ctx: JobContext, process: Process, schedule:
     with ctx.timed("merge"):
         parts, tree = [], _trajectory(spec, process, schedule)
         for shard, manifest in zip(shards, manifests):
-            parts.append(torch.from_numpy(from_npz(read_shard(ctx, shard, manifest, "samples.npz"))["samples"]))
-            tree.update_from_dict(json.loads(read_shard(ctx, shard, manifest, SHARD_STATS)))
+            npz = from_npz(ctx.store.read_artifact(shard.job_id, "samples.npz", manifest))
+            parts.append(torch.from_numpy(npz["samples"]))
+            tree.update_from_dict(json.loads(ctx.store.read_artifact(shard.job_id, SHARD_STATS, manifest)))
         samples, traj = torch.cat(parts), tree.result()
     if samples.shape[0] != spec.n:
         raise ScalespaceError(f"shards: the shards hold {samples.shape[0]} samples, not n = {spec.n}; retry the job")

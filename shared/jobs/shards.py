@@ -128,10 +128,6 @@ def gather(ctx: JobContext, shards: list[Shard], progress: Callable[[Shard], Cal
     return out
 
 
-def read_shard(ctx: JobContext, shard: Shard, manifest: dict[str, Any], name: str) -> bytes:
-    return ctx.store.read_artifact(shard.job_id, name, manifest)
-
-
 def summed_progress(ctx: JobContext, phase: str, offsets: list[int], total: int) -> Callable[[Shard], Callable[[Progress], None]]:
     """Embedded: shard k's progress in `phase` as the parent's, offsets[k] + its done of the parent's total."""
 
@@ -148,5 +144,5 @@ def summed_progress(ctx: JobContext, phase: str, offsets: list[int], total: int)
     return for_shard
 
 
-__all__ = ["SHARDED_KINDS", "Shard", "gather", "is_sharded_parent", "plan_shards", "read_shard", "shard_count",
+__all__ = ["SHARDED_KINDS", "Shard", "gather", "is_sharded_parent", "plan_shards", "shard_count",
            "shard_job_id", "shard_range", "spec_range", "summed_progress"]

@@ -47,10 +47,9 @@ class BatchTree(Generic[T]):
 
     def update(self, other: BatchTree[T]) -> None:
         """Take in another tree's nodes (another shard's batches, none of them here)."""
-        for (level, pos), value in sorted(other.nodes.items(), key=lambda kv: kv[0][1] << kv[0][0]):
-            first = pos << level
+        for (level, pos), value in other.nodes.items():  # in any order: a node is a function of its batches
             if any(_overlaps(level, pos, lv, p) for lv, p in self.nodes):
-                raise ScalespaceError(f"batch tree: batches from {first} are in both trees; merge each shard once")
+                raise ScalespaceError(f"batch tree: batches from {pos << level} are in both trees; merge each shard once")
             self._insert(level, pos, value)
 
     def _insert(self, level: int, pos: int, value: T) -> None:

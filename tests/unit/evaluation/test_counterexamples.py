@@ -8,6 +8,7 @@ R4 (test_reverse_r4.py). Identities are labelled so and not counted by the banne
 
 from __future__ import annotations
 
+import functools
 import math
 
 import pytest
@@ -293,12 +294,13 @@ def test_o3_fails_when_the_mean_is_not_kept(digits):
 # --- R2 and R3 ---------------------------------------------------------------------------------------------------
 
 
-def _with_memory(process, denoiser, u, schedule, noise, callback=None, clip=True):
-    """The ancestral step with a memory: each step's prediction of u_0 is averaged with the previous step's."""
+def _ancestral(process, denoiser, u, schedule, noise, callback=None, clip=True, memory=False):
+    """The ancestral step; with `memory`, each step's prediction of u_0 is averaged with the previous step's
+    (what R2 must catch), without it the plain step (what it is checked against)."""
     prev = None
     for k, (t, s) in enumerate(zip(schedule[:-1], schedule[1:])):
         u0_hat = denoiser.predict_u0(u, t, noise.ids).clamp(-1.0, 1.0)
-        if prev is not None:
+        if memory and prev is not None:
             u0_hat = 0.5 * u0_hat + 0.5 * prev
         prev = u0_hat
         post = process.posterior(t, s)
@@ -310,17 +312,8 @@ def _with_memory(process, denoiser, u, schedule, noise, callback=None, clip=True
     return u
 
 
-def _without_memory(process, denoiser, u, schedule, noise, callback=None, clip=True):
-    """The same step without the memory (what _with_memory is checked against)."""
-    for k, (t, s) in enumerate(zip(schedule[:-1], schedule[1:])):
-        u0_hat = denoiser.predict_u0(u, t, noise.ids).clamp(-1.0, 1.0)
-        post = process.posterior(t, s)
-        u = post.coef_ut.float() * u + post.coef_u0.float() * u0_hat
-        if s > schedule[-1]:
-            u = u + post.var.sqrt().float() * noise(s)
-        if callback is not None:
-            callback(StepInfo(done=k + 1, total=len(schedule) - 1, index=s, u=u))
-    return u
+_with_memory = functools.partial(_ancestral, memory=True)
+_without_memory = _ancestral
 
 
 def _r2(fn, digits):
