@@ -99,7 +99,7 @@ def _artifacts(rec: JobRecord) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _view(rec: JobRecord, svc: Services, request: Request) -> JobView:
+def _view(rec: JobRecord, svc: Services, request: Request, position: int | None = None) -> JobView:
     state = rec.state or "queued"
     artifacts = None
     if state == "succeeded":
@@ -110,7 +110,8 @@ def _view(rec: JobRecord, svc: Services, request: Request) -> JobView:
             else:
                 url = str(request.url_for("get_artifact", job_id=rec.id, name=a["name"]))
             artifacts.append(ArtifactView(name=a["name"], bytes=a.get("bytes"), sha256=a.get("sha256"), url=url))
-    position = svc.jobstore.queue_position(rec.id, rec.lane) if state == "queued" else None
+    if state == "queued" and position is None:
+        position = svc.jobstore.queue_position(rec.id, rec.lane)
     progress = rec.progress
     shards = _shards(rec, svc) if rec.kind in SHARDED_KINDS and rec.children else None
     if shards and state == "running" and (progress or {}).get("phase") == "children":  # waiting: the shards' sum
@@ -200,6 +201,8 @@ def create_app(settings: Any = None, *, jobstore: Any = None, store: Any = None,
         response.status_code = 201 if out.created else 200
         response.headers["Location"] = f"/v1/jobs/{out.job_id}"
         svc.metrics.submit_seconds.observe(time.perf_counter() - t0)
+        if out.record is not None:  # just created: the record as written, no second read
+            return _view(out.record, svc, request, position=out.position)
         return _view(_record(svc, out.job_id), svc, request)
 
     @app.get("/v1/jobs", response_model=JobList, dependencies=protected, responses=ERRORS, summary="List jobs")

@@ -27,7 +27,7 @@ import hashlib
 import json
 import random
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from scalespace.config import LANES
@@ -64,17 +64,22 @@ class Outcome:
     fence: int = 0
     #: full: the lane's depth; retry: the lane it went back to
     depth: int = 0
+    #: submit (created): the job's place in its lane's queue, from 1
+    position: int = 0
     lane: str = ""
     #: begin: who holds the lease (leased); why the job gave up (dead)
     holder: str = ""
     reason: str = ""
     #: cancel of a sweep waiting for its children: the children to cancel too
     children: tuple[str, ...] = ()
+    #: begin (run): the record as the lease was taken; submit (created): the record as written
+    record: "JobRecord | None" = None
 
 
 #: (script, action) -> the names of the values that follow the action ('*': any other action)
 _SHAPES: dict[tuple[str, str], tuple[str, ...]] = {
-    ("SUBMIT", "full"): ("depth",), ("SUBMIT", "*"): ("job_id", "spec_hash"),
+    ("SUBMIT", "full"): ("depth",), ("SUBMIT", "created"): ("job_id", "spec_hash", "position"),
+    ("SUBMIT", "*"): ("job_id", "spec_hash"),
     ("BEGIN", "run"): ("attempt", "fence"), ("BEGIN", "terminal"): ("state",), ("BEGIN", "leased"): ("holder",),
     ("BEGIN", "dead"): ("ready_parent", "reason"), ("BEGIN", "*"): ("ready_parent",),
     ("COMMIT", "not-running"): ("state",), ("COMMIT", "not-ours"): ("state",), ("COMMIT", "*"): ("ready_parent",),
@@ -94,7 +99,7 @@ def _outcome(script: str, raw: Any) -> Outcome:
         if name == "children":
             fields[name] = tuple(values[i:])
         elif i < len(values) and values[i] != "":
-            fields[name] = int(values[i]) if name in ("attempt", "fence", "depth") else values[i]
+            fields[name] = int(values[i]) if name in ("attempt", "fence", "depth", "position") else values[i]
     return Outcome(action, **fields)
 
 
@@ -245,7 +250,10 @@ class JobStore:
         }
         idem = self.key("idem", hashlib.sha256(idempotency_key.encode()).hexdigest()) if idempotency_key else ""
         flat = [x for kv in fields.items() for x in kv]
-        return _outcome("SUBMIT", self._run("SUBMIT", job_id, lane, limit, idem, spec_hash, self.live_ttl_s, *flat))
+        out = _outcome("SUBMIT", self._run("SUBMIT", job_id, lane, limit, idem, spec_hash, self.live_ttl_s, *flat))
+        if out.action == "created":  # the record is what was written: the caller needs no second read
+            out = replace(out, record=JobRecord.from_hash({k: str(v) for k, v in fields.items()}))
+        return out
 
     def get(self, job_id: str) -> JobRecord | None:
         """The record, or None; a queued job past its deadline is expired on the way."""
@@ -297,16 +305,26 @@ class JobStore:
     def begin(self, job_id: str, owner: str, worker: str, *, lease_s: float, max_attempts: int) -> Outcome:
         """Take the lease. action: run (attempt, fence: this delivery's token), missing, terminal (state),
         leased (holder), waiting, expired, cancelled, dead (reason)."""
-        return _outcome("BEGIN", self._run("BEGIN", job_id, owner, int(lease_s * 1000), max_attempts, worker))
+        raw = self._run("BEGIN", job_id, owner, int(lease_s * 1000), max_attempts, worker)
+        out = _outcome("BEGIN", raw[:3] if raw and str(raw[0]) == "run" else raw)
+        if out.action == "run" and len(raw) > 3:
+            out = replace(out, record=JobRecord.from_hash(dict(zip(raw[3::2], raw[4::2]))))
+        return out
 
     def heartbeat(self, job_id: str, owner: str, lease_s: float) -> bool:
         return bool(self._run("HEARTBEAT", job_id, owner, int(lease_s * 1000)))
 
     def step(self, job_id: str, owner: str, progress: dict[str, Any] | None) -> str:
         """Record progress and return why to stop ('cancelled', 'lease-lost') or ''."""
+        return self.step_held(job_id, owner, progress)[0]
+
+    def step_held(self, job_id: str, owner: str, progress: dict[str, Any] | None) -> tuple[str, int]:
+        """step, and for how many ms from now (at least) `owner` holds the lease key: 0 when it does not (the
+        lease lapsed: the job stays its owner's until the reaper requeues it, so every look must go to Redis)."""
         blob = json.dumps(progress, allow_nan=False) if progress is not None else ""
         done = int(progress.get("done", 0)) if progress else 0
-        return str(self._run("STEP", job_id, owner, blob, done) or "")
+        raw = self._run("STEP", job_id, owner, blob, done) or ["", 0]
+        return str(raw[0] or ""), max(int(raw[1] if len(raw) > 1 else 0), 0)
 
     def commit(self, job_id: str, owner: str, fence: int, artifacts: list[dict[str, Any]], summary: Any,
                duration_s: float, *, attempt: int | None = None) -> Outcome:

@@ -79,7 +79,7 @@ redis.call('ZADD', lk, NOW, id)
 redis.call('ZADD', P .. 'index', NOW, id)
 if idem ~= '' then redis.call('SET', idem, id, 'EX', TTL) end
 redis.call('HINCRBY', P .. 'stats', 'submitted|' .. (redis.call('HGET', jk(id), 'kind') or ''), 1)
-return {'created', id, hash}
+return {'created', id, hash, tostring(redis.call('ZRANK', lk, id) + 1)}
 """
 
 # ARGV: 4 id, 5 owner, 6 lease ms, 7 max attempts, 8 worker name
@@ -128,7 +128,9 @@ local lane = redis.call('HGET', k, 'lane')
 if lane then redis.call('ZREM', P .. 'lane:' .. lane, id) end
 redis.call('ZREM', P .. 'delayed', id)
 redis.call('ZADD', P .. 'running', NOW, id)
-return {'run', tostring(attempts), tostring(fence)}
+local out = {'run', tostring(attempts), tostring(fence)}
+for _, v in ipairs(redis.call('HGETALL', k)) do out[#out + 1] = v end  -- the record as it is now: no second read
+return out
 """
 
 # ARGV: 4 id, 5 owner, 6 lease ms.  Renews the lease; takes it back if it vanished while the job is still ours.
@@ -149,14 +151,18 @@ redis.call('HSET', k, 'heartbeat_at', NOW)
 return 1
 """
 
-# ARGV: 4 id, 5 owner, 6 progress JSON ('' unchanged), 7 progress done.  Returns why to stop, or ''.
+# ARGV: 4 id, 5 owner, 6 progress JSON ('' unchanged), 7 progress done.  Returns {why to stop or '', ms the
+# lease key is held by `owner` for at least (0: not held by it; the job may still be ours until it is reaped)}.
 STEP = PRELUDE + r"""
 local id, owner = ARGV[4], ARGV[5]
 local k = jk(id)
 if ARGV[6] ~= '' then redis.call('HSET', k, 'progress', ARGV[6], 'progress_done', ARGV[7], 'updated_at', NOW) end
-if redis.call('HGET', k, 'cancel_requested') == '1' then return 'cancelled' end
-if not ours(id, owner) then return 'lease-lost' end
-return ''
+local lease = P .. 'lease:' .. id
+local held = 0
+if redis.call('GET', lease) == owner then held = redis.call('PTTL', lease) end
+if redis.call('HGET', k, 'cancel_requested') == '1' then return {'cancelled', held} end
+if not ours(id, owner) then return {'lease-lost', 0} end
+return {'', held}
 """
 
 # ARGV: 4 id, 5 owner, 6 fence token, 7 committed attempt, 8 artifacts JSON, 9 summary JSON, 10 duration s,

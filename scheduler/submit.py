@@ -47,6 +47,9 @@ ID_ATTEMPTS = 5
 class Submitted:
     job_id: str
     created: bool  # False: the idempotency key named an earlier job
+    #: created: the record as written and the job's place in its lane (no second read for the answer)
+    record: Any = None
+    position: int | None = None
 
 
 def field_and_reason(message: str) -> tuple[str | None, str]:
@@ -140,4 +143,4 @@ def submit_spec(spec: Spec, *, settings: Any, jobstore: Any, enqueue: Callable[[
     except Exception:
         jobstore.delete(job_id)  # never leave a queued record without a message
         raise
-    return Submitted(job_id, created=True)
+    return Submitted(job_id, created=True, record=out.record, position=out.position or None)

@@ -13,12 +13,24 @@ from scalespace.jobs.stopping import JobStopped
 log = logging.getLogger("scalespace.worker")
 
 
+def _now() -> float:
+    """The clock of `Lease.held_until` (monotonic: it runs on while the process is frozen)."""
+    return time.monotonic()
+
+
 class Lease:
     """Renews the lease every heartbeat_s; `lost` turns true when another worker holds the job.
 
     A lease registers itself in `registry` (the worker's runtime keeps one) while
     it is held, so the pulse can renew every lease of this worker at once when
     Redis comes back, before anything is reaped.
+
+    `held_until`: until when (on `_now`'s clock) this delivery is known to hold the
+    lease key. Redis said so at a request sent at t (begin, a heartbeat, a step), with
+    the key's time left; no other delivery can take the job before the key lapses
+    (the reaper requeues only jobs without one), so until t + time left - margin
+    the ownership check before a write needs no round trip. A frozen process finds
+    its clock past it when it wakes, and asks Redis.
     """
 
     def __init__(self, jobstore: Any, job_id: str, owner: str, lease_s: float, heartbeat_s: float,
@@ -26,6 +38,9 @@ class Lease:
         self.js, self.job_id, self.owner = jobstore, job_id, owner
         self.lease_s, self.heartbeat_s = lease_s, heartbeat_s
         self.lost = False
+        self.held_until = float("-inf")
+        #: taken off the key's time left: room for clock-rate differences and a late heartbeat
+        self.margin_s = max(0.5, 0.1 * lease_s)
         self._misses = 0
         self._registry = registry
         self._stop = threading.Event()
@@ -38,15 +53,31 @@ class Lease:
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        """Stops the heartbeat without waiting for its thread to end (a beat still in flight renews nothing
+        once the job has ended: the job store's heartbeat takes only a running job's lease)."""
         self._stop.set()
         if self._registry is not None:
             self._registry.discard(self)
-        self._thread.join(timeout=self.heartbeat_s + 5)
+
+    @staticmethod
+    def now() -> float:
+        return _now()
+
+    def hold(self, sent_at: float, ms: int) -> None:
+        """Redis answered a request sent at `sent_at` (`_now`) that this delivery holds the lease key for `ms`
+        more (0: it does not hold the key: every check asks Redis until a heartbeat sets it again)."""
+        self.held_until = sent_at + ms / 1000 - self.margin_s if ms > 0 else float("-inf")
+
+    def holds(self) -> bool:
+        """Known to hold the lease now, without asking Redis."""
+        return not self.lost and _now() < self.held_until
 
     def renew(self) -> bool:
         """One heartbeat now; raises when Redis is unreachable."""
+        sent_at = _now()
         if self.js.heartbeat(self.job_id, self.owner, self.lease_s):
             self._misses = 0
+            self.hold(sent_at, int(self.lease_s * 1000))
             return True
         self._misses += 1
         self.lost = self._misses >= 2  # one miss can be a commit racing the heartbeat
@@ -97,18 +128,27 @@ class StepReporter:
         self._dirty = True
 
     def guard(self) -> None:
-        """Before a write: a fresh look in the job store that this delivery still owns the job.
+        """Before a write: this delivery still owns the job, as Redis said within the lease key's time left
+        (Lease.held_until), else a fresh look in the job store.
         Redis away: the write goes on (it lands in this attempt's own folder; the commit decides)."""
         if self.lease.lost:
             raise JobStopped("lease-lost")
+        if self.lease.holds():
+            return
         try:
-            reason = self.js.step(self.job_id, self.owner, None)
+            reason = self._step(None)
         except Exception as e:  # noqa: BLE001 - see above
             log.debug("ownership check for %s failed: %s", self.job_id, e)
             return
         if reason == "lease-lost":
             self.lease.lost = True
             raise JobStopped("lease-lost")
+
+    def _step(self, progress: dict[str, Any] | None) -> str:
+        sent_at = _now()
+        reason, held_ms = self.js.step_held(self.job_id, self.owner, progress)
+        self.lease.hold(sent_at, held_ms)
+        return reason
 
     def should_stop(self) -> str | None:
         if self.deadline_at is not None and time.time() > self.deadline_at:
@@ -118,7 +158,7 @@ class StepReporter:
         if self.lease.lost:
             return "lease-lost"
         try:
-            reason = self.js.step(self.job_id, self.owner, self.latest if self._dirty else None)
+            reason = self._step(self.latest if self._dirty else None)
             self._dirty = False
         except Exception as e:  # noqa: BLE001 - see the class docstring
             log.debug("progress report for %s failed: %s", self.job_id, e)

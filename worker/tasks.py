@@ -108,16 +108,18 @@ def run_task(rt: Runtime, job_id: str) -> str:
         return "invalid"
     s, js = rt.settings, rt.jobstore
     owner = f"{rt.worker_name}/{uuid.uuid4().hex[:12]}"
+    sent_at = Lease.now()
     got = js.begin(job_id, owner, rt.worker_name, lease_s=s.lease_s, max_attempts=s.max_deliveries)
     if got.action != "run":
         log.info("job %s: %s %s", job_id, got.action, got.reason or got.state or got.holder)
         rt.enqueue_parent(got.ready_parent)
         return got.action
-    rec = js.get(job_id)
+    rec = got.record or js.get(job_id)
     if rec is None:  # the record expired between begin and here: nothing left to run or to record
         log.warning("job %s: its record is gone; dropped", job_id)
         return "missing"
     with Lease(js, job_id, owner, s.lease_s, s.heartbeat_s, registry=rt.leases) as lease:
+        lease.hold(sent_at, int(s.lease_s * 1000))  # begin set the lease key for lease_s
         reporter = StepReporter(js, job_id, owner, lease, deadline_at=rec.deadline_at,
                                 shutdown=rt.shutdown_requested)
         return _execute(rt, job_id, owner, got.fence, rec, reporter)
@@ -171,7 +173,7 @@ def _execute(rt: Runtime, job_id: str, owner: str, fence: int, rec: JobRecord, r
         log.warning("job %s: not committed (%s, %s): another delivery owns it; this attempt's files stay for the "
                     "janitor", job_id, out.action, out.state)
         return "lease-lost"
-    _publish(rt, job_id, int(manifest.get("attempt") or fence))
+    _publish(rt, job_id, int(manifest.get("attempt") or fence), manifest)
     rt.enqueue_parent(out.ready_parent)
     log.info("job %s: %s in %.2f s", job_id, out.action, time.monotonic() - t0)
     return out.action
@@ -207,11 +209,11 @@ def _ended(rt: Runtime, job_id: str, out: Any, state: str) -> str:
     return state
 
 
-def _publish(rt: Runtime, job_id: str, attempt: int) -> None:
+def _publish(rt: Runtime, job_id: str, attempt: int, manifest: dict[str, Any]) -> None:
     """The committed attempt's manifest as the job's manifest.json (only the committer and the janitor write it);
     across an S3 outage, retried for up to SCALESPACE_OUTAGE_TOLERANCE_S, then left to the janitor."""
     try:
-        _durable(publish, rt.store, job_id, attempt, patience_s=rt.settings.outage_tolerance_s)
+        _durable(publish, rt.store, job_id, attempt, manifest, patience_s=rt.settings.outage_tolerance_s)
     except StoreUnavailable as e:
         log.warning("job %s: manifest not published (%s); the janitor will", job_id, _one_line(e))
 

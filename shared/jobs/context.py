@@ -149,6 +149,11 @@ class JobContext:
             raise error
 
     @property
+    def written(self) -> list[ArtifactRef]:
+        """The artifacts put so far, landed or still on their way (their refs are known at put time)."""
+        return list(self._refs)
+
+    @property
     def artifacts(self) -> list[ArtifactRef]:
         """The artifacts written, once every upload has landed (what the manifest lists): raises the first
         upload's failure, so a job whose upload failed writes no manifest."""

@@ -9,7 +9,8 @@ a job that fails leaves no manifest, and its partial artifacts are removed,
 except for resumable kinds, which restart from them (scalespace.jobs.kinds).
 
 In the service (`attempt` = the delivery's fencing token): everything goes
-under `attempt-<n>/`, the attempt's manifest included, and nothing is deleted
+under `attempt-<n>/`, the attempt's manifest included (uploaded beside the
+last artifacts: run_job returns once all have landed), and nothing is deleted
 or published here. The worker commits the attempt in the job store (one
 atomic step, valid only for the current token), then publishes its manifest
 as the job's `manifest.json`; leftovers of other attempts are removed by the
@@ -50,12 +51,14 @@ def run_job(
     """Run one job to completion and return its manifest (a dict).
 
     attempt: the fencing token of this delivery (the service); guard: called before every write, raises
-    JobStopped when the attempt no longer owns the job.
+    JobStopped when the attempt no longer owns the job. A job whose manifest exists returns it without running
+    again (a redelivery after a commit the job store lost); the first attempt does not look.
     """
     if isinstance(spec, dict):
         spec = parse_spec(spec)
     job_id = check_id(job_id, "job id") if job_id else new_job_id(spec)
-    existing = store.manifest(job_id)
+    # the service's first attempt (token 1) has no earlier delivery whose manifest it could find: no look
+    existing = store.manifest(job_id) if attempt != 1 else None
     if existing is not None:
         return existing
     admit(spec)  # the one admission check: this service's limits, the memory estimate, the kind's check
@@ -73,7 +76,8 @@ def run_job(
     t0 = time.perf_counter()
     try:
         summary = runner(spec, ctx)
-        ctx.wait_uploads()  # every artifact landed (an upload's failure is the job's, cleaned up below)
+        if attempt is None:
+            ctx.wait_uploads()  # every artifact landed (an upload's failure is the job's, cleaned up below)
     except BaseException:
         if attempt is None and not kind.resumable:
             store.delete("jobs", job_id)  # embedded: no manifest was written; remove the partial artifacts
@@ -94,11 +98,15 @@ def run_job(
         "timings": {"total_s": time.perf_counter() - t0, **{f"{k}_s": v for k, v in ctx.timings.items()}},
         "summary": summary,
         **ctx.manifest_extra,
-        "artifacts": [a.to_dict() for a in ctx.artifacts],
+        "artifacts": [a.to_dict() for a in ctx.written],
     }
-    if guard is not None:
-        guard()
-    store.put_json("jobs", job_id, ctx.folder + MANIFEST, manifest)
+    if attempt is None:  # embedded: the manifest is the commit point, written once every artifact has landed
+        store.put_json("jobs", job_id, MANIFEST, manifest)
+        return manifest
+    # the service: the attempt's manifest goes up beside its last artifacts; the commit point is the job store's
+    # commit, which the worker makes once all of them (this wait: the first failure fails the job) have landed
+    ctx.put(MANIFEST, store.json_bytes(manifest))  # the bytes store.put_json writes (the worker publishes so)
+    ctx.wait_uploads()
     return manifest
 
 

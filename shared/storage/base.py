@@ -157,8 +157,13 @@ class ArtifactStore(ABC):
     def ref(name: str, data: bytes) -> ArtifactRef:
         return ArtifactRef(name=name, sha256=hashlib.sha256(data).hexdigest(), bytes=len(data))
 
+    @staticmethod
+    def json_bytes(obj: Any) -> bytes:
+        """How put_json encodes: the same object gives the same bytes."""
+        return json.dumps(obj, indent=2, sort_keys=True).encode()
+
     def put_json(self, namespace: str, ident: str, name: str, obj: Any) -> ArtifactRef:
-        return self.put(namespace, ident, name, json.dumps(obj, indent=2, sort_keys=True).encode())
+        return self.put(namespace, ident, name, self.json_bytes(obj))
 
     def get_json(self, namespace: str, ident: str, name: str) -> Any:
         return json.loads(self.get(namespace, ident, name))

@@ -86,7 +86,14 @@ def test_the_manifest_lists_every_artifact_with_the_sha256_of_what_landed(tmp_pa
         data = store.get("jobs", "sample-ok", a["path"])
         assert a["path"].startswith("attempt-2/")
         assert hashlib.sha256(data).hexdigest() == a["sha256"] and len(data) == a["bytes"]
-    assert store.writes[-1] == "attempt-2/manifest.json"  # the manifest last, after every artifact landed
+    # the service's attempt: its manifest goes up beside the last artifacts, and run_job returns (the worker
+    # commits) once every one of them has landed
+    assert set(store.writes) == {a["path"] for a in manifest["artifacts"]} | {"attempt-2/manifest.json"}
+    assert store.get_json("jobs", "sample-ok", "attempt-2/manifest.json") == manifest
+    # embedded, the manifest is the commit point: written last, after every artifact landed
+    embedded = SlowStore(tmp_path / "embedded", delay_s=0.05)
+    run_job(SPEC, embedded, job_id="sample-ok")
+    assert embedded.writes[-1] == "manifest.json" and len(embedded.writes) == len(manifest["artifacts"]) + 1
 
 
 def test_a_lost_lease_stops_further_uploads(tmp_path):

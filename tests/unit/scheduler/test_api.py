@@ -57,3 +57,23 @@ def test_admission_runs_the_check_of_each_kind(api):
         r = api.post("/v1/jobs", json={"spec": spec})
         assert r.status_code == 422 and r.json()["field"] == field, r.json()
     assert api.get("/v1/jobs").json()["count"] == 0
+
+
+def test_a_submission_is_answered_from_the_record_it_wrote(api, settings):
+    """No second read for the answer: it equals what a read gives, queue position included; an idempotent
+    resubmission (nothing written) is answered from a read."""
+    from scalespace.scheduler.jobstore import JobStore
+
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    first = api.post("/v1/jobs", json={"spec": SPEC, "deadline_s": 600}, headers=auth).json()
+    second = api.post("/v1/jobs", json={"spec": {**SPEC, "seed": 2}}, headers={**auth, "Idempotency-Key": "k"})
+    assert second.status_code == 201 and second.json()["queue_position"] == 2
+    for sub in (first, second.json()):
+        assert sub == api.get(f"/v1/jobs/{sub['id']}", headers=auth).json()
+    reads = []
+    get = JobStore.get
+    api.app.state.services.jobstore.get = lambda job_id: reads.append(job_id) or get(api.app.state.services.jobstore, job_id)
+    again = api.post("/v1/jobs", json={"spec": {**SPEC, "seed": 2}}, headers={**auth, "Idempotency-Key": "k"})
+    assert again.status_code == 200 and again.json() == second.json() and reads == [second.json()["id"]]
+    api.post("/v1/jobs", json={"spec": {**SPEC, "seed": 3}}, headers=auth)
+    assert reads == [second.json()["id"]]  # a new job: no read

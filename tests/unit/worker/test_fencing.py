@@ -58,8 +58,14 @@ def _check_results(store: LocalStore, job_id: str, attempt: int) -> dict[str, An
     ("attempt-1/manifest.json", False),  # A wakes before its manifest, after B committed: its commit is refused
     ("attempt-1/manifest.json", True),  # A wakes while B is still running: its commit is refused all the same
 ])
-def test_a_frozen_worker_never_touches_the_new_owners_results(api, settings, freeze_on, b_busy):
+def test_a_frozen_worker_never_touches_the_new_owners_results(api, settings, freeze_on, b_busy, monkeypatch):
+    import time
+
+    import scalespace.worker.lease as lease_mod
     from scalespace.worker.tasks import run_task
+
+    frozen_for = [0.0]  # the lease clock (monotonic) runs on while a process is frozen
+    monkeypatch.setattr(lease_mod, "_now", lambda: time.monotonic() + frozen_for[0])
 
     settings = settings.model_copy(update={"heartbeat_s": 60.0, "lease_s": 120.0})  # no beat during the test
     job_id = api.post("/v1/jobs", json={"spec": SPEC}).json()["id"]
@@ -71,7 +77,8 @@ def test_a_frozen_worker_never_touches_the_new_owners_results(api, settings, fre
     stale = threading.Thread(target=lambda: result.update(a=run_task(a, job_id)), daemon=True)
     stale.start()
     assert store.frozen[freeze_on].wait(120)
-    js.r.delete(js.key("lease", job_id))  # A's lease lapses while it is frozen ...
+    frozen_for[0] = settings.lease_s  # A is frozen for longer than its lease ...
+    js.r.delete(js.key("lease", job_id))  # ... which lapses ...
     assert js.reap(0) == [(job_id, "batch")]  # ... and the reaper gives the job to the lane again
     owner = threading.Thread(target=lambda: result.update(b=run_task(b, job_id)), daemon=True)
     owner.start()
@@ -84,6 +91,8 @@ def test_a_frozen_worker_never_touches_the_new_owners_results(api, settings, fre
     stale.join(120)
     assert result["a"] == "lease-lost"
     assert {n: store.get("jobs", job_id, n) for n in before} == before  # nothing of B's overwritten or deleted
+    if freeze_on != "attempt-1/manifest.json":  # A's next write after waking was refused: no manifest of its own
+        assert "attempt-1/manifest.json" not in store.list("jobs", job_id)
     if b_busy:
         assert js.get(job_id).state == "running" and store.manifest(job_id) is None  # A published nothing
         store.thaw[b_point].set()
