@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from typing import Any, Callable
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from scalespace import ScalespaceError
 from scalespace.storage import S3Store, StoreUnavailable
@@ -50,9 +50,12 @@ def require_redis_url(settings: Any) -> str:
 
 
 def broker_url(redis_url: str) -> str:
-    """The Celery broker URL for the same Redis (kombu spells a socket redis+socket://)."""
+    """The Celery broker URL for the same Redis and database (kombu spells a socket redis+socket://, and takes
+    a socket's database from `virtual_host`: it would read `db` and use database 0)."""
     if redis_url.startswith("unix://"):
-        return "redis+socket://" + redis_url[len("unix://"):]
+        path, _, query = redis_url[len("unix://"):].partition("?")
+        params = [("virtual_host", v) if k == "db" else (k, v) for k, v in parse_qsl(query, keep_blank_values=True)]
+        return "redis+socket://" + path + (f"?{urlencode(params)}" if params else "")
     return redis_url
 
 

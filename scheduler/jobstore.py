@@ -235,10 +235,11 @@ class JobStore:
     # --- records -------------------------------------------------------------------------
     def submit(self, job_id: str, spec: dict[str, Any], *, kind: str, spec_hash: str, lane: str, limit: int,
                deadline_s: float | None = None, idempotency_key: str | None = None,
-               parent: str | None = None) -> Outcome:
+               parent: str | None = None, message: tuple[str, str] | None = None) -> Outcome:
         """Create a queued job, only under an id not taken (a conditional insert: an existing record is never
         touched). Outcome.action: created, existing (the idempotency key's job: job_id, spec_hash), exists (the
-        id is taken: nothing written; draw another id), full (depth)."""
+        id is taken: nothing written; draw another id), full (depth). `message`: (broker list, item), pushed
+        with the record (scalespace.scheduler.queues.Enqueuer.message)."""
         now = time.time()
         fields = {
             "id": job_id, "kind": kind, "lane": lane, "spec": json.dumps(spec, sort_keys=True), "spec_hash": spec_hash,
@@ -250,7 +251,9 @@ class JobStore:
         }
         idem = self.key("idem", hashlib.sha256(idempotency_key.encode()).hexdigest()) if idempotency_key else ""
         flat = [x for kv in fields.items() for x in kv]
-        out = _outcome("SUBMIT", self._run("SUBMIT", job_id, lane, limit, idem, spec_hash, self.live_ttl_s, *flat))
+        queue, item = message or ("", "")
+        out = _outcome("SUBMIT", self._run("SUBMIT", job_id, lane, limit, idem, spec_hash, self.live_ttl_s, queue,
+                                           item, *flat))
         if out.action == "created":  # the record is what was written: the caller needs no second read
             out = replace(out, record=JobRecord.from_hash({k: str(v) for k, v in fields.items()}))
         return out

@@ -57,8 +57,10 @@ local function dead_letter(id)
 end
 """
 
-# ARGV: 4 id, 5 lane, 6 limit (-1: none), 7 idempotency key ('' none), 8 spec hash, 9 ttl while live, 10.. fields
+# ARGV: 4 id, 5 lane, 6 limit (-1: none), 7 idempotency key ('' none), 8 spec hash, 9 ttl while live,
+# 10 the broker queue's list ('' none), 11 the job's broker message, 12.. fields
 # A conditional insert: an id that exists is refused ('exists', nothing written), never merged or overwritten.
+# With a message, the record and the message land together (one script: one replicated unit), or neither.
 SUBMIT = PRELUDE + r"""
 local id, lane, limit, idem, hash, live = ARGV[4], ARGV[5], tonumber(ARGV[6]), ARGV[7], ARGV[8], ARGV[9]
 if idem ~= '' then
@@ -72,13 +74,14 @@ local lk = P .. 'lane:' .. lane
 local depth = redis.call('ZCARD', lk)
 if limit >= 0 and depth >= limit then return {'full', tostring(depth), ''} end
 local fields = {}
-for i = 10, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 12, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', jk(id), unpack(fields))
 redis.call('EXPIRE', jk(id), live)
 redis.call('ZADD', lk, NOW, id)
 redis.call('ZADD', P .. 'index', NOW, id)
 if idem ~= '' then redis.call('SET', idem, id, 'EX', TTL) end
 redis.call('HINCRBY', P .. 'stats', 'submitted|' .. (redis.call('HGET', jk(id), 'kind') or ''), 1)
+if ARGV[10] ~= '' then redis.call('LPUSH', ARGV[10], ARGV[11]) end
 return {'created', id, hash, tostring(redis.call('ZRANK', lk, id) + 1)}
 """
 

@@ -92,6 +92,33 @@ class Enqueuer:
             retry=True, retry_policy={"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 2},
         )
 
+    def message(self, job_id: str, lane: str) -> tuple[str, str]:
+        """The broker message of `scalespace.run(job_id)` on the lane's queue, built as `send_task` builds it
+        (Celery's task message, protocol 2, in kombu's Redis transport's form: one JSON item pushed onto the
+        queue's list), without sending it: the list's key and the item. The job store pushes it in the script
+        that writes the job's record, so the two land together or not at all, in one round trip."""
+        import base64
+
+        from kombu.serialization import dumps as serialize
+        from kombu.utils.json import dumps
+        from kombu.utils.uuid import uuid
+
+        qname = queue_name(lane)
+        headers, properties, body, _ = self.app.amqp.create_task_message(
+            uuid(), TASK_RUN, [job_id], {}, reply_to=self.app.thread_oid, ignore_result=None)
+        content_type, content_encoding, data = serialize(body, serializer="json")
+        if isinstance(data, str):
+            data = data.encode(content_encoding)
+        item = {
+            "body": base64.b64encode(data).decode(),
+            "content-encoding": content_encoding,
+            "content-type": content_type,
+            "headers": headers,
+            "properties": {**properties, "delivery_mode": 2, "priority": 0, "body_encoding": "base64",
+                           "delivery_tag": uuid(), "delivery_info": {"exchange": "", "routing_key": qname}},
+        }
+        return qname, dumps(item)  # priority 0: the queue's own list (kombu's _q_for_pri)
+
     def close(self) -> None:
         try:
             self.app.close()

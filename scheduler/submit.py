@@ -113,18 +113,20 @@ def _check_model(model: str, store: Any, field: str) -> None:
 def submit_spec(spec: Spec, *, settings: Any, jobstore: Any, enqueue: Callable[[str, str], None], lane: str,
                 deadline_s: float | None = None, idempotency_key: str | None = None,
                 job_id: str | None = None) -> Submitted:
-    """Create the record and put the job on its lane's queue (atomic admission, then the message).
+    """Create the record and put the job on its lane's queue: in one atomic step when `enqueue` can build the
+    message (scalespace.scheduler.queues.Enqueuer.message), else the record, then the message.
 
     The job store creates a record only under an id it does not hold yet: a
     drawn id that collides with another job is drawn again (never merged with
     that job); an explicit `job_id` that exists is refused.
     """
     limit = settings.lanes().get(lane, -1)
+    message = getattr(enqueue, "message", None)  # the broker's message written with the record (one step)
     for _ in range(ID_ATTEMPTS):
         drawn = job_id or new_job_id(spec)
         out = jobstore.submit(drawn, spec.model_dump(mode="json"), kind=spec.kind,
                               spec_hash=spec.spec_hash(), lane=lane, limit=limit, deadline_s=deadline_s,
-                              idempotency_key=idempotency_key)
+                              idempotency_key=idempotency_key, message=message(drawn, lane) if message else None)
         if out.action != "exists":
             break
         if job_id:
@@ -138,9 +140,10 @@ def submit_spec(spec: Spec, *, settings: Any, jobstore: Any, enqueue: Callable[[
         if out.spec_hash and out.spec_hash != spec.spec_hash():
             raise IdempotencyConflict(out.job_id)
         return Submitted(out.job_id, created=False)
-    try:
-        enqueue(job_id, lane)
-    except Exception:
-        jobstore.delete(job_id)  # never leave a queued record without a message
-        raise
+    if message is None:
+        try:
+            enqueue(job_id, lane)
+        except Exception:
+            jobstore.delete(job_id)  # never leave a queued record without a message
+            raise
     return Submitted(job_id, created=True, record=out.record, position=out.position or None)
