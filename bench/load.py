@@ -129,18 +129,8 @@ def main() -> int:
               f"{args.torch_threads or 'default'} on both sides")
         ratios, all_latencies = [], []
         for run in range(args.runs):
-            latencies: list[float] = []
-
-            def submit(k: int) -> str:
-                t0 = time.perf_counter()
-                r = http.post("/v1/jobs", json={"spec": spec(k, args.steps)})
-                latencies.append(time.perf_counter() - t0)
-                assert r.status_code == 201, r.text
-                return r.json()["id"]
-
             t_start = time.perf_counter()
-            with ThreadPoolExecutor(args.concurrency) as pool:
-                ids = list(pool.map(submit, range(run * args.jobs, (run + 1) * args.jobs)))
+            ids, latencies = submit_all(http, args, range(run * args.jobs, (run + 1) * args.jobs))
             t_submitted = time.perf_counter()
             in_worker: list[float] = []
             states = wait_all(http, ids, 3600, in_worker)
@@ -178,23 +168,29 @@ def main() -> int:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def submit_all(http: httpx.Client, args: argparse.Namespace, seeds: range) -> tuple[list[str], list[float]]:
+    """Submit one job per seed, --concurrency in flight: their ids (in seed order) and each one's latency."""
+    latencies: list[float] = []
+
+    def submit(k: int) -> str:
+        t0 = time.perf_counter()
+        r = http.post("/v1/jobs", json={"spec": spec(k, args.steps)})
+        latencies.append(time.perf_counter() - t0)
+        assert r.status_code == 201, r.text
+        return r.json()["id"]
+
+    with ThreadPoolExecutor(args.concurrency) as pool:
+        return list(pool.map(submit, seeds)), latencies
+
+
 def submit_only(http: httpx.Client, args: argparse.Namespace) -> int:
     """--workers 0: rounds of --jobs submissions, --concurrency in flight, nothing runs them."""
     for k in range(args.warmup):
         http.post("/v1/jobs", json={"spec": spec(20_000 + k, args.steps)})
     print(f"submit only: {args.jobs} submissions a round, {args.concurrency} in flight, no worker, {os.cpu_count()} cores")
     for run in range(args.runs):
-        latencies: list[float] = []
-
-        def submit(k: int) -> None:
-            t0 = time.perf_counter()
-            r = http.post("/v1/jobs", json={"spec": spec(k, args.steps)})
-            latencies.append(time.perf_counter() - t0)
-            assert r.status_code == 201, r.text
-
         t0 = time.perf_counter()
-        with ThreadPoolExecutor(args.concurrency) as pool:
-            list(pool.map(submit, range(run * args.jobs, (run + 1) * args.jobs)))
+        _, latencies = submit_all(http, args, range(run * args.jobs, (run + 1) * args.jobs))
         wall = time.perf_counter() - t0
         print(f"round {run + 1}: {args.jobs / wall:.0f} submissions/s, latency p50 "
               f"{1000 * percentile(latencies, 0.5):.1f} ms, p99 {1000 * percentile(latencies, 0.99):.1f} ms", flush=True)
