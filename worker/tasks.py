@@ -8,8 +8,9 @@
      used up SCALESPACE_MAX_DELIVERIES;
   2. run it: `run_job(spec, store, progress, job_id=..., attempt=token, ...)`
      writes under the attempt's own folder, checks the cancel flag, the
-     deadline and the lease between steps and before every write, and writes
-     the attempt's manifest last;
+     deadline and the lease between steps and before every write (the lease:
+     by the time Redis last said it is held, else a look in the job store),
+     and returns once every file, the attempt's manifest with them, has landed;
   3. commit: one job-store step, valid only while this delivery owns the job
      with the current token; then publish the manifest as the job's
      `manifest.json`. Or record the other outcomes (failed with the reason,

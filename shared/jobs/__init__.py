@@ -2,7 +2,7 @@
 
     specs.py      the spec of each kind (pydantic), `parse_spec`, KINDS
     kinds.py      kind -> its spec, its check and its runner (JOB_KINDS, `job_kind`)
-    run.py        `run_job`: runs a spec with its kind's runner and writes the manifest last
+    run.py        `run_job`: runs a spec with its kind's runner and writes its manifest (embedded: last)
     context.py    what a running job sees (JobContext) and what it reports (Progress)
     stopping.py   JobStopped: why a running job stops early (torch-free)
     sample.py, evaluate.py, train.py, sweep.py: the runners, each with its check
