@@ -35,7 +35,7 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
-from service_infra import RedisServer, WeedServer, free_port, terminate_all, wait_for  # noqa: E402
+from service_infra import RedisServer, WeedServer, free_port, stop_all, wait_for  # noqa: E402
 
 TOKEN = "bench-token"
 
@@ -161,11 +161,7 @@ def main() -> int:
               f"p99 {1000 * percentile(all_latencies, 0.99):.1f} ms")
         return 0
     finally:
-        terminate_all(procs)
-        if weed is not None:
-            weed.stop()
-        redis.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
+        stop_all(procs, weed, redis, tmp=tmp)
 
 
 def submit_all(http: httpx.Client, args: argparse.Namespace, seeds: range) -> tuple[list[str], list[float]]:

@@ -51,7 +51,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
-from service_infra import RedisServer, WeedServer, terminate_all, wait_for  # noqa: E402
+from service_infra import RedisServer, WeedServer, stop_all, wait_for  # noqa: E402
 
 
 def spec(k: int, steps: int) -> dict:
@@ -262,11 +262,7 @@ def main() -> int:
                   f"{1000 * med(inside):.1f} ms; submit -> seen succeeded {1000 * med(end_to_end):.1f} ms")
         return 0
     finally:
-        terminate_all(procs)
-        if weed is not None:
-            weed.stop()
-        redis_srv.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
+        stop_all(procs, weed, redis_srv, tmp=tmp)
 
 
 if __name__ == "__main__":

@@ -53,11 +53,16 @@ class Runtime:
                 self._store = store_from_settings(self.settings)
             return self._store
 
-    def enqueue(self, job_id: str, lane: str) -> None:
+    @property
+    def enqueuer(self) -> Enqueuer:
+        """Sends a job's message; its `message` lets a submission write record and message in one step."""
         with self._lock:
             if self._enqueue is None:
                 self._enqueue = Enqueuer(self.app)
-        self._enqueue(job_id, lane)
+            return self._enqueue
+
+    def enqueue(self, job_id: str, lane: str) -> None:
+        self.enqueuer(job_id, lane)
 
     def enqueue_parent(self, parent: str) -> None:
         """A sweep whose last child just ended goes back on the queue to aggregate."""

@@ -57,7 +57,7 @@ def register(app: Any) -> None:
         from scalespace.scheduler.sweeps import submit_named_sweep  # imports torch: not at import time
 
         rt = runtime_for(task.app)
-        job_id = submit_named_sweep(name, rt.settings, rt.jobstore, rt.store, rt.enqueue)
+        job_id = submit_named_sweep(name, rt.settings, rt.jobstore, rt.store, rt.enqueuer)
         log.info("nightly sweep %s submitted as %s", name, job_id)
         return job_id
 

@@ -68,6 +68,16 @@ def terminate_all(procs: list[subprocess.Popen], timeout_s: float = 30) -> None:
             proc.wait()
 
 
+def stop_all(procs: list[subprocess.Popen], *servers: Any, tmp: Path | None = None) -> None:
+    """terminate_all(procs), then stop each server given (None: not started), then remove tmp."""
+    terminate_all(procs)
+    for server in servers:
+        if server is not None:
+            server.stop()
+    if tmp is not None:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def port_open(port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(0.2)

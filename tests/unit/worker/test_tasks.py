@@ -172,3 +172,27 @@ def test_celery_config_is_json_late_ack_solo(settings):
     assert conf.task_acks_late and conf.task_reject_on_worker_lost and conf.worker_prefetch_multiplier == 1
     assert conf.worker_pool == "solo" and conf.broker_transport_options["visibility_timeout"] >= 3600
     assert [q.name for q in conf.task_queues] == ["scalespace.interactive", "scalespace.batch", "scalespace.nightly"]
+
+
+def test_the_nightly_task_submits_its_sweep_with_its_message_in_one_step(settings, tmp_path, monkeypatch):
+    """The beat's task queues tonight's run of a named sweep through the worker's Enqueuer: the record and its
+    broker message land together, in the job store's database (once per UTC day: a second beat adds nothing)."""
+    import json
+
+    from scalespace.scheduler.jobstore import JobStore
+    from scalespace.scheduler.queues import Enqueuer, TASK_NIGHTLY
+
+    sweeps = tmp_path / "sweeps.yaml"
+    sweeps.write_text("nightly:\n  processes: [vp]\n  data: [digits]\n  template: {kind: sample, n: 4, steps: 4}\n")
+    settings = settings.model_copy(update={"sweeps_file": str(sweeps)})
+    rt = _runtime(settings)
+    sent = []
+    monkeypatch.setattr(Enqueuer, "__call__", lambda self, job_id, lane: sent.append(job_id))  # no second path
+    js = JobStore.from_settings(settings)
+    js.r.delete("scalespace.nightly")
+    job_id = rt.app.tasks[TASK_NIGHTLY].run("nightly")
+    rec = js.get(job_id)
+    assert rec.state == "queued" and rec.kind == "sweep" and rec.lane == "nightly" and sent == []
+    queued = [json.loads(m)["headers"] for m in js.r.lrange("scalespace.nightly", 0, -1)]
+    assert [(h["task"], h["argsrepr"]) for h in queued] == [("scalespace.run", repr([job_id]))]
+    assert rt.app.tasks[TASK_NIGHTLY].run("nightly") == job_id and js.r.llen("scalespace.nightly") == 1
