@@ -10,7 +10,7 @@ Keys (prefix `ss:` by default):
     children:<id>   a sweep's children that have not finished yet
     index           every job by submit time (for listings)
     deadletter      list of jobs that gave up (newest first, capped)
-    stats           counters (submitted, finished by state and kind, retries, redeliveries)
+    stats           counters (submitted, finished by state and kind, retries, redeliveries, resent)
     durations:<kind> histogram buckets of job durations
     worker:<name>   a live worker (expires unless renewed)
     janitor         jobs that ended, by end time: the janitor removes other attempts' leftovers after a grace
@@ -211,7 +211,7 @@ class JobStore:
         # a record still queued or running outlives the broker's redelivery window
         self.live_ttl_s = int(live_ttl_s or max(self.result_ttl_s, 2 * 86400) * 2)
         self._scripts = {name: client.register_script(getattr(lua, name)) for name in (
-            "SUBMIT", "BEGIN", "HEARTBEAT", "STEP", "COMMIT", "FINISH", "REQUEUE", "REAP", "DUE", "CANCEL",
+            "SUBMIT", "BEGIN", "HEARTBEAT", "STEP", "COMMIT", "FINISH", "REQUEUE", "REAP", "DUE", "RESEND", "CANCEL",
             "RETRY", "WAIT_CHILDREN", "EXPIRE_IF_DUE", "JANITOR_DONE")}
 
     @classmethod
@@ -360,6 +360,14 @@ class JobStore:
     def reap(self, lease_s: float) -> list[tuple[str, str]]:
         """Running jobs whose worker was lost go back to their lane: [(id, lane)] to enqueue."""
         flat = self._run("REAP", lease_s) or []
+        return list(zip(flat[::2], flat[1::2]))
+
+    def resend(self, older_than_s: float, lanes: Any = LANES, limit: int = 100) -> list[tuple[str, str]]:
+        """Jobs queued for longer than older_than_s, whose message may be lost (a worker died between taking it
+        and starting the job, or a Redis failover lost it): [(id, lane)] to send again, each at most once per
+        older_than_s. A message that was not lost after all is delivered twice: the second finds the job
+        running or ended and is dropped."""
+        flat = self._run("RESEND", f"{older_than_s:.3f}", int(limit), *lanes) or []
         return list(zip(flat[::2], flat[1::2]))
 
     def due(self) -> list[tuple[str, str]]:

@@ -245,6 +245,33 @@ end
 return out
 """
 
+# ARGV: 4 seconds, 5 most to send, 6.. lanes.  Jobs queued for longer than the seconds, whose message may be
+# lost (a worker died between taking it and starting the job, or a failover lost it): [id, lane, ...] to send
+# again, each at most once per period (`resent_at`). A job also in `delayed` waits for DUE instead.
+RESEND = PRELUDE + r"""
+local out, older, most, scanned = {}, tonumber(ARGV[4]), tonumber(ARGV[5]), 0
+local before = tonumber(NOW) - older
+for i = 6, #ARGV do
+  local lane = ARGV[i]
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. 'lane:' .. lane, '-inf', before, 'LIMIT', 0, 1000)) do
+    scanned = scanned + 1
+    local k = jk(id)
+    local last = tonumber(redis.call('HGET', k, 'resent_at') or '0') or 0
+    if redis.call('HGET', k, 'state') == 'queued' and last <= before
+       and not redis.call('ZSCORE', P .. 'delayed', id) then
+      redis.call('HSET', k, 'resent_at', NOW)
+      redis.call('HINCRBY', k, 'redeliveries', 1)
+      redis.call('HINCRBY', P .. 'stats', 'resent', 1)
+      out[#out + 1] = id
+      out[#out + 1] = lane
+      if #out >= 2 * most then return out end
+    end
+    if scanned >= 1000 then return out end
+  end
+end
+return out
+"""
+
 # Jobs whose retry delay is over: [id, lane, ...]
 DUE = PRELUDE + r"""
 local out = {}

@@ -48,6 +48,9 @@ class JobStoreCollector:
                                   value=float(stats.get("retries", 0)))
         yield CounterMetricFamily("scalespace_job_redeliveries", "Jobs handed to another worker after one was lost",
                                   value=float(stats.get("redeliveries", 0)))
+        yield CounterMetricFamily("scalespace_job_resent", "Queued jobs sent again after waiting longer than "
+                                  "SCALESPACE_VISIBILITY_TIMEOUT_S (their message may have been lost)",
+                                  value=float(stats.get("resent", 0)))
         hist = HistogramMetricFamily("scalespace_job_duration_seconds", "Run time of succeeded jobs", labels=["kind"])
         for kind, h in sorted(snap["durations"].items()):
             if not h:

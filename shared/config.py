@@ -62,7 +62,7 @@ class Settings(BaseSettings):
     max_job_bytes: int = Field(16 * 2**30, ge=2**20, description="largest estimated peak memory of one job, in bytes")
     lease_s: int = Field(60, ge=5, description="a worker's lease on a job lasts this long without a heartbeat")
     heartbeat_s: int = Field(10, ge=1, description="how often a running worker renews its lease")
-    visibility_timeout_s: int = Field(43_200, ge=60, description="broker redelivery timeout (above the longest job)")
+    visibility_timeout_s: int = Field(43_200, ge=60, description="a job queued for longer is sent again (its message may have been lost with a worker or in a Redis failover)")
     max_deliveries: int = Field(3, ge=1, description="attempts (a worker took the job) before it fails into the dead-letter list")
     result_ttl_s: int = Field(7 * 24 * 3600, ge=60, description="how long job records stay in Redis")
     heartbeat_file: str = Field("/tmp/scalespace-worker-heartbeat", description="a live worker rewrites it every heartbeat_s (liveness probe: its age)")

@@ -6,12 +6,17 @@ the nightly schedule come from scalespace.scheduler.queues.celery_client (the
 scheduler sends by name and never imports this module). Settings that matter
 for delivery:
 - acks_late + reject_on_worker_lost: a message is acknowledged after the task
-  returns, so a worker that dies mid-job leaves it to be delivered again;
+  returns; a warm shutdown puts a message it has not finished back;
+- no ack emulation on Redis: the broker removes a message when a worker takes
+  it (no unacked copy to write at delivery and delete at the ack: two round
+  trips less per job). The job store is the backstop instead: a worker that
+  dies with a running job is found by the lease reaper within
+  SCALESPACE_LEASE_S and the job is sent again; one that dies between taking
+  the message and starting the job leaves it queued, and the pulse sends a
+  job queued for longer than SCALESPACE_VISIBILITY_TIMEOUT_S again
+  (scalespace.worker.pulse), as the broker's redelivery did;
 - prefetch 1 and the solo pool: a worker holds one job and runs it in its
   own main thread (no fork, so CUDA is initialised in the process that uses it);
-- visibility_timeout above the longest job: the broker redelivers an
-  unacknowledged message only after it; a lost worker's job comes back much
-  sooner through the lease reaper (scalespace.worker.pulse);
 - queue order 'priority': a worker takes from its lanes in the order given
   (interactive before batch before nightly);
 - with SCALESPACE_REDIS_SENTINELS the broker is kombu's Sentinel transport: the

@@ -5,8 +5,12 @@ Every SCALESPACE_HEARTBEAT_S it
 - registers the worker in Redis (readiness and /metrics count live workers),
 - requeues running jobs whose worker was lost (lease expired, heartbeat stale),
 - hands jobs whose retry backoff is over back to their lane,
+- sends again the message of a job queued for longer than
+  SCALESPACE_VISIBILITY_TIMEOUT_S (a worker died between taking the message
+  and starting the job, or a Redis failover lost the message: the broker
+  removes a message when a worker takes it, see scalespace.worker.celery_app),
 - runs the janitor over ended jobs (scalespace.scheduler.janitor).
-Any worker may do the last three; the transitions are atomic in Redis, so two
+Any worker may do the last four; the transitions are atomic in Redis, so two
 workers never requeue the same job twice.
 
 The lease clock: a lease's expiry keeps running while Redis is away, so after
@@ -60,7 +64,8 @@ def pulse_once(rt: Any, *, reap: bool = True) -> int:
     js = rt.jobstore
     js.register_worker(rt.worker_name, 3 * s.heartbeat_s + 5, {"pid": os.getpid(), "lanes": s.worker_lane_list()})
     moved = 0
-    for job_id, lane in (js.reap(s.lease_s) if reap else []) + js.due():
+    lost = (js.reap(s.lease_s) + js.resend(s.visibility_timeout_s)) if reap else []
+    for job_id, lane in lost + js.due():
         rt.enqueue(job_id, lane)
         moved += 1
         log.info("job %s back on lane %s", job_id, lane)

@@ -91,6 +91,30 @@ def test_reaper_requeues_a_lost_worker_and_the_cap_dead_letters(jobstore):
     assert jobstore.dead_letters() == ["p"]
 
 
+def test_a_job_queued_too_long_is_sent_again_once_per_period(jobstore):
+    """resend: only queued jobs older than the period, not one waiting for its retry backoff nor one that left
+    its lane's queue, each at most once per period."""
+    lane = jobstore.key("lane", "batch")
+    old = time.time() - 100
+    for job_id in ("old", "young", "backoff", "running"):
+        _submit(jobstore, job_id)
+    jobstore.begin("backoff", "w/1", "w", lease_s=30, max_attempts=3)
+    assert jobstore.requeue("backoff", "w/1", "S3 unreachable", delay_s=3600) == 2
+    jobstore.begin("running", "w/2", "w", lease_s=30, max_attempts=3)
+    jobstore.r.zadd(lane, {"old": old, "backoff": old, "running": old})  # "running" as a stale entry
+    assert jobstore.resend(50) == [("old", "batch")]
+    assert jobstore.resend(50) == []  # once per period
+    assert jobstore.resend(200) == []  # nothing queued that long
+    rec = jobstore.get("old")
+    assert rec.state == "queued" and rec.redeliveries == 1 and jobstore.r.zscore(lane, "old") == pytest.approx(old)  # its place kept
+    jobstore.r.hset(jobstore.key("job", "old"), "resent_at", old)  # a period later: sent again
+    _submit(jobstore, "other", lane="interactive")
+    jobstore.r.zadd(jobstore.key("lane", "interactive"), {"other": old})
+    assert sorted(jobstore.resend(50)) == [("old", "batch"), ("other", "interactive")]
+    assert jobstore.resend(50, lanes=("batch",)) == []
+    assert jobstore.snapshot(["batch"])["stats"]["resent"] == "3"
+
+
 def test_requeue_with_backoff_and_retry_by_request(jobstore):
     _submit(jobstore, "t")
     jobstore.begin("t", "w/1", "w", lease_s=30, max_attempts=3)

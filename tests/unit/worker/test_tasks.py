@@ -156,6 +156,40 @@ def test_without_the_lease_clock_the_live_job_would_be_reaped(settings, jobstore
     assert pulse_once(rt, reap=True) == 1 and jobstore.get("mine").state == "queued"
 
 
+def test_a_job_whose_message_was_lost_is_sent_again_by_the_pulse(settings, jobstore):
+    """No ack emulation: a worker that dies after taking a message and before starting the job leaves the job
+    queued with no message anywhere. The pulse sends it again once it has been queued for
+    SCALESPACE_VISIBILITY_TIMEOUT_S, once per period, and the job then runs."""
+    import json
+    import time
+
+    from scalespace.jobs.specs import parse_spec
+    from scalespace.scheduler.submit import submit_spec
+    from scalespace.worker.pulse import pulse_once
+    from scalespace.worker.tasks import run_task
+
+    rt = _runtime(settings)
+    job_id = submit_spec(parse_spec(SPEC), settings=settings, jobstore=jobstore, enqueue=rt.enqueuer,
+                         lane="batch").job_id
+    queue, r = "scalespace.batch", jobstore.r
+    with rt.app.connection_for_read() as conn:  # a worker takes the message as the worker's broker hands it out
+        taken = conn.SimpleQueue(queue, no_ack=False).get(timeout=5)
+        assert taken.headers["id"] and r.llen(queue) == 0
+        assert not [k for k in r.keys("*") if "unacked" in k]  # no copy kept for the broker to restore
+        taken.ack()  # ... and dies before `begin` (a clean close would put an unacknowledged message back)
+    assert pulse_once(rt) == 0 and r.llen(queue) == 0  # not queued for long yet: nothing sent
+    r.zadd(jobstore.key("lane", "batch"), {job_id: time.time() - settings.visibility_timeout_s - 1})
+    assert pulse_once(rt) == 1 and r.llen(queue) == 1
+    assert json.loads(r.lindex(queue, 0))["headers"]["argsrepr"] == repr([job_id])
+    assert pulse_once(rt) == 0 and r.llen(queue) == 1  # once per period
+    assert jobstore.get(job_id).redeliveries == 1 and jobstore.snapshot(["batch"])["stats"]["resent"] == "1"
+    r.rpop(queue)
+    assert run_task(rt, job_id) == "succeeded"
+    r.zadd(jobstore.key("lane", "batch"), {job_id: 0.0})  # a stale entry of a job that ran is not sent
+    r.hset(jobstore.key("job", job_id), "resent_at", 0)
+    assert pulse_once(rt) == 0 and r.llen(queue) == 0
+
+
 def test_worker_modules_do_not_import_torch():
     """CUDA must start in the process that runs a job, never at import time of the worker."""
     code = ("import sys, scalespace.worker.tasks, scalespace.worker.celery_app, scalespace.worker.pulse, scalespace.worker.lease, scalespace.scheduler.jobstore, "
@@ -171,6 +205,7 @@ def test_celery_config_is_json_late_ack_solo(settings):
     assert conf.task_serializer == "json" and conf.accept_content == ["json"]
     assert conf.task_acks_late and conf.task_reject_on_worker_lost and conf.worker_prefetch_multiplier == 1
     assert conf.worker_pool == "solo" and conf.broker_transport_options["visibility_timeout"] >= 3600
+    assert conf.broker_transport_options["ack_emulation"] is False  # the job store is the backstop (pulse)
     assert [q.name for q in conf.task_queues] == ["scalespace.interactive", "scalespace.batch", "scalespace.nightly"]
 
 
