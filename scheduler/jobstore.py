@@ -330,13 +330,14 @@ class JobStore:
         return str(raw[0] or ""), max(int(raw[1] if len(raw) > 1 else 0), 0)
 
     def commit(self, job_id: str, owner: str, fence: int, artifacts: list[dict[str, Any]], summary: Any,
-               duration_s: float, *, attempt: int | None = None) -> Outcome:
-        """The commit point: succeeded, with `attempt` (default: the token) as the committed attempt. Valid only
-        for the delivery `owner` that still owns the job with the current token `fence`; else not-ours or
-        not-running, and nothing is written."""
+               duration_s: float, *, attempt: int | None = None, progress: dict[str, Any] | None = None) -> Outcome:
+        """The commit point: succeeded, with `attempt` (default: the token) as the committed attempt, and the
+        job's last `progress` when a step did not write it yet. Valid only for the delivery `owner` that still
+        owns the job with the current token `fence`; else not-ours or not-running, and nothing is written."""
         return _outcome("COMMIT", self._run("COMMIT", job_id, owner, fence, attempt or fence, json.dumps(artifacts),
                                             json.dumps(summary, default=str), f"{duration_s:.6f}",
-                                            duration_bucket(duration_s)))
+                                            duration_bucket(duration_s), json.dumps(progress) if progress else "",
+                                            int(progress.get("done", 0)) if progress else 0))
 
     def finish(self, job_id: str, owner: str, state: str, error: str, *, stopped_step: int | None = None,
                dead_letter: bool = False) -> Outcome:

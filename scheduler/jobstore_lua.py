@@ -169,7 +169,8 @@ return {'', held}
 """
 
 # ARGV: 4 id, 5 owner, 6 fence token, 7 committed attempt, 8 artifacts JSON, 9 summary JSON, 10 duration s,
-# 11 histogram bucket field.  The commit point: valid only for the delivery that owns the job, with the current token.
+# 11 histogram bucket field, 12 the last progress JSON ('' none: the last step wrote it), 13 its steps done.
+# The commit point: valid only for the delivery that owns the job, with the current token.
 COMMIT = PRELUDE + r"""
 local id = ARGV[4]
 local k = jk(id)
@@ -179,6 +180,7 @@ if st ~= 'running' then return {'not-running', st} end
 if not ours(id, ARGV[5]) or redis.call('HGET', k, 'fence') ~= ARGV[6] then return {'not-ours', st} end
 redis.call('HSET', k, 'artifacts', ARGV[8], 'summary', ARGV[9], 'duration_s', ARGV[10], 'error', '',
            'committed_attempt', ARGV[7])
+if ARGV[12] and ARGV[12] ~= '' then redis.call('HSET', k, 'progress', ARGV[12], 'progress_done', ARGV[13]) end
 local parent = finish(id, 'succeeded', false)
 local dk = P .. 'durations:' .. (redis.call('HGET', k, 'kind') or 'unknown')
 redis.call('HINCRBY', dk, ARGV[11], 1)

@@ -111,16 +111,28 @@ class StepReporter:
 
     `progress` only remembers the latest step; `should_stop` writes it and reads
     the cancel flag in one atomic round trip, so a cancel lands within one step.
+    With `min_interval_s`, a check within that time of the last round trip
+    (`checked_at`: the job store's `begin`, which read the cancel flag too) asks
+    nothing while the lease is known to be held: a short job's first steps cost
+    no round trip, and a cancel still lands within min_interval_s and a step.
+    The commit carries the progress not yet written (`unsent`).
     A Redis outage never stops the job: the step is reported again once Redis is back.
     """
 
     def __init__(self, jobstore: Any, job_id: str, owner: str, lease: Lease, *, deadline_at: float | None,
-                 shutdown: threading.Event):
+                 shutdown: threading.Event, min_interval_s: float = 0.0, checked_at: float = float("-inf")):
         self.js, self.job_id, self.owner, self.lease = jobstore, job_id, owner, lease
         self.deadline_at, self.shutdown = deadline_at, shutdown
+        self.min_interval_s = min_interval_s
         self.latest: dict[str, Any] | None = None
         self.done = 0
         self._dirty = False
+        self._checked = checked_at  # `_now` when the last round trip that read the cancel flag was sent
+
+    @property
+    def unsent(self) -> dict[str, Any] | None:
+        """The latest progress when the job store does not have it yet."""
+        return self.latest if self._dirty else None
 
     def progress(self, p: Any) -> None:
         self.latest = {"phase": p.phase, "done": int(p.done), "total": int(p.total), "figures": _jsonable(p.figures)}
@@ -157,7 +169,10 @@ class StepReporter:
             return "shutdown"
         if self.lease.lost:
             return "lease-lost"
+        if self.min_interval_s > 0 and _now() - self._checked < self.min_interval_s and self.lease.holds():
+            return None
         try:
+            self._checked = _now()
             reason = self._step(self.latest if self._dirty else None)
             self._dirty = False
         except Exception as e:  # noqa: BLE001 - see the class docstring

@@ -37,6 +37,7 @@ from typing import Any
 from scalespace import ScalespaceError
 from scalespace.ids import check_id
 from scalespace.jobs.kinds import JOB_KINDS
+from scalespace.jobs.stopping import STOP_CHECK_INTERVAL_S
 from scalespace.scheduler.janitor import publish
 from scalespace.scheduler.jobstore import JobRecord
 from scalespace.scheduler.queues import TASK_NIGHTLY, TASK_RUN
@@ -122,7 +123,8 @@ def run_task(rt: Runtime, job_id: str) -> str:
     with Lease(js, job_id, owner, s.lease_s, s.heartbeat_s, registry=rt.leases) as lease:
         lease.hold(sent_at, int(s.lease_s * 1000))  # begin set the lease key for lease_s
         reporter = StepReporter(js, job_id, owner, lease, deadline_at=rec.deadline_at,
-                                shutdown=rt.shutdown_requested)
+                                shutdown=rt.shutdown_requested, min_interval_s=STOP_CHECK_INTERVAL_S,
+                                checked_at=sent_at)
         return _execute(rt, job_id, owner, got.fence, rec, reporter)
 
 
@@ -169,7 +171,8 @@ def _execute(rt: Runtime, job_id: str, owner: str, fence: int, rec: JobRecord, r
         return _ended(rt, job_id, out, "failed")
     artifacts = [{k: a.get(k) for k in ("name", "path", "sha256", "bytes")} for a in manifest.get("artifacts", [])]
     out = _durable(js.commit, job_id, owner, fence, artifacts, manifest.get("summary"), time.monotonic() - t0,
-                   attempt=manifest.get("attempt") or fence, patience_s=rt.settings.outage_tolerance_s)
+                   attempt=manifest.get("attempt") or fence, progress=reporter.unsent,
+                   patience_s=rt.settings.outage_tolerance_s)
     if out.action != "succeeded":
         log.warning("job %s: not committed (%s, %s): another delivery owns it; this attempt's files stay for the "
                     "janitor", job_id, out.action, out.state)

@@ -14,7 +14,7 @@ from typing import Any, Callable
 import torch
 
 from scalespace import ScalespaceError
-from scalespace.jobs.stopping import JobStopped
+from scalespace.jobs.stopping import STOP_CHECK_INTERVAL_S, JobStopped
 from scalespace.storage.base import ArtifactRef, ArtifactStore, attempt_folder, check_key, writes_begin, writes_end
 
 
@@ -32,8 +32,6 @@ class Progress:
 ProgressFn = Callable[[Progress], None]
 #: a long loop's steps reach the progress sink at most this often (JobContext.tick)
 PROGRESS_INTERVAL_S = 0.2
-#: and check for cancellation at most this often (in the service each check is a round trip to the job store)
-STOP_CHECK_INTERVAL_S = 0.05
 StopFn = Callable[[], "str | None"]
 #: (spec, job id) -> its manifest: runs another spec as a job of its own (a sweep's children)
 RunChildFn = Callable[..., dict[str, Any]]  # (spec, job id[, progress]) -> manifest

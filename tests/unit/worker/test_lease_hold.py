@@ -125,6 +125,49 @@ def test_a_lapsed_key_is_asked_about_at_every_check_until_a_heartbeat_takes_it(j
     assert counting.steps == 3
 
 
+def test_stop_checks_within_the_interval_ask_nothing_while_the_lease_is_held(jobstore, clock):
+    """min_interval_s: a check within it of the last round trip (begin's, at first) asks nothing; past it, one
+    round trip, which sees a cancel; a lease not known to be held is asked about at every check."""
+    import threading
+
+    from scalespace.worker.lease import Lease, StepReporter
+
+    _submit(jobstore, "c")
+    counting = _Counting(jobstore)
+    sent = Lease.now()
+    jobstore.begin("c", "w/1", "w", lease_s=30, max_attempts=3)
+    lease = Lease(counting, "c", "w/1", 30, 3600)
+    lease.hold(sent, 30_000)
+    reporter = StepReporter(counting, "c", "w/1", lease, deadline_at=None, shutdown=threading.Event(),
+                            min_interval_s=0.05, checked_at=sent)
+    jobstore.cancel("c")
+    reporter.progress(type("P", (), {"phase": "sample", "done": 1, "total": 4, "figures": {}})())
+    assert reporter.should_stop() is None and counting.steps == 0  # begin asked just now
+    assert reporter.unsent == {"phase": "sample", "done": 1, "total": 4, "figures": {}}
+    clock[0] = 0.06
+    assert reporter.should_stop() == "cancelled" and counting.steps == 1 and reporter.unsent is None
+    assert jobstore.get("c").progress["done"] == 1
+    assert reporter.should_stop() is None and counting.steps == 1  # within the interval again
+    lease.hold(Lease.now(), 0)  # not known to be held: every check asks
+    assert reporter.should_stop() == "cancelled" and counting.steps == 2
+
+    # the counterexample: without an interval every check is a round trip
+    eager = StepReporter(counting, "c", "w/1", lease, deadline_at=None, shutdown=threading.Event(),
+                         checked_at=Lease.now())
+    lease.hold(Lease.now(), 30_000)
+    assert eager.should_stop() == "cancelled" and counting.steps == 3
+
+
+def test_the_commit_carries_the_progress_no_step_wrote(jobstore):
+    for job_id, progress in (("p", {"phase": "sample", "done": 4, "total": 4, "figures": {}}), ("q", None)):
+        _submit(jobstore, job_id)
+        got = jobstore.begin(job_id, "w/1", "w", lease_s=30, max_attempts=3)
+        jobstore.step(job_id, "w/1", {"phase": "sample", "done": 2, "total": 4, "figures": {}})
+        assert jobstore.commit(job_id, "w/1", got.fence, [], None, 0.1, progress=progress).action == "succeeded"
+    assert jobstore.get("p").progress["done"] == 4 and jobstore.get("p").progress_done == 4
+    assert jobstore.get("q").progress["done"] == 2  # none carried: the last step's stays
+
+
 def test_the_first_attempt_does_not_look_for_a_manifest_a_later_one_returns_it(tmp_path):
     from scalespace.jobs import run_job
     from scalespace.storage import LocalStore

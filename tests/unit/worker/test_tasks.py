@@ -29,6 +29,7 @@ def test_submit_run_fetch_through_the_api(api, settings):
     assert run_task(rt, job["id"]) == "terminal"  # a redelivery after the commit does nothing
     done = api.get(f"/v1/jobs/{job['id']}").json()
     assert done["state"] == "succeeded" and done["attempts"] == 1 and done["worker"] == rt.worker_name
+    assert done["progress"]["done"] == done["progress"]["total"]  # the last step's progress, carried by the commit
     arts = {a["name"]: a for a in done["artifacts"]}
     assert set(arts) >= {"samples.npz", "grid.png", "trajectory.json", "manifest.json"}
     blob = api.get(arts["samples.npz"]["url"].replace("http://testserver", "")).content
