@@ -27,8 +27,9 @@ job's thread (a part nested in another is taken out of its parent):
 then the Redis commands per job (INFO commandstats, before and after: every
 command the job store's scripts and the heartbeat sent) and the S3 requests
 per job by operation (botocore's before-send events, retries included), and
-Celery's part: submission to the job's start (`started_at - queued_at`) with a
-real `scalespace worker` and one job in flight at a time (`--celery`).
+Celery's part with a real `scalespace worker` (`--celery N`): submission to
+the job's start (`started_at - queued_at`) with one job in flight at a time,
+then N jobs queued at once: one job's commit to the next one's begin.
 """
 
 from __future__ import annotations
@@ -141,7 +142,7 @@ def main() -> int:
     ap.add_argument("--local", action="store_true", help="local store instead of SeaweedFS S3")
     ap.add_argument("--profile", action="store_true", help="also print cProfile's top functions (cumulative)")
     ap.add_argument("--celery", type=int, default=10, metavar="N",
-                    help="jobs through a real `scalespace worker`, one at a time, for Celery's part (0: skip)")
+                    help="jobs through a real `scalespace worker`, one at a time, then as many queued at once, for Celery's part (0: skip)")
     ap.add_argument("--redis-fsync", choices=("everysec", "always"), default="everysec",
                     help="redis-server's appendfsync (as bench/load.py): everysec, or always (the integration tests')")
     args = ap.parse_args()
@@ -260,6 +261,18 @@ def main() -> int:
             print(f"celery (real worker, one job in flight, median of {args.celery}): queued -> started "
                   f"{1000 * med(pickup):.1f} ms (broker delivery, task start, lease); started -> finished "
                   f"{1000 * med(inside):.1f} ms; submit -> seen succeeded {1000 * med(end_to_end):.1f} ms")
+
+            # a backlog: from one job's commit to the next one's begin (publish, ack, task events, the next
+            # message, begin), every message already on the queue
+            backlog = [submit_spec(parse_spec(spec(30_000 + k, args.steps)), settings=settings, jobstore=js,
+                                   enqueue=enqueue, lane=settings.default_lane).job_id for k in range(args.celery)]
+            recs = [wait_for(lambda j=j: (r := js.get(j)) is not None and r.state == "succeeded" and r, 300,
+                             f"job {j}", every_s=0.05) for j in backlog]
+            recs.sort(key=lambda r: r.started_at)
+            gaps = [b.started_at - a.finished_at for a, b in zip(recs, recs[1:])]
+            print(f"celery (real worker, {args.celery} jobs queued at once): commit -> next begin median "
+                  f"{1000 * med(gaps):.1f} ms (publish, ack, task events, the next message, begin); "
+                  f"started -> finished {1000 * med([r.finished_at - r.started_at for r in recs]):.1f} ms")
         return 0
     finally:
         stop_all(procs, weed, redis_srv, tmp=tmp)
