@@ -180,6 +180,7 @@ def main() -> int:
             store.client.meta.events.register(
                 "before-call.s3", lambda model=None, **kw: s3_requests.update([f"op:{model.name}"]))
         rt = SimpleNamespace(settings=settings, jobstore=js, store=store, worker_name="overhead@bench", leases=set(),
+                             published=collections.deque(),
                              shutdown_requested=threading.Event(), enqueue=lambda job_id, lane: None,
                              enqueue_parent=lambda parent: None)
 

@@ -212,7 +212,7 @@ class JobStore:
         self.live_ttl_s = int(live_ttl_s or max(self.result_ttl_s, 2 * 86400) * 2)
         self._scripts = {name: client.register_script(getattr(lua, name)) for name in (
             "SUBMIT", "BEGIN", "HEARTBEAT", "STEP", "COMMIT", "FINISH", "REQUEUE", "REAP", "DUE", "RESEND", "CANCEL",
-            "RETRY", "WAIT_CHILDREN", "EXPIRE_IF_DUE", "JANITOR_DONE")}
+            "RETRY", "WAIT_CHILDREN", "EXPIRE_IF_DUE", "JANITOR_SKIP", "JANITOR_DONE")}
 
     @classmethod
     def from_settings(cls, settings: Any, client: Any = None) -> "JobStore":
@@ -403,6 +403,12 @@ class JobStore:
             start = rng.randrange(waiting - limit + 1) if waiting > limit else 0
         rows = self.r.zrangebyscore(key, "-inf", due, start=start, num=limit, withscores=True)
         return [(str(i), float(s)) for i, s in rows]
+
+    def janitor_skip(self, job_ids: list[str]) -> int:
+        """Jobs whose committer published their manifest.json: off the janitor's list when it has nothing left
+        to do for them (succeeded, one attempt ever), so it neither looks for the manifest nor reads the record.
+        Returns how many came off."""
+        return int(self._run("JANITOR_SKIP", *job_ids)) if job_ids else 0
 
     def janitor_done(self, job_id: str, score: float) -> bool:
         """Done with the job (unless it ended again after `score`: then it stays for the next round)."""

@@ -361,6 +361,20 @@ return {'no', ''}
 """
 
 # ARGV: 4 id, 5 the score it was taken at.  The janitor is done with a job, unless it finished again since.
+# ARGV: 4.. job ids whose committer published manifest.json.  Off the janitor's list when there is nothing
+# left for it: succeeded with one attempt ever (fence 1, committed attempt 1). Returns how many.
+JANITOR_SKIP = PRELUDE + r"""
+local jan, n = P .. 'janitor', 0
+for i = 4, #ARGV do
+  local k = jk(ARGV[i])
+  if redis.call('HGET', k, 'state') == 'succeeded' and redis.call('HGET', k, 'fence') == '1'
+     and redis.call('HGET', k, 'committed_attempt') == '1' then
+    n = n + redis.call('ZREM', jan, ARGV[i])
+  end
+end
+return n
+"""
+
 JANITOR_DONE = PRELUDE + r"""
 local jan = P .. 'janitor'
 local score = redis.call('ZSCORE', jan, ARGV[4])

@@ -9,7 +9,9 @@ Every SCALESPACE_HEARTBEAT_S it
   SCALESPACE_VISIBILITY_TIMEOUT_S (a worker died between taking the message
   and starting the job, or a Redis failover lost the message: the broker
   removes a message when a worker takes it, see scalespace.worker.celery_app),
-- runs the janitor over ended jobs (scalespace.scheduler.janitor).
+- runs the janitor over ended jobs (scalespace.scheduler.janitor), after
+  taking off its list the jobs whose manifest.json this worker published and
+  that had one attempt only (nothing left to tidy: no HEAD, no read).
 Any worker may do the last four; the transitions are atomic in Redis, so two
 workers never requeue the same job twice.
 
@@ -69,6 +71,8 @@ def pulse_once(rt: Any, *, reap: bool = True) -> int:
         rt.enqueue(job_id, lane)
         moved += 1
         log.info("job %s back on lane %s", job_id, lane)
+    published = [rt.published.popleft() for _ in range(len(rt.published))]
+    js.janitor_skip(published)  # published by this worker, one attempt ever: nothing left for the janitor
     if reap:  # a random run of the ended jobs, so many workers' pulses tidy different ones; half a beat at most
         tidy(js, rt.store, grace_s=s.lease_s, limit=JANITOR_LIMIT, budget_s=s.heartbeat_s / 2, rng=_RNG)
     return moved

@@ -177,7 +177,8 @@ def _execute(rt: Runtime, job_id: str, owner: str, fence: int, rec: JobRecord, r
         log.warning("job %s: not committed (%s, %s): another delivery owns it; this attempt's files stay for the "
                     "janitor", job_id, out.action, out.state)
         return "lease-lost"
-    _publish(rt, job_id, int(manifest.get("attempt") or fence), manifest)
+    if _publish(rt, job_id, int(manifest.get("attempt") or fence), manifest) and fence == 1:
+        rt.published.append(job_id)  # nothing left for the janitor: the pulse takes it off its list
     rt.enqueue_parent(out.ready_parent)
     log.info("job %s: %s in %.2f s", job_id, out.action, time.monotonic() - t0)
     return out.action
@@ -213,13 +214,15 @@ def _ended(rt: Runtime, job_id: str, out: Any, state: str) -> str:
     return state
 
 
-def _publish(rt: Runtime, job_id: str, attempt: int, manifest: dict[str, Any]) -> None:
+def _publish(rt: Runtime, job_id: str, attempt: int, manifest: dict[str, Any]) -> bool:
     """The committed attempt's manifest as the job's manifest.json (only the committer and the janitor write it);
-    across an S3 outage, retried for up to SCALESPACE_OUTAGE_TOLERANCE_S, then left to the janitor."""
+    across an S3 outage, retried for up to SCALESPACE_OUTAGE_TOLERANCE_S, then left to the janitor (False)."""
     try:
         _durable(publish, rt.store, job_id, attempt, manifest, patience_s=rt.settings.outage_tolerance_s)
     except StoreUnavailable as e:
         log.warning("job %s: manifest not published (%s); the janitor will", job_id, _one_line(e))
+        return False
+    return True
 
 
 def _wait_out(rt: Runtime, job_id: str, owner: str, e: BaseException, reporter: StepReporter) -> str:

@@ -115,6 +115,27 @@ def test_a_job_queued_too_long_is_sent_again_once_per_period(jobstore):
     assert jobstore.snapshot(["batch"])["stats"]["resent"] == "3"
 
 
+def test_janitor_skip_takes_off_only_jobs_with_nothing_left_to_tidy(jobstore):
+    """Succeeded with one attempt ever: off the list. A second attempt's leftovers or a failed job: they stay."""
+    jan = jobstore.key("janitor")
+    _submit(jobstore, "one")
+    got = jobstore.begin("one", "w/1", "w", lease_s=30, max_attempts=3)
+    jobstore.commit("one", "w/1", got.fence, [], None, 0.1)
+    _submit(jobstore, "two")
+    jobstore.begin("two", "w/1", "w", lease_s=0.05, max_attempts=3)
+    time.sleep(0.12)
+    assert jobstore.reap(0.05) == [("two", "batch")]
+    got = jobstore.begin("two", "w/2", "w", lease_s=30, max_attempts=3)
+    assert got.fence == 2 and jobstore.commit("two", "w/2", got.fence, [], None, 0.1).action == "succeeded"
+    _submit(jobstore, "bad")
+    jobstore.begin("bad", "w/1", "w", lease_s=30, max_attempts=3)
+    jobstore.finish("bad", "w/1", "failed", "boom")
+    assert set(jobstore.r.zrange(jan, 0, -1)) == {"one", "two", "bad"}
+    assert jobstore.janitor_skip(["one", "two", "bad", "missing"]) == 1
+    assert set(jobstore.r.zrange(jan, 0, -1)) == {"two", "bad"}  # attempt 1's folder of "two" is left to remove
+    assert jobstore.janitor_skip(["one"]) == 0 and jobstore.janitor_skip([]) == 0
+
+
 def test_requeue_with_backoff_and_retry_by_request(jobstore):
     _submit(jobstore, "t")
     jobstore.begin("t", "w/1", "w", lease_s=30, max_attempts=3)

@@ -191,6 +191,34 @@ def test_a_job_whose_message_was_lost_is_sent_again_by_the_pulse(settings, jobst
     assert pulse_once(rt) == 0 and r.llen(queue) == 0
 
 
+def test_the_pulse_takes_a_job_its_worker_published_off_the_janitors_list(settings, jobstore, monkeypatch):
+    """A job of one attempt whose manifest.json its worker published leaves nothing to tidy: the worker's pulse
+    takes it off the janitor's list (no HEAD for it, no read). One whose publish failed stays, and the janitor
+    publishes it."""
+    import scalespace.worker.tasks as tasks
+    from scalespace.scheduler.janitor import tidy
+    from scalespace.storage import StoreUnavailable
+    from scalespace.worker.pulse import pulse_once
+
+    rt = _runtime(settings.model_copy(update={"outage_tolerance_s": 0.0}))
+    for job_id in ("pub", "lost"):
+        jobstore.submit(job_id, SPEC, kind="sample", spec_hash="h" + job_id, lane="batch", limit=-1)
+    assert tasks.run_task(rt, "pub") == "succeeded"
+
+    def s3_away(*args, **kwargs):
+        raise StoreUnavailable("S3 away")
+
+    monkeypatch.setattr(tasks, "publish", s3_away)
+    assert tasks.run_task(rt, "lost") == "succeeded"
+    assert list(rt.published) == ["pub"]
+    assert set(jobstore.r.zrange(jobstore.key("janitor"), 0, -1)) == {"pub", "lost"}
+    pulse_once(rt, reap=False)
+    assert list(rt.published) == [] and jobstore.r.zrange(jobstore.key("janitor"), 0, -1) == ["lost"]
+    assert not rt.store.exists("jobs", "lost", "manifest.json")
+    assert tidy(jobstore, rt.store, grace_s=0.0) == 1  # the janitor publishes what the worker could not
+    assert rt.store.exists("jobs", "lost", "manifest.json") and rt.store.exists("jobs", "pub", "manifest.json")
+
+
 def test_worker_modules_do_not_import_torch():
     """CUDA must start in the process that runs a job, never at import time of the worker."""
     code = ("import sys, scalespace.worker.tasks, scalespace.worker.celery_app, scalespace.worker.pulse, scalespace.worker.lease, scalespace.scheduler.jobstore, "
