@@ -360,7 +360,6 @@ end
 return {'no', ''}
 """
 
-# ARGV: 4 id, 5 the score it was taken at.  The janitor is done with a job, unless it finished again since.
 # ARGV: 4.. job ids whose committer published manifest.json.  Off the janitor's list when there is nothing
 # left for it: succeeded with one attempt ever (fence 1, committed attempt 1). Returns how many.
 JANITOR_SKIP = PRELUDE + r"""
@@ -375,6 +374,7 @@ end
 return n
 """
 
+# ARGV: 4 id, 5 the score it was taken at.  The janitor is done with a job, unless it finished again since.
 JANITOR_DONE = PRELUDE + r"""
 local jan = P .. 'janitor'
 local score = redis.call('ZSCORE', jan, ARGV[4])
