@@ -159,12 +159,16 @@ return 1
 STEP = PRELUDE + r"""
 local id, owner = ARGV[4], ARGV[5]
 local k = jk(id)
-if ARGV[6] ~= '' then redis.call('HSET', k, 'progress', ARGV[6], 'progress_done', ARGV[7], 'updated_at', NOW) end
+local mine = ours(id, owner)
+-- only the owner's progress: a delivery that lost the job (or whose record a failover lost) writes nothing
+if mine and ARGV[6] ~= '' then
+  redis.call('HSET', k, 'progress', ARGV[6], 'progress_done', ARGV[7], 'updated_at', NOW)
+end
 local lease = P .. 'lease:' .. id
 local held = 0
 if redis.call('GET', lease) == owner then held = redis.call('PTTL', lease) end
 if redis.call('HGET', k, 'cancel_requested') == '1' then return {'cancelled', held} end
-if not ours(id, owner) then return {'lease-lost', 0} end
+if not mine then return {'lease-lost', 0} end
 return {'', held}
 """
 

@@ -163,6 +163,10 @@ def test_jobs_survive_a_failover_and_a_killed_master(cluster, make_settings, wor
         second = [submit(api, {**SMALL, "seed": s})["id"] for s in range(200, 204)]
         wait_for(lambda: any(api.get(f"/v1/jobs/{i}").json()["state"] != "queued" for i in second), 60,
                  "the worker to start a job")
+        # replication is asynchronous: a write the master took in its last moments may die with it (the
+        # README's failover table). The jobs under test are the ones submitted before the kill, so the kill
+        # waits until the replica has them (WAIT); what the worker writes from here on may still be lost
+        assert replica.client().execute_command("WAIT", 1, 5000) == 1
         replica.kill()
         wait_for(lambda: _failed_over(cluster, master), 30, "the Sentinels to promote the old master", every_s=0.1)
         last = submit(api, {**SMALL, "seed": 300})["id"]

@@ -158,6 +158,18 @@ def test_stop_checks_within_the_interval_ask_nothing_while_the_lease_is_held(job
     assert eager.should_stop() == "cancelled" and counting.steps == 3
 
 
+def test_a_step_of_a_delivery_that_lost_the_job_writes_no_progress(jobstore):
+    """Only the owner's progress lands: not another delivery's, and no record is made up for a job whose record
+    is gone (a failover lost it)."""
+    _submit(jobstore, "o")
+    jobstore.begin("o", "w/1", "w", lease_s=30, max_attempts=3)
+    jobstore.step("o", "w/1", {"phase": "sample", "done": 2, "total": 4, "figures": {}})
+    assert jobstore.step("o", "w/2", {"phase": "sample", "done": 9, "total": 9, "figures": {}}) == "lease-lost"
+    assert jobstore.get("o").progress["done"] == 2
+    assert jobstore.step("gone", "w/1", {"phase": "sample", "done": 1, "total": 4, "figures": {}}) == "lease-lost"
+    assert not jobstore.r.exists(jobstore.key("job", "gone")) and jobstore.get("gone") is None
+
+
 def test_the_commit_carries_the_progress_no_step_wrote(jobstore):
     for job_id, progress in (("p", {"phase": "sample", "done": 4, "total": 4, "figures": {}}), ("q", None)):
         _submit(jobstore, job_id)
