@@ -40,6 +40,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
 from service_infra import RedisServer, WeedServer, free_port, stop_all, wait_for  # noqa: E402
 
+from scalespace.scheduler.jobstore import TERMINAL  # noqa: E402  (a job's final states)
+
 TOKEN = "bench-token"
 
 
@@ -210,9 +212,6 @@ def submit_only(http: httpx.Client, args: argparse.Namespace) -> int:
 def redis_workers(http: httpx.Client) -> list:
     r = http.get("/v1/ready")
     return [None] * (r.json().get("workers") or 0)
-
-
-TERMINAL = ("succeeded", "failed", "cancelled", "expired")
 
 
 def idle(http: httpx.Client) -> bool:
