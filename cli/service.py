@@ -12,8 +12,10 @@ import ipaddress
 import json
 import logging
 import os
+import shutil
 import socket
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -57,9 +59,9 @@ def _check_backends(settings: Any) -> None:
 def cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from scalespace.scheduler.api import create_app, openapi_document  # imports torch and FastAPI
-
     if args.openapi:
+        from scalespace.scheduler.api import openapi_document  # imports torch and FastAPI
+
         text = json.dumps(openapi_document(), indent=2, sort_keys=True) + "\n"
         if args.openapi == "-":
             sys.stdout.write(text)
@@ -72,9 +74,26 @@ def cmd_api(args: argparse.Namespace) -> int:
     if not settings.api_tokens() and not _loopback(host):
         raise ScalespaceError(f"SCALESPACE_API_TOKEN is not set: refusing to serve {host} without a bearer token; "
                               "set it, or listen on 127.0.0.1")
+    workers = settings.api_workers if args.workers is None else args.workers
+    if not 1 <= workers <= 64:
+        raise ScalespaceError(f"--workers: {workers} processes; give 1 to 64 (SCALESPACE_API_WORKERS likewise)")
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     _check_backends(settings)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", proxy_headers=True)
+    if workers == 1:
+        from scalespace.scheduler.api import serving_app  # imports torch and FastAPI
+
+        uvicorn.run(serving_app(settings), host=host, port=port, log_level="info", proxy_headers=True)
+        return 0
+    # several processes on one socket, each importing and building its app from the environment (this one
+    # only watches them); the API's own metrics go through a folder of this process's making, where every
+    # process writes and any of them reads them all
+    metrics_dir = tempfile.mkdtemp(prefix="scalespace-api-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    try:
+        uvicorn.run("scalespace.scheduler.api:serving_app", factory=True, workers=workers, host=host, port=port,
+                    log_level="info", proxy_headers=True)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
 
 
@@ -253,6 +272,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("api", help="run the scheduler's HTTP API")
     p.add_argument("--host", help="listen address (default SCALESPACE_API_HOST)")
     p.add_argument("--port", type=int, help="listen port (default SCALESPACE_API_PORT)")
+    p.add_argument("--workers", type=int, help="processes to serve with, on one port (default SCALESPACE_API_WORKERS)")
     p.add_argument("--openapi", metavar="FILE", help="write the OpenAPI document to FILE (- for stdout) and exit")
     p.set_defaults(func=cmd_api)
 

@@ -7,9 +7,11 @@ process restarts.
 
 from __future__ import annotations
 
+import os
 from typing import Any, Iterable
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from scalespace.config import LANES
@@ -71,7 +73,9 @@ class JobStoreCollector:
 
 
 class ApiMetrics:
-    """Figures only this API process knows (how long admission takes)."""
+    """Figures only the API knows (how long admission takes). When `scalespace api` serves with several
+    processes (SCALESPACE_API_WORKERS) it sets PROMETHEUS_MULTIPROC_DIR for them: each process writes its
+    figures there and every scrape, whichever process answers it, adds up all of them."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
@@ -82,4 +86,8 @@ class ApiMetrics:
     def render(self, jobstore: Any) -> bytes:
         registry = CollectorRegistry(auto_describe=False)
         registry.register(JobStoreCollector(jobstore))
-        return generate_latest(registry) + generate_latest(self.registry)
+        own = self.registry
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # the API's processes' figures, added up
+            own = CollectorRegistry(auto_describe=False)
+            MultiProcessCollector(own)
+        return generate_latest(registry) + generate_latest(own)

@@ -43,6 +43,7 @@ class Settings(BaseSettings):
     api_url: str = Field("http://127.0.0.1:8000", description="where clients (submit, status, fetch) find the API")
     api_host: str = Field("127.0.0.1", description="address `scalespace api` listens on")
     api_port: int = Field(8000, ge=1, le=65535, description="port `scalespace api` listens on")
+    api_workers: int = Field(1, ge=1, le=64, description="processes `scalespace api` serves with, on one port (each imports torch: about 0.3 GiB apiece); more than one lets one API use more than one core")
     max_body_bytes: int = Field(1 << 20, ge=1024, description="largest request body the API accepts")
     max_spec_bytes: int = Field(1 << 20, ge=1024, description="largest spec file (job, sweeps) the command line reads")
     lane_limits: str = Field(_DEFAULT_LANE_LIMITS, description="max queued jobs per lane")

@@ -125,7 +125,9 @@ def run_task(rt: Runtime, job_id: str) -> str:
         reporter = StepReporter(js, job_id, owner, lease, deadline_at=rec.deadline_at,
                                 shutdown=rt.shutdown_requested, min_interval_s=STOP_CHECK_INTERVAL_S,
                                 checked_at=sent_at)
-        return _execute(rt, job_id, owner, got.fence, rec, reporter)
+        out = _execute(rt, job_id, owner, got.fence, rec, reporter)
+    rt.settle_heap()  # once, after the first job this process ran
+    return out
 
 
 def _execute(rt: Runtime, job_id: str, owner: str, fence: int, rec: JobRecord, reporter: StepReporter) -> str:

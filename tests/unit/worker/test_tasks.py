@@ -260,3 +260,19 @@ def test_the_nightly_task_submits_its_sweep_with_its_message_in_one_step(setting
     queued = [json.loads(m)["headers"] for m in js.r.lrange("scalespace.nightly", 0, -1)]
     assert [(h["task"], h["argsrepr"]) for h in queued] == [("scalespace.run", repr([job_id]))]
     assert rt.app.tasks[TASK_NIGHTLY].run("nightly") == job_id and js.r.llen("scalespace.nightly") == 1
+
+
+def test_the_worker_settles_its_heap_once_after_the_first_job_it_ran(api, settings, monkeypatch):
+    """gc.freeze once the first job has filled the caches: not for a message that ran nothing, not again."""
+    import gc
+
+    from scalespace.worker.tasks import run_task
+
+    frozen: list[bool] = []
+    monkeypatch.setattr(gc, "freeze", lambda: frozen.append(True))
+    rt = _runtime(settings)
+    assert run_task(rt, "not a job id!") == "invalid" and run_task(rt, "no-such-job") == "missing"
+    assert frozen == []  # nothing ran: torch and the caches are not in memory yet
+    first, second = (api.post("/v1/jobs", json={"spec": dict(SPEC, seed=k)}).json()["id"] for k in (11, 12))
+    assert run_task(rt, first) == "succeeded" and frozen == [True]
+    assert run_task(rt, second) == "succeeded" and frozen == [True]  # once a process
