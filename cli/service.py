@@ -105,6 +105,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if args.lanes:
         settings = settings.model_copy(update={"worker_lanes": args.lanes})
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    _be_nice(settings.worker_nice)
     wait_for_redis(settings, redis_client(settings))
     wait_for_store(settings, store_from_settings(settings))
     app = make_celery(settings, with_tasks=True)
@@ -120,6 +121,15 @@ def cmd_worker(args: argparse.Namespace) -> int:
     )
     w.start()
     return int(getattr(w, "exitcode", 0) or 0)
+
+
+def _be_nice(niceness: int) -> None:
+    """Take SCALESPACE_WORKER_NICE before any thread starts (threads keep the niceness they start with); only
+    ever up: an unprivileged process cannot come back down, and one started nicer stays so."""
+    now = os.nice(0)
+    if niceness > now:
+        os.nice(niceness - now)
+        logging.getLogger("scalespace.worker").info("niceness %d (SCALESPACE_WORKER_NICE)", niceness)
 
 
 def cmd_beat(args: argparse.Namespace) -> int:

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from scalespace.scheduler.api import create_app
+from scalespace.scheduler.api import serving_app
 from scalespace.scheduler.infra import wait_for_redis
 from scalespace.scheduler.jobstore import JobStore
 
@@ -58,6 +58,8 @@ def worker_env(settings: Any, redis_url: str, out: str) -> dict[str, str]:
         "SCALESPACE_LEASE_S": str(settings.lease_s),
         "SCALESPACE_HEARTBEAT_S": str(settings.heartbeat_s),
     })
+    # the workers share this machine's cores with the API: submissions go first unless told otherwise
+    env.setdefault("SCALESPACE_WORKER_NICE", "10")
     return env
 
 
@@ -80,7 +82,7 @@ def serve(settings: Any, *, host: str, port: int, out: str, workers: int = 1, lo
         print(f"scalespace: serving on http://{host}:{port} (results in {out}, {workers} worker(s)); Ctrl-C stops.\n"
               "scalespace: for the client commands (submit, status, jobs, fetch, sweep run NAME --api ...):\n"
               + "\n".join(export_lines(host, port, redis_url, out)), file=sys.stderr, flush=True)
-        uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
+        uvicorn.run(serving_app(settings), host=host, port=port, log_level=log_level)
     finally:
         stop_workers(procs, settings.worker_shutdown_timeout_s)
         try:

@@ -54,6 +54,7 @@ class Settings(BaseSettings):
     retry_backoff_max_s: float = Field(300.0, gt=0, description="longest delay between retries")
     outage_tolerance_s: float = Field(900.0, ge=0, description="how long a job waits out an unreachable S3 or Redis (backing off, no attempt used) before it fails")
     task_events: bool = Field(True, description="workers send Celery task events and answer remote control (celery events, inspect, Flower)")
+    worker_nice: int = Field(0, ge=0, le=19, description="niceness a worker takes at start: 10 lets an API or other interactive work on the same cores go first (`scalespace serve` uses 10); 0 leaves it")
     startup_wait_s: float = Field(30.0, ge=0, description="how long api and worker wait for Redis/S3 at startup")
     max_n: int = Field(100_000, ge=1, description="largest n-like field of a job (n, n_reverse, robustness.n, eval_samples, data_limit, ...)")
     max_steps: int = Field(100_000, ge=1, description="largest T / K of a process and step count of a job (steps, reverse_steps, eval_steps, ...)")

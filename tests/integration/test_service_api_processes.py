@@ -1,9 +1,11 @@
-"""`scalespace api` with SCALESPACE_API_WORKERS=2: two processes on one port, a real Redis and SeaweedFS; every
-scrape of /metrics, whichever process answers it, counts every submission once; the metrics folder goes
-with the server."""
+"""An API and workers sharing a machine, with a real Redis and SeaweedFS: `scalespace api` with
+SCALESPACE_API_WORKERS=2 (two processes on one port; every scrape of /metrics, whichever process answers it,
+counts every submission once; the metrics folder goes with the server), and a worker at
+SCALESPACE_WORKER_NICE=10 (every one of its threads at that niceness, and it runs jobs)."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -13,7 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from service_infra import TOKEN, free_port, settings_env, wait_for
+from service_infra import TOKEN, free_port, settings_env, submit, wait_for, wait_state
 
 SPEC = {"kind": "sample", "process": "vp", "data": "digits", "n": 4, "steps": 5}
 SUBMISSIONS = 24
@@ -85,3 +87,18 @@ def test_two_api_processes_share_one_port_and_their_metrics(make_settings, tmp_p
     assert rc == 0, (tmp_path / "api.log").read_text()[-3000:]
     assert list(scratch.iterdir()) == []  # the metrics folder left with the server
     wait_for(lambda: not any(_alive(pid) for pid in servers), 10, "the API's processes to end")
+
+
+def _niceness(pid: int, tid: int) -> int:
+    return int(Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
+def test_a_worker_takes_its_niceness_before_its_threads_start(api, settings, worker_process):
+    assert os.nice(0) < 10  # this test's own processes run less nice: the worker's niceness is its own doing
+    w = worker_process(settings, "nice", SCALESPACE_WORKER_NICE="10")
+    job = submit(api, dict(SPEC, seed=3))
+    assert wait_state(api, job["id"], timeout_s=180)["state"] == "succeeded"
+    threads = [int(t.name) for t in Path(f"/proc/{w.proc.pid}/task").iterdir()]
+    assert len(threads) > 3  # Celery's, the pulse, the upload threads: all started after the niceness
+    assert {_niceness(w.proc.pid, t) for t in threads} == {10}
+    assert "niceness 10 (SCALESPACE_WORKER_NICE)" in w.text()

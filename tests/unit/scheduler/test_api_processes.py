@@ -1,5 +1,5 @@
-"""What lets `scalespace api` serve with several processes: the API's own metrics added up over the processes
-(Prometheus's multiprocess folder), a frozen heap, and the --workers check."""
+"""An API and workers sharing a machine: the API's own metrics added up over its processes (Prometheus's
+multiprocess folder), a frozen heap, the --workers check, a worker's niceness and serve's default for it."""
 
 from __future__ import annotations
 
@@ -87,3 +87,23 @@ def test_the_worker_count_setting_is_checked(monkeypatch):
     monkeypatch.setenv("SCALESPACE_API_WORKERS", "0")
     with pytest.raises(ValidationError, match="api_workers"):
         Settings()
+
+
+NICE = "import os, sys; from scalespace.cli.service import _be_nice; _be_nice(int(sys.argv[1])); print(os.nice(0))"
+
+
+@pytest.mark.parametrize("start, asked, ends", [(0, 10, 10), (0, 0, 0), (12, 10, 12)])
+def test_a_worker_niceness_only_goes_up(start, asked, ends):
+    """SCALESPACE_WORKER_NICE=10 from 0 gives 10; a process started nicer (12) stays so, not an error."""
+    out = subprocess.run(["nice", "-n", str(start), sys.executable, "-c", NICE, str(asked)], capture_output=True,
+                         text=True, timeout=120, check=True).stdout
+    assert int(out) == ends
+
+
+def test_serve_runs_its_workers_nice_unless_told_otherwise(settings, monkeypatch):
+    from scalespace.scheduler.serve import worker_env
+
+    monkeypatch.delenv("SCALESPACE_WORKER_NICE", raising=False)
+    assert worker_env(settings, "unix:///r.sock", "/out")["SCALESPACE_WORKER_NICE"] == "10"
+    monkeypatch.setenv("SCALESPACE_WORKER_NICE", "0")
+    assert worker_env(settings, "unix:///r.sock", "/out")["SCALESPACE_WORKER_NICE"] == "0"
