@@ -146,7 +146,8 @@ def main() -> int:
 
         print(f"load: {args.jobs} jobs (sample vp/digits n=4 steps={args.steps}), {args.workers} workers, "
               f"store {'SeaweedFS S3' if weed else 'local folder'} on both sides, {os.cpu_count()} cores, "
-              f"{args.runs} round(s), {args.api_workers} API process(es), worker niceness {args.worker_nice}, redis appendfsync {args.redis_fsync}, torch threads "
+              f"{args.runs} round(s), {args.api_workers} API process(es), worker niceness {args.worker_nice}, "
+              f"redis appendfsync {args.redis_fsync}, torch threads "
               f"{args.torch_threads or 'default'} on both sides")
         ratios, all_latencies = [], []
         for run in range(args.runs):
