@@ -23,15 +23,18 @@ traceback: 400 malformed, 401, 404, 409, 413, 422 invalid (with the field),
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import hmac
 import json
 import logging
 import threading
 import time
+import weakref
 from typing import Any
 
 from fastapi import Depends, FastAPI, Header, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -49,10 +52,12 @@ from scalespace.scheduler.api_errors import ApiError, install_error_handlers
 from scalespace.scheduler.api_models import (ERRORS, ArtifactView, DeadLetters, Health, JobList, JobRequest, JobView, Kind,
                                              Lane, ProgressView, Ready, ShardView, State, SweepHistory, SweepRun, ts)
 from scalespace.scheduler.console import install_console
+from scalespace.scheduler.infra import async_redis_client
 from scalespace.scheduler.jobstore import JobRecord, JobStore
 from scalespace.scheduler.metrics import ApiMetrics
 from scalespace.scheduler.queues import Enqueuer, celery_client
-from scalespace.scheduler.submit import IdempotencyConflict, LaneFull, check_spec, submit_spec
+from scalespace.scheduler.submit import (IdempotencyConflict, LaneFull, admit_spec, check_models, check_spec,
+                                         spec_models, submit_spec, submit_spec_async)
 from scalespace.storage import (MANIFEST, S3Store, StoreUnavailable, artifact_path, attempt_folder, content_type,
                                 store_from_settings)
 from scalespace.storage.base import check_key
@@ -66,6 +71,8 @@ class Services:
     def __init__(self, settings: Any, jobstore: Any = None, store: Any = None, enqueue: Any = None):
         self.settings = settings
         self._jobstore, self._store, self._enqueue = jobstore, store, enqueue
+        self._handed_in = jobstore is not None or enqueue is not None
+        self._async: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # event loop -> its Redis client
         self._lock = threading.Lock()
         self.metrics = ApiMetrics()
 
@@ -89,6 +96,18 @@ class Services:
             if self._enqueue is None:
                 self._enqueue = Enqueuer(celery_client(self.settings))
             return self._enqueue
+
+    def async_redis(self) -> Any:
+        """The event loop's own Redis client for submissions (scalespace.scheduler.infra.async_redis_client), made
+        on first use in each loop; None when the job store or the enqueuer was handed in (tests, embedders: the
+        submission then runs its blocking calls on a thread)."""
+        if self._handed_in:
+            return None
+        loop = asyncio.get_running_loop()
+        client = self._async.get(loop)
+        if client is None:
+            client = self._async[loop] = async_redis_client(self.settings)
+        return client
 
 
 def _artifacts(rec: JobRecord) -> dict[str, dict[str, Any]]:
@@ -174,7 +193,7 @@ def create_app(settings: Any = None, *, jobstore: Any = None, store: Any = None,
     bearer = HTTPBearer(auto_error=False, description="one of SCALESPACE_API_TOKEN")
     tokens = [t.encode() for t in settings.api_tokens()]
 
-    def auth(creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+    async def auth(creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:  # no I/O: no thread
         if not tokens:
             return  # no token configured: `scalespace api` refuses to listen beyond loopback then
         given = (creds.credentials if creds and creds.scheme.lower() == "bearer" else "").encode()
@@ -185,16 +204,27 @@ def create_app(settings: Any = None, *, jobstore: Any = None, store: Any = None,
 
     @app.post("/v1/jobs", response_model=JobView, status_code=201, dependencies=protected, responses=ERRORS,
               summary="Submit a job")
-    def submit(body: JobRequest, request: Request, response: Response,
-               idempotency_key: str | None = Header(None, alias="Idempotency-Key", max_length=200,
-                                                    pattern=r"^[\x21-\x7e]{1,200}$")) -> JobView:
+    async def submit(body: JobRequest, request: Request, response: Response,
+                     idempotency_key: str | None = Header(None, alias="Idempotency-Key", max_length=200,
+                                                          pattern=r"^[\x21-\x7e]{1,200}$")) -> JobView:
+        # on the event loop: the checks in memory (a model id's card is looked up on a thread) and the one
+        # job-store script through the loop's own Redis client, no thread per submission
         t0 = time.perf_counter()
         check_finite(body.spec.model_dump())  # JSON's NaN and Infinity literals: refused in free-form fields too
-        spec = check_spec(body.spec, settings, svc.store)
         lane = body.lane or settings.default_lane
+        aclient = svc.async_redis()
         try:
-            out = submit_spec(spec, settings=settings, jobstore=svc.jobstore, enqueue=svc.enqueue, lane=lane,
-                              deadline_s=body.deadline_s, idempotency_key=idempotency_key)
+            if aclient is None:
+                out = await run_in_threadpool(lambda: submit_spec(
+                    check_spec(body.spec, settings, svc.store), settings=settings, jobstore=svc.jobstore,
+                    enqueue=svc.enqueue, lane=lane, deadline_s=body.deadline_s, idempotency_key=idempotency_key))
+            else:
+                spec = admit_spec(body.spec, settings)
+                if spec_models(spec):
+                    await run_in_threadpool(check_models, spec, svc.store)
+                out = await submit_spec_async(spec, settings=settings, jobstore=svc.jobstore, aclient=aclient,
+                                              message=svc.enqueue.message, lane=lane, deadline_s=body.deadline_s,
+                                              idempotency_key=idempotency_key)
         except LaneFull as e:
             raise ApiError(429, "lane_full", str(e), "lane", headers={"Retry-After": str(settings.retry_after_s)}) from None
         except IdempotencyConflict as e:
@@ -204,7 +234,7 @@ def create_app(settings: Any = None, *, jobstore: Any = None, store: Any = None,
         svc.metrics.submit_seconds.observe(time.perf_counter() - t0)
         if out.record is not None:  # just created: the record as written, no second read
             return _view(out.record, svc, request, position=out.position)
-        return _view(_record(svc, out.job_id), svc, request)
+        return await run_in_threadpool(lambda: _view(_record(svc, out.job_id), svc, request))
 
     @app.get("/v1/jobs", response_model=JobList, dependencies=protected, responses=ERRORS, summary="List jobs")
     def list_jobs(request: Request, state: State | None = None, kind: Kind | None = None, lane: Lane | None = None,

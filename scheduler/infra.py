@@ -90,28 +90,42 @@ def redis_client(settings: Any, *, retries: int = 3) -> Any:
     (SCALESPACE_OUTAGE_TOLERANCE_S in the worker). Lua scripts are sent again on a new master by redis-py
     (EVALSHA answered NOSCRIPT: SCRIPT LOAD, then EVALSHA)."""
     import redis
+    from redis.retry import Retry
+    from redis.sentinel import Sentinel
+
+    return _make_client(settings, redis.Redis, Sentinel, Retry, retries)
+
+
+def async_redis_client(settings: Any, *, retries: int = 3) -> Any:
+    """redis_client's asyncio twin (redis.asyncio, the same options, Sentinels and retries), for the API's event
+    loop: its connections belong to the loop that first uses them."""
+    import redis.asyncio as aredis
+    from redis.asyncio.retry import Retry
+    from redis.asyncio.sentinel import Sentinel
+
+    return _make_client(settings, aredis.Redis, Sentinel, Retry, retries)
+
+
+def _make_client(settings: Any, redis_class: Any, sentinel_class: Any, retry_class: Any, retries: int) -> Any:
     from redis.backoff import ExponentialBackoff
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import TimeoutError as RedisTimeoutError
-    from redis.retry import Retry
 
     common = dict(
         decode_responses=True, socket_timeout=15, socket_connect_timeout=5, health_check_interval=15,
-        retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries),
+        retry=retry_class(ExponentialBackoff(cap=1.0, base=0.05), retries),
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
     )
     if uses_sentinel(settings):
-        from redis.sentinel import Sentinel
-
         sentinel_kwargs: dict[str, Any] = {"socket_timeout": 5, "socket_connect_timeout": 5}
         if settings.redis_sentinel_password:
             sentinel_kwargs["password"] = settings.redis_sentinel_password
-        sentinel = Sentinel(settings.sentinel_hosts(), sentinel_kwargs=sentinel_kwargs)
+        sentinel = sentinel_class(settings.sentinel_hosts(), sentinel_kwargs=sentinel_kwargs)
         return sentinel.master_for(settings.redis_sentinel_master, db=settings.redis_db,
                                    password=settings.redis_password or None, **common)
     url = require_redis_url(settings)
     try:
-        return redis.Redis.from_url(url, **common)
+        return redis_class.from_url(url, **common)
     except ValueError as e:
         raise ScalespaceError(f"SCALESPACE_REDIS_URL={redact(url)!r} is not a valid Redis URL: {e}") from None
 

@@ -27,6 +27,7 @@ import hashlib
 import json
 import random
 import time
+import weakref
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
@@ -213,6 +214,7 @@ class JobStore:
         self._scripts = {name: client.register_script(getattr(lua, name)) for name in (
             "SUBMIT", "BEGIN", "HEARTBEAT", "STEP", "COMMIT", "FINISH", "REQUEUE", "REAP", "DUE", "RESEND", "CANCEL",
             "RETRY", "WAIT_CHILDREN", "EXPIRE_IF_DUE", "JANITOR_SKIP", "JANITOR_DONE")}
+        self._async_scripts: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # submit_async's, by client
 
     @classmethod
     def from_settings(cls, settings: Any, client: Any = None) -> "JobStore":
@@ -240,6 +242,25 @@ class JobStore:
         touched). Outcome.action: created, existing (the idempotency key's job: job_id, spec_hash), exists (the
         id is taken: nothing written; draw another id), full (depth). `message`: (broker list, item), pushed
         with the record (scalespace.scheduler.queues.Enqueuer.message)."""
+        argv, fields = self._submit_argv(job_id, spec, kind=kind, spec_hash=spec_hash, lane=lane, limit=limit,
+                                         deadline_s=deadline_s, idempotency_key=idempotency_key, parent=parent,
+                                         message=message)
+        return self._submitted(self._scripts["SUBMIT"](keys=[], args=argv), fields)
+
+    async def submit_async(self, aclient: Any, job_id: str, spec: dict[str, Any], **kwargs: Any) -> Outcome:
+        """submit, the same script and outcome, through `aclient` (scalespace.scheduler.infra.async_redis_client
+        on the same Redis: the API's event loop waits for Redis without a thread)."""
+        script = self._async_scripts.get(aclient)
+        if script is None:
+            script = self._async_scripts[aclient] = aclient.register_script(lua.SUBMIT)
+        argv, fields = self._submit_argv(job_id, spec, **kwargs)
+        return self._submitted(await script(keys=[], args=argv), fields)
+
+    def _submit_argv(self, job_id: str, spec: dict[str, Any], *, kind: str, spec_hash: str, lane: str, limit: int,
+                     deadline_s: float | None = None, idempotency_key: str | None = None,
+                     parent: str | None = None, message: tuple[str, str] | None = None
+                     ) -> tuple[list[Any], dict[str, Any]]:
+        """SUBMIT's arguments, and the record's fields they write."""
         now = time.time()
         fields = {
             "id": job_id, "kind": kind, "lane": lane, "spec": json.dumps(spec, sort_keys=True), "spec_hash": spec_hash,
@@ -250,10 +271,14 @@ class JobStore:
             "parent": parent or "", "idempotency_key": idempotency_key or "",
         }
         idem = self.key("idem", hashlib.sha256(idempotency_key.encode()).hexdigest()) if idempotency_key else ""
-        flat = [x for kv in fields.items() for x in kv]
         queue, item = message or ("", "")
-        out = _outcome("SUBMIT", self._run("SUBMIT", job_id, lane, limit, idem, spec_hash, self.live_ttl_s, queue,
-                                           item, *flat))
+        argv = [self.prefix, f"{now:.6f}", self.result_ttl_s, job_id, lane, limit, idem, spec_hash, self.live_ttl_s,
+                queue, item, *(x for kv in fields.items() for x in kv)]
+        return argv, fields
+
+    @staticmethod
+    def _submitted(raw: Any, fields: dict[str, Any]) -> Outcome:
+        out = _outcome("SUBMIT", raw)
         if out.action == "created":  # the record is what was written: the caller needs no second read
             out = replace(out, record=JobRecord.from_hash({k: str(v) for k, v in fields.items()}))
         return out

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Callable
+from typing import Any, Callable, Generator
 
 from scalespace import ScalespaceError
 from scalespace.data import dataset_shape
@@ -64,13 +64,27 @@ def check_spec(data: Any, settings: Any, store: Any) -> Spec:
     """The parsed spec, or ScalespaceError("field: reason") naming what to fix: the one admission check
     (scalespace.jobs.admission.admit, what run_job and so the worker call) on cached processes, then the
     model ids against the store."""
-    spec, _ = admit(data, settings, build=_cached_process)
-    if job_kind(spec.kind).grid:
-        for model in spec.models:
-            _check_model(model, store, "models")
-        return spec
-    _check_model(getattr(spec, "model", "oracle"), store, "model")
+    spec = admit_spec(data, settings)
+    check_models(spec, store)
     return spec
+
+
+def admit_spec(data: Any, settings: Any) -> Spec:
+    """check_spec's first half, all in memory: the admission check on cached processes."""
+    return admit(data, settings, build=_cached_process)[0]
+
+
+def spec_models(spec: Spec) -> list[tuple[str, str]]:
+    """(model id, field) of each model the spec names other than the oracle: what check_models looks up."""
+    named = [(m, "models") for m in spec.models] if job_kind(spec.kind).grid \
+        else [(getattr(spec, "model", "oracle"), "model")]
+    return [(m, field) for m, field in named if m != "oracle"]
+
+
+def check_models(spec: Spec, store: Any) -> None:
+    """check_spec's second half: each model id the spec names has a card in the store (a request each)."""
+    for model, field in spec_models(spec):
+        _check_model(model, store, field)
 
 
 def _cached_process(spec: ProcessDataSpec) -> Any:
@@ -120,30 +134,60 @@ def submit_spec(spec: Spec, *, settings: Any, jobstore: Any, enqueue: Callable[[
     drawn id that collides with another job is drawn again (never merged with
     that job); an explicit `job_id` that exists is refused.
     """
-    limit = settings.lanes().get(lane, -1)
     message = getattr(enqueue, "message", None)  # the broker's message written with the record (one step)
+    steps = _submission(spec, settings=settings, lane=lane, deadline_s=deadline_s, idempotency_key=idempotency_key,
+                        job_id=job_id, message=message)
+    try:
+        call = next(steps)
+        while True:
+            call = steps.send(jobstore.submit(**call))
+    except StopIteration as done:
+        out: Submitted = done.value
+    if out.created and message is None:
+        try:
+            enqueue(out.job_id, lane)
+        except Exception:
+            jobstore.delete(out.job_id)  # never leave a queued record without a message
+            raise
+    return out
+
+
+async def submit_spec_async(spec: Spec, *, settings: Any, jobstore: Any, aclient: Any, message: Callable[..., Any],
+                            lane: str, deadline_s: float | None = None, idempotency_key: str | None = None
+                            ) -> Submitted:
+    """submit_spec on the API's event loop: the same steps, each job-store call through `aclient`
+    (JobStore.submit_async), the message always written with the record."""
+    steps = _submission(spec, settings=settings, lane=lane, deadline_s=deadline_s, idempotency_key=idempotency_key,
+                        job_id=None, message=message)
+    try:
+        call = next(steps)
+        while True:
+            call = steps.send(await jobstore.submit_async(aclient, **call))
+    except StopIteration as done:
+        return done.value
+
+
+def _submission(spec: Spec, *, settings: Any, lane: str, deadline_s: float | None, idempotency_key: str | None,
+                job_id: str | None, message: Callable[..., Any] | None) -> Generator[dict[str, Any], Any, Submitted]:
+    """The steps of a submission, free of I/O: yields each job-store submit's arguments, is sent its outcome,
+    returns what was submitted (raises LaneFull, IdempotencyConflict, ScalespaceError)."""
+    limit = settings.lanes().get(lane, -1)
+    dump, spec_hash = spec.model_dump(mode="json"), spec.spec_hash()
     for _ in range(ID_ATTEMPTS):
         drawn = job_id or new_job_id(spec)
-        out = jobstore.submit(drawn, spec.model_dump(mode="json"), kind=spec.kind,
-                              spec_hash=spec.spec_hash(), lane=lane, limit=limit, deadline_s=deadline_s,
-                              idempotency_key=idempotency_key, message=message(drawn, lane) if message else None)
+        out = yield dict(job_id=drawn, spec=dump, kind=spec.kind, spec_hash=spec_hash, lane=lane, limit=limit,
+                         deadline_s=deadline_s, idempotency_key=idempotency_key,
+                         message=message(drawn, lane) if message else None)
         if out.action != "exists":
             break
         if job_id:
             raise ScalespaceError(f"job_id: a job {job_id!r} exists already; leave the id out to get a new one")
     else:
         raise ScalespaceError(f"could not draw an unused job id in {ID_ATTEMPTS} attempts; submit again")
-    job_id = drawn
     if out.action == "full":
         raise LaneFull(lane, out.depth, limit)
     if out.action == "existing":
-        if out.spec_hash and out.spec_hash != spec.spec_hash():
+        if out.spec_hash and out.spec_hash != spec_hash:
             raise IdempotencyConflict(out.job_id)
         return Submitted(out.job_id, created=False)
-    if message is None:
-        try:
-            enqueue(job_id, lane)
-        except Exception:
-            jobstore.delete(job_id)  # never leave a queued record without a message
-            raise
-    return Submitted(job_id, created=True, record=out.record, position=out.position or None)
+    return Submitted(drawn, created=True, record=out.record, position=out.position or None)

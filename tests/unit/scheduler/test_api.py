@@ -77,3 +77,34 @@ def test_a_submission_is_answered_from_the_record_it_wrote(api, settings):
     assert again.status_code == 200 and again.json() == second.json() and reads == [second.json()["id"]]
     api.post("/v1/jobs", json={"spec": {**SPEC, "seed": 3}}, headers=auth)
     assert reads == [second.json()["id"]]  # a new job: no read
+
+
+def test_both_submission_paths_admit_alike(api, settings, jobstore):
+    """The event loop's path (the app's own job store: async Redis, a model's card looked up on a thread) and
+    the blocking one on a thread (a job store handed in) give the same answers."""
+    from fastapi.testclient import TestClient
+
+    from scalespace.scheduler.api import create_app
+    from scalespace.scheduler.queues import Enqueuer, celery_client
+    from scalespace.storage import LocalStore
+
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    handed = create_app(settings, jobstore=jobstore, store=LocalStore(settings.results_dir),
+                        enqueue=Enqueuer(celery_client(settings)))
+    with TestClient(handed, headers=auth) as blocking:
+        for client in (api, blocking):
+            ok = client.post("/v1/jobs", json={"spec": SPEC, "lane": "interactive"})
+            assert ok.status_code == 201 and ok.json()["state"] == "queued", ok.text
+            unknown = client.post("/v1/jobs", json={"spec": {**SPEC, "model": "vp-nothing"}})
+            assert unknown.status_code == 422 and unknown.json()["field"] == "spec.model"
+            assert "unknown model id 'vp-nothing'" in unknown.json()["detail"]
+            keyed = {**auth, "Idempotency-Key": f"same-{id(client)}"}
+            first = client.post("/v1/jobs", json={"spec": SPEC}, headers=keyed)
+            again = client.post("/v1/jobs", json={"spec": SPEC}, headers=keyed)
+            assert (first.status_code, again.status_code) == (201, 200) and again.json()["id"] == first.json()["id"]
+            other = client.post("/v1/jobs", json={"spec": {**SPEC, "seed": 9}}, headers=keyed)
+            assert other.status_code == 409 and other.json()["field"] == "Idempotency-Key"
+    queued = jobstore.list(state="queued")
+    assert len(queued) == 4 and {r.lane for r in queued} == {"interactive", "batch"}
+    # which path each took: the app's own loop made its Redis client, the handed-in one made none
+    assert len(api.app.state.services._async) == 1 and len(handed.state.services._async) == 0

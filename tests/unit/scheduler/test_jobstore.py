@@ -31,6 +31,40 @@ def test_submit_position_idempotency_and_full_lane(jobstore):
     assert ttl > jobstore.result_ttl_s  # a live record outlives the redelivery window
 
 
+def test_submit_through_the_async_client_is_the_same_script_and_outcome(jobstore, settings):
+    """The API's event loop submits with JobStore.submit_async: every outcome as submit gives it, the same
+    record, and its script loaded again on a Redis that never saw it (a promoted replica)."""
+    import asyncio
+
+    from scalespace.scheduler.infra import async_redis_client
+
+    async def run() -> list:
+        aclient = async_redis_client(settings)
+        try:
+            def go(job_id, lane="batch", limit=10, **kw):
+                return jobstore.submit_async(aclient, job_id, SPEC, kind="sample", spec_hash="h" + job_id, lane=lane,
+                                             limit=limit, **kw)
+            out = [await go("a", message=("q-batch", '{"m": 1}')), await go("a"), await go("b", idempotency_key="k"),
+                   await go("c", idempotency_key="k")]
+            jobstore.r.script_flush()
+            out += [await go("d"), await go("e", limit=3)]
+            return out
+        finally:
+            await aclient.aclose()
+
+    created, exists, keyed, existing, after_flush, full = asyncio.run(run())
+    assert created.action == "created" and created.position == 1
+    assert created.record.id == "a" and created.record.spec == SPEC and created.record.state == "queued"
+    assert jobstore.get("a").spec == SPEC and jobstore.get("a").created_at == created.record.created_at
+    assert jobstore.r.lrange("q-batch", 0, -1) == ['{"m": 1}']  # the message, pushed with the record
+    assert exists.action == "exists" and keyed.action == "created"
+    assert existing.action == "existing" and existing.job_id == "b" and jobstore.get("c") is None
+    assert after_flush.action == "created" and jobstore.get("d").state == "queued"
+    assert full.action == "full" and full.depth == 3 and jobstore.get("e") is None
+    # the blocking client sees the same store: the next id goes behind the async ones
+    assert _submit(jobstore, "f", limit=10).position == 4
+
+
 def test_lease_run_commit_and_drops(jobstore):
     _submit(jobstore, "j")
     got = jobstore.begin("j", "w1/x", "w1", lease_s=30, max_attempts=3)

@@ -88,6 +88,28 @@ def test_the_job_store_client_asks_the_sentinels_for_the_master():
     assert all(c.connection_pool.connection_kwargs["password"] == "spw" for c in sentinels)
 
 
+def test_the_apis_async_client_asks_the_same_sentinels_with_the_same_options():
+    from redis.asyncio.sentinel import SentinelConnectionPool
+
+    from scalespace.scheduler.infra import async_redis_client
+
+    client = async_redis_client(Settings(redis_sentinels=SENTINELS, redis_sentinel_master="jobs", redis_password="pw",
+                                         redis_sentinel_password="spw", redis_db=2))
+    pool = client.connection_pool
+    assert isinstance(pool, SentinelConnectionPool) and pool.service_name == "jobs" and pool.is_master
+    kwargs = pool.connection_kwargs
+    assert kwargs["password"] == "pw" and kwargs["db"] == 2 and kwargs["decode_responses"] is True
+    assert kwargs["socket_timeout"] == 15 and kwargs["retry"]._retries == 3
+    sentinels = pool.sentinel_manager.sentinels
+    assert [(c.connection_pool.connection_kwargs["host"], c.connection_pool.connection_kwargs["port"])
+            for c in sentinels] == [("s0.redis", 26379), ("s1.redis", 26380), ("fd00::2", 26381)]
+    assert all(c.connection_pool.connection_kwargs["password"] == "spw" for c in sentinels)
+    plain = async_redis_client(Settings(redis_url="redis://h:7/3")).connection_pool.connection_kwargs
+    assert (plain["host"], plain["port"], plain["db"]) == ("h", 7, 3)
+    with pytest.raises(ScalespaceError, match="SCALESPACE_REDIS_URL"):
+        async_redis_client(Settings(redis_url="redis://h:notaport/0"))
+
+
 def test_unreachable_sentinels_are_named_at_startup():
     from scalespace.scheduler.infra import redis_client, wait_for_redis
 
