@@ -4,7 +4,7 @@
     .venv/bin/python bench/load.py --runs 3        # both sides three times: each ratio and their median
     .venv/bin/python bench/load.py --workers 2
     .venv/bin/python bench/load.py --jobs 50 --local
-    .venv/bin/python bench/load.py --workers 0 --runs 3   # the submit path alone (no worker)
+    .venv/bin/python bench/load.py --workers 0 --runs 3   # the submit path alone (no worker), the API's CPU a submission
     .venv/bin/python bench/load.py --runs 3 --api-workers 2   # the API with two processes
     .venv/bin/python bench/load.py --runs 3 --api-workers 2 --worker-nice 10 --torch-threads 1   # and submissions first
 
@@ -114,7 +114,7 @@ def main() -> int:
         submitter = Submitter(http.base_url, args.concurrency, args.steps)
         if args.workers == 0:  # the submit path alone: the API, Redis and the client on the machine
             wait_for(lambda: http.get("/v1/health").status_code == 200, 120, "the API", every_s=0.2)
-            return submit_only(submitter, args)
+            return submit_only(submitter, args, procs[0].pid)
         wait_for(lambda: http.get("/v1/ready").status_code == 200, 120, "the API", every_s=0.2)
         wait_for(lambda: len(redis_workers(http)) >= args.workers, 120, "the workers", every_s=0.2)
 
@@ -235,18 +235,38 @@ class Submitter:
         self.pool.shutdown()
 
 
-def submit_only(submitter: Submitter, args: argparse.Namespace) -> int:
-    """--workers 0: rounds of --jobs submissions, --concurrency in flight, nothing runs them."""
+def submit_only(submitter: Submitter, args: argparse.Namespace, api_pid: int) -> int:
+    """--workers 0: rounds of --jobs submissions, --concurrency in flight, nothing runs them; with the CPU time
+    the API's processes (the command's and its children) and this client spent a submission."""
     submitter.submit_all(range(20_000, 20_000 + max(args.warmup, args.concurrency)))
     print(f"submit only: {args.jobs} submissions a round, {args.concurrency} in flight, no worker, "
           f"{args.api_workers} API process(es), {os.cpu_count()} cores")
     for run in range(args.runs):
+        api0, me0 = cpu_seconds(api_pid), os.times()
         t0 = time.perf_counter()
         _, latencies = submitter.submit_all(range(run * args.jobs, (run + 1) * args.jobs))
         wall = time.perf_counter() - t0
+        api, me = cpu_seconds(api_pid) - api0, os.times()
+        client = (me.user + me.system) - (me0.user + me0.system)
         print(f"round {run + 1}: {args.jobs / wall:.0f} submissions/s, latency p50 "
-              f"{1000 * percentile(latencies, 0.5):.1f} ms, p99 {1000 * percentile(latencies, 0.99):.1f} ms", flush=True)
+              f"{1000 * percentile(latencies, 0.5):.1f} ms, p99 {1000 * percentile(latencies, 0.99):.1f} ms; CPU a "
+              f"submission: API {1000 * api / args.jobs:.2f} ms, client {1000 * client / args.jobs:.2f} ms", flush=True)
     return 0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process and its children still running (/proc; Linux)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if int(entry.name) == pid or int(fields[1]) == pid:
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def redis_workers(http: httpx.Client) -> list:
