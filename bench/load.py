@@ -46,7 +46,8 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
-from service_infra import RedisServer, WeedServer, free_port, stop_all, wait_for  # noqa: E402
+from service_infra import (RedisServer, WeedServer, cpu_seconds, free_port, pids, proc_stat,  # noqa: E402
+                           stop_all, wait_for)
 
 from scalespace.scheduler.jobstore import TERMINAL  # noqa: E402  (a job's final states)
 
@@ -141,7 +142,7 @@ def main() -> int:
             store = LocalStore(tmp / "embedded")
         for k in range(max(args.warmup, 1)):  # as warm as each worker
             run_job(spec(10_000 + k, args.steps), store, job_id=f"warm-{k}")
-        gc.collect()  # as a worker does after its first job (scalespace.worker.runtime.Runtime.settle_heap)
+        gc.collect()  # as a worker does after its first job (scalespace.worker.runtime.settle_heap)
         gc.freeze()
 
         print(f"load: {args.jobs} jobs (sample vp/digits n=4 steps={args.steps}), {args.workers} workers, "
@@ -231,9 +232,6 @@ class Submitter:
 
         return list(self.pool.map(submit, seeds)), latencies
 
-    def close(self) -> None:
-        self.pool.shutdown()
-
 
 def submit_only(submitter: Submitter, args: argparse.Namespace, api_pid: int) -> int:
     """--workers 0: rounds of --jobs submissions, --concurrency in flight, nothing runs them; with the CPU time
@@ -242,11 +240,11 @@ def submit_only(submitter: Submitter, args: argparse.Namespace, api_pid: int) ->
     print(f"submit only: {args.jobs} submissions a round, {args.concurrency} in flight, no worker, "
           f"{args.api_workers} API process(es), {os.cpu_count()} cores")
     for run in range(args.runs):
-        api0, me0 = cpu_seconds(api_pid), os.times()
+        api0, me0 = tree_cpu_seconds(api_pid), os.times()
         t0 = time.perf_counter()
         _, latencies = submitter.submit_all(range(run * args.jobs, (run + 1) * args.jobs))
         wall = time.perf_counter() - t0
-        api, me = cpu_seconds(api_pid) - api0, os.times()
+        api, me = tree_cpu_seconds(api_pid) - api0, os.times()
         client = (me.user + me.system) - (me0.user + me0.system)
         print(f"round {run + 1}: {args.jobs / wall:.0f} submissions/s, latency p50 "
               f"{1000 * percentile(latencies, 0.5):.1f} ms, p99 {1000 * percentile(latencies, 0.99):.1f} ms; CPU a "
@@ -254,19 +252,10 @@ def submit_only(submitter: Submitter, args: argparse.Namespace, api_pid: int) ->
     return 0
 
 
-def cpu_seconds(pid: int) -> float:
-    """User and system CPU time of a process and its children still running (/proc; Linux)."""
-    total = 0.0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:  # gone meanwhile
-            continue
-        if int(entry.name) == pid or int(fields[1]) == pid:
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of a process and of its children still running (/proc; Linux)."""
+    return sum(cpu_seconds(other) for other in pids()
+               if other == pid or (proc_stat(other) or [None, None])[1] == str(pid))
 
 
 def redis_workers(http: httpx.Client) -> list:

@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import cProfile
 import collections
-import gc
 import functools
 import os
 import pstats
@@ -181,15 +180,10 @@ def main() -> int:
             store.client.meta.events.register(
                 "before-call.s3", lambda model=None, **kw: s3_requests.update([f"op:{model.name}"]))
 
-        def settle_heap() -> None:  # as a worker's Runtime does after its first job
-            if not gc.get_freeze_count():
-                gc.collect()
-                gc.freeze()
-
         rt = SimpleNamespace(settings=settings, jobstore=js, store=store, worker_name="overhead@bench", leases=set(),
                              published=collections.deque(),
                              shutdown_requested=threading.Event(), enqueue=lambda job_id, lane: None,
-                             enqueue_parent=lambda parent: None, settle_heap=settle_heap)
+                             enqueue_parent=lambda parent: None)
 
         # parse_spec, not the API's check_spec: its process cache toggles torch's thread count, which slows
         # this process's later torch work several times over (the API never runs jobs; run_job admits anyway)

@@ -187,15 +187,6 @@ def start_redis(folder: Path, appendonly: str) -> tuple[subprocess.Popen, int]:
     return proc, port
 
 
-def clock_ticks(pid: int) -> float:
-    """CPU seconds (user + sys) a process has used, from /proc."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return 0.0
-
-
 def count_client_commands() -> Counter:
     """Count every command this process sends to Redis (redis-py, which kombu uses too), by name."""
     import redis.connection as rc
@@ -523,14 +514,14 @@ def control_plane(args: argparse.Namespace) -> int:
             sub.janitor()
             w0 = worker_counts()
             client_counts.clear()
-            cpu0 = {p.pid: clock_ticks(p.pid) for p in procs}
+            cpu0 = {p.pid: _infra().cpu_seconds(p.pid) for p in procs}
             main0 = time.process_time()
             before = redis_figures(r)
             wall = sub.run(f"k{k}", k, jobs, window, args.steps, args.timeout)
             mid = redis_figures(r)
             sub.janitor()
             after = redis_figures(r)
-            client_cpu = sum(clock_ticks(p.pid) - cpu0[p.pid] for p in procs) + time.process_time() - main0
+            client_cpu = sum(_infra().cpu_seconds(p.pid) - cpu0[p.pid] for p in procs) + time.process_time() - main0
             sent = worker_counts()
             sent.subtract(w0)
             sent.update(client_counts)

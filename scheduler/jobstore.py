@@ -228,8 +228,11 @@ class JobStore:
         return self.prefix + ":".join(parts)
 
     def _run(self, name: str, *args: Any) -> Any:
-        argv = [self.prefix, f"{time.time():.6f}", self.result_ttl_s, *args]
-        return self._scripts[name](keys=[], args=argv)
+        return self._scripts[name](keys=[], args=self._argv(time.time(), *args))
+
+    def _argv(self, now: float, *args: Any) -> list[Any]:
+        """A script's arguments: the key prefix, the time, the result TTL (the PRELUDE's), then its own."""
+        return [self.prefix, f"{now:.6f}", self.result_ttl_s, *args]
 
     def ping(self) -> bool:
         return bool(self.r.ping())
@@ -272,9 +275,8 @@ class JobStore:
         }
         idem = self.key("idem", hashlib.sha256(idempotency_key.encode()).hexdigest()) if idempotency_key else ""
         queue, item = message or ("", "")
-        argv = [self.prefix, f"{now:.6f}", self.result_ttl_s, job_id, lane, limit, idem, spec_hash, self.live_ttl_s,
-                queue, item, *(x for kv in fields.items() for x in kv)]
-        return argv, fields
+        return self._argv(now, job_id, lane, limit, idem, spec_hash, self.live_ttl_s, queue, item,
+                          *(x for kv in fields.items() for x in kv)), fields
 
     @staticmethod
     def _submitted(raw: Any, fields: dict[str, Any]) -> Outcome:

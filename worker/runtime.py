@@ -42,17 +42,6 @@ class Runtime:
         self._store: Any = None
         self._enqueue: Any = None
         self._lock = threading.Lock()
-        self._settled = False
-
-    def settle_heap(self) -> None:
-        """Once, after this process's first job: everything alive then (torch, the library, the caches the job
-        filled: some 330,000 objects) moved out of the garbage collector's reach (gc.freeze). Otherwise each
-        full collection walks them all again, 0.05-0.15 s in the middle of some later job."""
-        if self._settled:
-            return
-        self._settled = True
-        gc.collect()
-        gc.freeze()
 
     @property
     def jobstore(self) -> Any:
@@ -87,6 +76,21 @@ class Runtime:
         rec = self.jobstore.get(parent)
         if rec is not None:
             self.enqueue(parent, rec.lane or self.settings.default_lane)
+
+
+_settled = False
+
+
+def settle_heap() -> None:
+    """Once a process, after the first job it ran: everything alive then (torch, the library, the caches the
+    job filled: some 330,000 objects) moved out of the garbage collector's reach (gc.freeze). Otherwise each
+    full collection walks them all again, 0.05-0.15 s in the middle of some later job."""
+    global _settled
+    if _settled:
+        return
+    _settled = True
+    gc.collect()
+    gc.freeze()
 
 
 def runtime_for(app: Any) -> Runtime:

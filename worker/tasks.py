@@ -43,7 +43,7 @@ from scalespace.scheduler.jobstore import JobRecord
 from scalespace.scheduler.queues import TASK_NIGHTLY, TASK_RUN
 from scalespace.storage import StoreUnavailable
 from scalespace.worker.lease import Lease, StepReporter
-from scalespace.worker.runtime import Runtime, runtime_for
+from scalespace.worker.runtime import Runtime, runtime_for, settle_heap
 
 log = logging.getLogger("scalespace.worker")
 
@@ -126,7 +126,7 @@ def run_task(rt: Runtime, job_id: str) -> str:
                                 shutdown=rt.shutdown_requested, min_interval_s=STOP_CHECK_INTERVAL_S,
                                 checked_at=sent_at)
         out = _execute(rt, job_id, owner, got.fence, rec, reporter)
-    rt.settle_heap()  # once, after the first job this process ran
+    settle_heap()  # once, after the first job this process ran
     return out
 
 

@@ -24,6 +24,27 @@ VENV_BIN = Path(sys.executable).parent
 TOKEN = "integration-token"
 
 
+def proc_stat(pid: int, tid: int | None = None) -> list[str] | None:
+    """The fields of /proc/<pid>[/task/<tid>]/stat after the command's name (state first, then ppid, ...; the
+    man page's field n is index n - 3), or None for a process that is gone (Linux)."""
+    path = Path(f"/proc/{pid}/stat") if tid is None else Path(f"/proc/{pid}/task/{tid}/stat")
+    try:
+        return path.read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def cpu_seconds(pid: int, tid: int | None = None) -> float:
+    """User and system CPU seconds a process (or one of its threads) has used; 0.0 once it is gone."""
+    fields = proc_stat(pid, tid)
+    return 0.0 if fields is None else (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def pids() -> list[int]:
+    """Every process id this machine has now (/proc)."""
+    return [int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit()]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

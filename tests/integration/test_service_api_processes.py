@@ -15,30 +15,28 @@ from pathlib import Path
 
 import httpx
 
-from service_infra import TOKEN, free_port, settings_env, submit, wait_for, wait_state
+from service_infra import TOKEN, free_port, pids, proc_stat, settings_env, submit, wait_for, wait_state
 
 SPEC = {"kind": "sample", "process": "vp", "data": "digits", "n": 4, "steps": 5}
 SUBMISSIONS = 24
 
 
 def _children(pid: int) -> list[int]:
+    """The API's serving processes: its children started by multiprocessing's spawn."""
     out = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid and b"spawn_main" in (entry / "cmdline").read_bytes():
-                out.append(int(entry.name))
+    for other in pids():
+        fields = proc_stat(other)
+        try:
+            if fields is not None and int(fields[1]) == pid and b"spawn_main" in Path(f"/proc/{other}/cmdline").read_bytes():
+                out.append(other)
+        except OSError:
+            continue
     return out
 
 
 def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+    fields = proc_stat(pid)
+    return fields is not None and fields[0] != "Z"
 
 
 def _count(text: str) -> float:
@@ -90,7 +88,7 @@ def test_two_api_processes_share_one_port_and_their_metrics(make_settings, tmp_p
 
 
 def _niceness(pid: int, tid: int) -> int:
-    return int(Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+    return int(proc_stat(pid, tid)[16])
 
 
 def test_a_worker_takes_its_niceness_before_its_threads_start(api, settings, worker_process):

@@ -268,8 +268,11 @@ def test_the_worker_settles_its_heap_once_after_the_first_job_it_ran(api, settin
 
     from scalespace.worker.tasks import run_task
 
+    from scalespace.worker import runtime
+
     frozen: list[bool] = []
     monkeypatch.setattr(gc, "freeze", lambda: frozen.append(True))
+    monkeypatch.setattr(runtime, "_settled", False)  # as in a fresh worker process
     rt = _runtime(settings)
     assert run_task(rt, "not a job id!") == "invalid" and run_task(rt, "no-such-job") == "missing"
     assert frozen == []  # nothing ran: torch and the caches are not in memory yet
