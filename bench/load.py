@@ -113,6 +113,11 @@ def main() -> int:
         http = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60,
                             limits=httpx.Limits(max_connections=args.concurrency))
         submitter = Submitter(http.base_url, args.concurrency, args.steps)
+        # every API process serving before the first connection: the kernel hands a connection to a process
+        # that listens, and the submitters keep theirs; opened while only the first process has started, all
+        # of them stay with it
+        wait_for(lambda: started_api_processes(tmp / "api.log") >= args.api_workers, 120,
+                 f"{args.api_workers} API process(es)", every_s=0.2)
         if args.workers == 0:  # the submit path alone: the API, Redis and the client on the machine
             wait_for(lambda: http.get("/v1/health").status_code == 200, 120, "the API", every_s=0.2)
             return submit_only(submitter, args, procs[0].pid)
@@ -250,6 +255,11 @@ def submit_only(submitter: Submitter, args: argparse.Namespace, api_pid: int) ->
               f"{1000 * percentile(latencies, 0.5):.1f} ms, p99 {1000 * percentile(latencies, 0.99):.1f} ms; CPU a "
               f"submission: API {1000 * api / args.jobs:.2f} ms, client {1000 * client / args.jobs:.2f} ms", flush=True)
     return 0
+
+
+def started_api_processes(log: Path) -> int:
+    """How many of the API's processes have finished starting: uvicorn's line, once per process."""
+    return log.read_text(errors="replace").count("Application startup complete.") if log.exists() else 0
 
 
 def tree_cpu_seconds(pid: int) -> float:
