@@ -106,11 +106,10 @@ class BodyLimit:
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        headers = dict(scope.get("headers") or [])
-        declared = headers.get(b"content-length")
-        too_big = JSONResponse({"error": "too_large", "detail": f"the body is above {self.max_bytes} bytes "
-                                "(SCALESPACE_MAX_BODY_BYTES)", "field": None}, status_code=413)
+        declared = next((v for k, v in scope.get("headers") or () if k == b"content-length"), None)
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            too_big = JSONResponse({"error": "too_large", "detail": f"the body is above {self.max_bytes} bytes "
+                                    "(SCALESPACE_MAX_BODY_BYTES)", "field": None}, status_code=413)
             return await too_big(scope, receive, send)
         seen = 0
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import lru_cache
 from typing import Any, Callable
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
@@ -103,10 +104,36 @@ def async_redis_client(settings: Any, *, retries: int = 3) -> Any:
     from redis.asyncio.retry import Retry
     from redis.asyncio.sentinel import Sentinel
 
-    return _make_client(settings, aredis.Redis, Sentinel, Retry, retries)
+    plain, managed = _async_connection_classes()
+    return _make_client(settings, aredis.Redis, Sentinel, Retry, retries,
+                        connection_class=managed if uses_sentinel(settings) else plain)
 
 
-def _make_client(settings: Any, redis_class: Any, sentinel_class: Any, retry_class: Any, retries: int) -> Any:
+@lru_cache(maxsize=1)
+def _async_connection_classes() -> tuple[Any, Any]:
+    """redis.asyncio's connections (plain, and Sentinel-managed) packing commands with hiredis's C packer, as
+    the blocking client does when hiredis is installed: redis.asyncio packs in Python, 0.1 ms for the
+    submission's script and its 50 arguments, a tenth of that in C. Without hiredis, its own classes."""
+    from redis.asyncio.connection import Connection
+    from redis.asyncio.sentinel import SentinelManagedConnection
+    from redis.utils import HIREDIS_AVAILABLE
+
+    if not HIREDIS_AVAILABLE:
+        return Connection, SentinelManagedConnection
+    from redis.connection import HiredisRespSerializer
+
+    pack = HiredisRespSerializer().pack  # str, bytes, int and float as the Python packer writes them
+
+    class Packing:
+        def pack_command(self, *args: Any) -> list[bytes]:
+            return pack(*args)
+
+    return (type("HiredisPackingConnection", (Packing, Connection), {}),
+            type("HiredisPackingSentinelConnection", (Packing, SentinelManagedConnection), {}))
+
+
+def _make_client(settings: Any, redis_class: Any, sentinel_class: Any, retry_class: Any, retries: int,
+                 **options: Any) -> Any:
     from redis.backoff import ExponentialBackoff
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -114,7 +141,7 @@ def _make_client(settings: Any, redis_class: Any, sentinel_class: Any, retry_cla
     common = dict(
         decode_responses=True, socket_timeout=15, socket_connect_timeout=5, health_check_interval=15,
         retry=retry_class(ExponentialBackoff(cap=1.0, base=0.05), retries),
-        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        retry_on_error=[RedisConnectionError, RedisTimeoutError], **options,
     )
     if uses_sentinel(settings):
         sentinel_kwargs: dict[str, Any] = {"socket_timeout": 5, "socket_connect_timeout": 5}

@@ -68,13 +68,21 @@ def test_two_puts_of_one_name_land_in_order(tmp_path):
     assert store.get("jobs", "j", "ck") == b"new"
 
 
-def test_a_job_whose_upload_fails_fails_and_writes_no_manifest(tmp_path):
-    store = SlowStore(tmp_path, fail_on="grid.png")
+def test_a_job_whose_upload_fails_fails_and_has_no_manifest(tmp_path):
+    # embedded: the manifest is the commit point, written once every artifact has landed: none is written
+    store = SlowStore(tmp_path / "embedded", fail_on="grid.png")
     with pytest.raises(OSError, match="grid.png"):
-        run_job(SPEC, store, job_id="sample-broken", attempt=1)
-    assert not store.exists("jobs", "sample-broken", "attempt-1/manifest.json")
+        run_job(SPEC, store, job_id="sample-broken")
     assert store.manifest("sample-broken") is None
     assert not any(w.endswith("manifest.json") for w in store.writes)
+    # the service: the attempt's manifest goes up beside the last artifacts, so it may land beside the failed
+    # one (the janitor removes an uncommitted attempt's folder); run_job raises all the same, so the worker
+    # commits nothing and publishes no manifest.json
+    store = SlowStore(tmp_path / "service", fail_on="grid.png")
+    with pytest.raises(OSError, match="grid.png"):
+        run_job(SPEC, store, job_id="sample-broken", attempt=1)
+    assert store.manifest("sample-broken") is None
+    assert all(w.startswith("attempt-1/") for w in store.writes) and "attempt-1/grid.png" not in store.writes
 
 
 def test_the_manifest_lists_every_artifact_with_the_sha256_of_what_landed(tmp_path):

@@ -110,6 +110,38 @@ def test_the_apis_async_client_asks_the_same_sentinels_with_the_same_options():
         async_redis_client(Settings(redis_url="redis://h:notaport/0"))
 
 
+def test_the_apis_async_client_packs_in_c_byte_for_byte_as_redis_py_packs_in_python():
+    """The API's connections (plain and Sentinel-managed) pack commands with hiredis: the same bytes as
+    redis.asyncio's own Python packer for a submission's real arguments, and its refusal of None or bool."""
+    import redis
+    from redis.asyncio.connection import Connection
+    from redis.asyncio.sentinel import SentinelManagedConnection
+    from redis.exceptions import DataError
+
+    from scalespace.scheduler.infra import async_redis_client
+    from scalespace.scheduler.jobstore import JobStore
+
+    plain = async_redis_client(Settings(redis_url="redis://h:7/3")).connection_pool.connection_class
+    managed = async_redis_client(Settings(redis_sentinels=SENTINELS, redis_sentinel_master="jobs")
+                                 ).connection_pool.connection_class
+    assert issubclass(plain, Connection) and plain is not Connection
+    assert issubclass(managed, SentinelManagedConnection) and managed is not SentinelManagedConnection
+
+    # a submission's real argument list (nothing is sent: the client never connects)
+    argv, _ = JobStore(redis.Redis(port=1))._submit_argv(
+        "sample-1", {"kind": "sample", "n": 4, "note": "é ∑"}, kind="sample", spec_hash="h" * 64, lane="batch",
+        limit=1000, deadline_s=12.5, idempotency_key="k-1", message=("scalespace.batch", '{"body": "x"}'))
+    command = ("EVALSHA", "f" * 40, 3, "k1", "k2", "k3", *argv, 0.1, 2 ** 70, b"\x00\xff")
+    ours, theirs = plain(), Connection()
+    assert b"".join(ours.pack_command(*command)) == b"".join(theirs.pack_command(*command))
+    assert len(command) > 40 and any(isinstance(a, float) for a in command)
+    for bad in (None, True):
+        with pytest.raises(DataError):
+            ours.pack_command("SET", "k", bad)
+        with pytest.raises(DataError):
+            theirs.pack_command("SET", "k", bad)
+
+
 def test_unreachable_sentinels_are_named_at_startup():
     from scalespace.scheduler.infra import redis_client, wait_for_redis
 
