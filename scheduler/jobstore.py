@@ -212,7 +212,8 @@ class JobStore:
         # a record still queued or running outlives the broker's redelivery window
         self.live_ttl_s = int(live_ttl_s or max(self.result_ttl_s, 2 * 86400) * 2)
         self._scripts = {name: client.register_script(getattr(lua, name)) for name in (
-            "SUBMIT", "BEGIN", "HEARTBEAT", "STEP", "COMMIT", "FINISH", "REQUEUE", "REAP", "DUE", "RESEND", "CANCEL",
+            "SUBMIT", "BEGIN", "HEARTBEAT", "STEP", "COMMIT", "FINISH", "REQUEUE", "REAP", "DUE", "RESEND",
+            "RESEND_LOST_START", "CANCEL",
             "RETRY", "WAIT_CHILDREN", "EXPIRE_IF_DUE", "JANITOR_SKIP", "JANITOR_DONE")}
         self._async_scripts: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # submit_async's, by client
 
@@ -397,6 +398,13 @@ class JobStore:
         running or ended and is dropped."""
         flat = self._run("RESEND", f"{older_than_s:.3f}", int(limit), *lanes) or []
         return list(zip(flat[::2], flat[1::2]))
+
+    def resend_lost_start(self, job_id: str) -> str | None:
+        """After a delivery found its lease lost: the job's lane ('' if none) when its record says queued, held by no one
+        and not delayed (its start was lost, by a failover, and its message taken), to send the message again
+        now rather than after the visibility timeout (resend); None otherwise (another delivery has it, it
+        ended, it waits for a retry delay)."""
+        return self._run("RESEND_LOST_START", job_id)
 
     def due(self) -> list[tuple[str, str]]:
         """Jobs whose retry delay is over: [(id, lane)] to enqueue."""

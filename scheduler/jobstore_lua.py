@@ -278,6 +278,23 @@ end
 return out
 """
 
+# ARGV: 4 id.  A delivery found its lease lost and the record says queued, held by no one, not delayed: the
+# start this delivery made is gone (a failover lost it), and the message was taken. Its lane, to send the
+# message again now; nil otherwise. Counted as a resend (a message that still waits is delivered twice: the
+# second finds the job running or ended and is dropped).
+RESEND_LOST_START = PRELUDE + r"""
+local id = ARGV[4]
+local k = jk(id)
+if redis.call('HGET', k, 'state') ~= 'queued' or redis.call('EXISTS', P .. 'lease:' .. id) == 1
+   or redis.call('ZSCORE', P .. 'delayed', id) then
+  return false
+end
+redis.call('HSET', k, 'resent_at', NOW)
+redis.call('HINCRBY', k, 'redeliveries', 1)
+redis.call('HINCRBY', P .. 'stats', 'resent', 1)
+return redis.call('HGET', k, 'lane') or ''
+"""
+
 # Jobs whose retry delay is over: [id, lane, ...]
 DUE = PRELUDE + r"""
 local out = {}

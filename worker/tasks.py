@@ -178,7 +178,7 @@ def _execute(rt: Runtime, job_id: str, owner: str, fence: int, rec: JobRecord, r
     if out.action != "succeeded":
         log.warning("job %s: not committed (%s, %s): another delivery owns it; this attempt's files stay for the "
                     "janitor", job_id, out.action, out.state)
-        return "lease-lost"
+        return _lease_lost(rt, job_id)
     if _publish(rt, job_id, int(manifest.get("attempt") or fence), manifest) and fence == 1:
         rt.published.append(job_id)  # nothing left for the janitor: the pulse takes it off its list
     rt.enqueue_parent(out.ready_parent)
@@ -211,9 +211,26 @@ def _ended(rt: Runtime, job_id: str, out: Any, state: str) -> str:
     """After finish: a sweep parent may be ready; a refused finish means another delivery owns the job."""
     if out.action in ("not-ours", "not-running"):
         log.warning("job %s: not marked %s (%s): another delivery owns it", job_id, state, out.action)
-        return "lease-lost"
+        return _lease_lost(rt, job_id)
     rt.enqueue_parent(out.ready_parent)
     return state
+
+
+def _lease_lost(rt: Runtime, job_id: str) -> str:
+    """This delivery no longer owns the job. When no delivery does and the record says queued, a Redis
+    failover lost this delivery's start while its message's removal from the queue survived: nothing would
+    send the job again before SCALESPACE_VISIBILITY_TIMEOUT_S (the pulse's resend), so its message is sent now
+    (the job store counts it as a resend; a message that still waits somewhere is dropped on delivery). The
+    job's record, lease and files are left alone, as they are by any delivery that lost its lease."""
+    try:
+        lane = rt.jobstore.resend_lost_start(job_id)
+        if lane is not None:
+            rt.enqueue(job_id, lane or rt.settings.default_lane)
+            log.warning("job %s: its start was lost (the record says queued, no delivery holds it): sent again",
+                        job_id)
+    except Exception as e:  # noqa: BLE001 - the pulse's resend after the visibility timeout is the backstop
+        log.warning("job %s: a lost start could not be sent again now (%s); the pulse will", job_id, _one_line(e))
+    return "lease-lost"
 
 
 def _publish(rt: Runtime, job_id: str, attempt: int, manifest: dict[str, Any]) -> bool:
@@ -260,7 +277,7 @@ def _stopped(rt: Runtime, job_id: str, owner: str, reason: str, reporter: StepRe
         return "requeued"
     if reason == "lease-lost":
         log.warning("job %s: lease lost %s; another worker has it", job_id, where)
-        return "lease-lost"
+        return _lease_lost(rt, job_id)
     state = "expired" if reason == "deadline" else "cancelled"
     text = f"deadline passed {where}" if state == "expired" else f"cancelled by request {where}"
     out = _durable(js.finish, job_id, owner, state, text, stopped_step=reporter.done,

@@ -206,3 +206,62 @@ def test_many_workers_janitors_take_different_jobs_and_a_round_keeps_to_its_budg
     assert len(jobstore.janitor_due(0)) == 11
     assert tidy(jobstore, store, grace_s=0, limit=50, budget_s=60.0, rng=random.Random(0)) == 11
     assert jobstore.janitor_due(0) == []
+
+
+def test_a_start_lost_in_a_failover_is_sent_again_at_once(api, settings, monkeypatch):
+    """A failover keeps the message's removal from its queue but loses the start (BEGIN's writes): the record
+    says queued again and no delivery holds it, so no message exists for a job nobody runs. The delivery that
+    finds its lease lost sends the message again at once, writes nothing else, and the next one runs the job."""
+    import base64
+    import json
+    import time
+
+    import scalespace.worker.lease as lease_mod
+    from scalespace.scheduler.queues import queue_name
+    from scalespace.worker.tasks import run_task
+
+    frozen_for = [0.0]
+    monkeypatch.setattr(lease_mod, "_now", lambda: time.monotonic() + frozen_for[0])
+    settings = settings.model_copy(update={"heartbeat_s": 60.0, "lease_s": 120.0})  # no beat during the test
+    job_id = api.post("/v1/jobs", json={"spec": SPEC}).json()["id"]
+    store = FreezingStore(settings.results_dir, "attempt-1/samples.npz")
+    a, b = _runtime(settings, "A", store), _runtime(settings, "B", store)
+    js, queue = a.jobstore, queue_name("batch")
+    r = js.r
+    before_start = r.hgetall(js.key("job", job_id))
+    lane_score = r.zscore(js.key("lane", "batch"), job_id)
+    assert r.llen(queue) == 1 and r.delete(queue) == 1  # a worker took the message (the removal survives)
+    result: dict[str, str] = {}
+    stale = threading.Thread(target=lambda: result.update(a=run_task(a, job_id)), daemon=True)
+    stale.start()
+    assert store.frozen["attempt-1/samples.npz"].wait(120)
+    assert js.get(job_id).state == "running"
+    # the failover: the new master never saw BEGIN's writes
+    r.delete(js.key("job", job_id), js.key("lease", job_id))
+    r.hset(js.key("job", job_id), mapping=before_start)
+    r.zrem(js.key("running"), job_id)
+    r.zadd(js.key("lane", "batch"), {job_id: lane_score})
+    frozen_for[0] = settings.lease_s  # A's next write asks Redis, which no longer names it
+    store.thaw["attempt-1/samples.npz"].set()
+    stale.join(120)
+    assert result["a"] == "lease-lost"
+    rec = js.get(job_id)
+    assert rec.state == "queued" and rec.worker in (None, "") and rec.redeliveries == 1
+    messages = r.lrange(queue, 0, -1)
+    assert len(messages) == 1  # sent again now, not after SCALESPACE_VISIBILITY_TIMEOUT_S
+    assert json.loads(base64.b64decode(json.loads(messages[0])["body"]))[0] == [job_id]
+    # the uploads that had passed their check before the failover landed; A's manifest, after it, was refused
+    assert "attempt-1/samples.npz" in store.list("jobs", job_id)
+    assert "attempt-1/manifest.json" not in store.list("jobs", job_id) and store.manifest(job_id) is None
+    assert run_task(b, job_id) == "succeeded"  # the message's delivery runs it, once
+    assert js.get(job_id).state == "succeeded"
+    _check_results(store, job_id, 1)
+    # a lease lost to a delivery that holds the job, to an ended job or to a retry's delay: nothing is sent
+    assert js.resend_lost_start(job_id) is None
+    js.submit("held", SPEC, kind="sample", spec_hash="h", lane="batch", limit=-1)
+    assert js.begin("held", "w/1", "w", lease_s=30, max_attempts=5).action == "run"
+    assert js.resend_lost_start("held") is None
+    r.delete(js.key("lease", "held"))
+    assert js.reap(0) == [("held", "batch")] and js.resend_lost_start("held") == "batch"  # queued, held by no one
+    assert js.begin("held", "w/2", "w", lease_s=30, max_attempts=5).action == "run"
+    assert js.requeue("held", "w/2", "boom", delay_s=60) == 2 and js.resend_lost_start("held") is None
