@@ -400,10 +400,10 @@ class JobStore:
         return list(zip(flat[::2], flat[1::2]))
 
     def resend_lost_start(self, job_id: str) -> str | None:
-        """After a delivery found its lease lost: the job's lane ('' if none) when its record says queued, held by no one
-        and not delayed (its start was lost, by a failover, and its message taken), to send the message again
-        now rather than after the visibility timeout (resend); None otherwise (another delivery has it, it
-        ended, it waits for a retry delay)."""
+        """After a delivery found its lease lost: the job's lane ('' if none) when its record says queued, held
+        by no one and not delayed (its start was lost, by a failover, and its message taken), to send the
+        message again now rather than after the visibility timeout (resend); None otherwise (another delivery
+        has it, it ended, it waits for a retry delay)."""
         return self._run("RESEND_LOST_START", job_id)
 
     def due(self) -> list[tuple[str, str]]:
