@@ -103,7 +103,11 @@ def test_sigterm_requeues_the_running_job_and_it_finishes_elsewhere(api, setting
     assert back["state"] == "queued" and "shut down" in back["error"] and back["attempts"] == 0
     assert not (tmp_path / "heartbeat-leaving").exists()  # a stopped worker leaves no liveness file
     with inprocess_worker(settings):
-        api.delete(f"/v1/jobs/{job['id']}")  # it ran again from the start; no need to wait out 1000 steps
+        # it runs again from the start (once the other worker has taken it: a cancel before that would find it
+        # still queued); no need to wait out 1000 steps
+        wait_for(lambda: api.get(f"/v1/jobs/{job['id']}").json()["attempts"] == 1, 180,
+                 "the second worker to start the job", every_s=0.2)
+        api.delete(f"/v1/jobs/{job['id']}")
         end = wait_state(api, job["id"], timeout_s=180)
     assert end["state"] == "cancelled" and end["attempts"] == 1
 
