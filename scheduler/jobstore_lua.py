@@ -50,6 +50,11 @@ local function finish(id, state, err)
   end
   return ''
 end
+local function mark_resent(k)  -- a job's message sent again: when, and counted on the job and in the stats
+  redis.call('HSET', k, 'resent_at', NOW)
+  redis.call('HINCRBY', k, 'redeliveries', 1)
+  redis.call('HINCRBY', P .. 'stats', 'resent', 1)
+end
 local function dead_letter(id)
   redis.call('HSET', jk(id), 'dead_letter', '1')
   redis.call('LPUSH', P .. 'deadletter', id)
@@ -265,9 +270,7 @@ for i = 6, #ARGV do
     local last = tonumber(redis.call('HGET', k, 'resent_at') or '0') or 0
     if redis.call('HGET', k, 'state') == 'queued' and last <= before
        and not redis.call('ZSCORE', P .. 'delayed', id) then
-      redis.call('HSET', k, 'resent_at', NOW)
-      redis.call('HINCRBY', k, 'redeliveries', 1)
-      redis.call('HINCRBY', P .. 'stats', 'resent', 1)
+      mark_resent(k)
       out[#out + 1] = id
       out[#out + 1] = lane
       if #out >= 2 * most then return out end
@@ -289,9 +292,7 @@ if redis.call('HGET', k, 'state') ~= 'queued' or redis.call('EXISTS', P .. 'leas
    or redis.call('ZSCORE', P .. 'delayed', id) then
   return false
 end
-redis.call('HSET', k, 'resent_at', NOW)
-redis.call('HINCRBY', k, 'redeliveries', 1)
-redis.call('HINCRBY', P .. 'stats', 'resent', 1)
+mark_resent(k)
 return redis.call('HGET', k, 'lane') or ''
 """
 

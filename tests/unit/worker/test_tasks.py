@@ -266,9 +266,8 @@ def test_the_worker_settles_its_heap_once_after_the_first_job_it_ran(api, settin
     """gc.freeze once the first job has filled the caches: not for a message that ran nothing, not again."""
     import gc
 
-    from scalespace.worker.tasks import run_task
-
     from scalespace.worker import runtime
+    from scalespace.worker.tasks import run_task
 
     frozen: list[bool] = []
     monkeypatch.setattr(gc, "freeze", lambda: frozen.append(True))
