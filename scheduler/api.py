@@ -111,11 +111,13 @@ class Services:
 
 
 def _artifacts(rec: JobRecord) -> dict[str, dict[str, Any]]:
-    """A succeeded job's artifacts by name, each with its path in the job's folder, and its manifest: the
-    committed attempt's own (the job's manifest.json is a copy of it, published just after the commit)."""
+    """A succeeded job's artifacts by name, each with its path in the job's folder, and its manifest: the job's
+    manifest.json, published just after the commit from the bytes the commit kept (served from those until it
+    has landed: _held_manifest), or, for a commit that kept none, the committed attempt's own manifest."""
     out = {a["name"]: {**a, "path": a.get("path") or a["name"]} for a in rec.artifacts or [] if a.get("name")}
     committed = rec.committed_attempt
-    out[MANIFEST] = {"name": MANIFEST, "path": f"{attempt_folder(committed)}/{MANIFEST}" if committed else MANIFEST}
+    own = committed and not rec.manifest_held
+    out[MANIFEST] = {"name": MANIFEST, "path": f"{attempt_folder(committed)}/{MANIFEST}" if own else MANIFEST}
     return out
 
 
@@ -125,7 +127,9 @@ def _view(rec: JobRecord, svc: Services, request: Request, position: int | None 
     if state == "succeeded":
         artifacts = []
         for a in _artifacts(rec).values():
-            if isinstance(svc.store, S3Store):
+            # a held manifest through this API (from the job store until it has landed), never a URL that may
+            # answer 404 for the few ms between the commit and the publish
+            if isinstance(svc.store, S3Store) and not (a["name"] == MANIFEST and rec.manifest_held):
                 url = svc.store.url("jobs", rec.id, a["path"], svc.settings.s3_presign_expiry_s)
             else:
                 url = str(request.url_for("get_artifact", job_id=rec.id, name=a["name"]))
@@ -298,6 +302,11 @@ def create_app(settings: Any = None, *, jobstore: Any = None, store: Any = None,
         found = _artifacts(rec).get(name)
         if rec.state != "succeeded" or found is None:
             raise ApiError(404, "not_found", f"job {job_id} has no artifact {name!r} (state {rec.state or None})")
+        held = svc.jobstore.manifest(job_id) if name == MANIFEST and rec.manifest_held else None
+        if held is not None:  # the bytes manifest.json has (or gets: the publish follows the commit)
+            if request.method == "HEAD":
+                return Response(media_type=content_type(name), headers={"Content-Length": str(len(held))})
+            return Response(held, media_type=content_type(name))
         if isinstance(svc.store, S3Store):
             return RedirectResponse(svc.store.url("jobs", job_id, found["path"], settings.s3_presign_expiry_s),
                                     status_code=307)

@@ -8,8 +8,10 @@ stayed ended for a grace period (SCALESPACE_LEASE_S by default: a worker that
 lost its lease finds out within a heartbeat and writes nothing more), the
 janitor
 - of a succeeded job: publishes the committed attempt's manifest as the job's
-  `manifest.json` if its worker could not (S3 away right after the commit),
-  and removes every other attempt's folder;
+  `manifest.json` if its worker could not (S3 away right after the commit, or
+  the worker gone): the bytes its commit kept beside the record, or, for a
+  commit that kept none, a copy of the attempt's own manifest; and removes
+  every other attempt's folder;
 - of a failed, cancelled or expired job: removes every attempt's folder,
   except for resumable kinds (training restarts from its last checkpoint when
   retried).
@@ -31,11 +33,13 @@ from scalespace.storage import MANIFEST, ArtifactStore, StoreUnavailable, attemp
 log = logging.getLogger("scalespace.janitor")
 
 
-def publish(store: ArtifactStore, job_id: str, attempt: int, manifest: dict[str, Any] | None = None) -> None:
-    """The committed attempt's manifest, byte for byte, as the job's `manifest.json`: from `manifest` (the dict
-    the attempt wrote: the same encoding gives the same bytes, and one PUT is quicker than a copy) when the
-    committer has it, else one server-side copy (no bytes through the janitor)."""
-    if manifest is not None:
+def publish(store: ArtifactStore, job_id: str, attempt: int, manifest: bytes | dict[str, Any] | None = None) -> None:
+    """The committed attempt's manifest, byte for byte, as the job's `manifest.json`: `manifest` (the bytes the
+    commit kept, or the dict, encoded as put_json encodes) when there is one, else one server-side copy of the
+    attempt's own manifest (a commit that kept none; no bytes through the janitor)."""
+    if isinstance(manifest, bytes):
+        store.put("jobs", job_id, MANIFEST, manifest)
+    elif manifest is not None:
         store.put_json("jobs", job_id, MANIFEST, manifest)
     else:
         store.copy("jobs", job_id, f"{attempt_folder(attempt)}/{MANIFEST}", MANIFEST)
@@ -52,7 +56,9 @@ def tidy_job(jobstore: JobStore, store: ArtifactStore, job_id: str) -> str:
     fence, committed = rec.fence, rec.committed_attempt
     if state == "succeeded" and committed:
         if not store.exists("jobs", job_id, MANIFEST):
-            publish(store, job_id, committed)
+            publish(store, job_id, committed, jobstore.manifest(job_id) if rec.manifest_held else None)
+        if rec.manifest_held:
+            jobstore.drop_manifest(job_id)  # manifest.json holds it now
         keep = {committed}
     else:
         kind = JOB_KINDS.get(rec.kind)

@@ -105,7 +105,7 @@ def _outcome(script: str, raw: Any) -> Outcome:
 
 
 _OPT_INT_FIELDS = ("cancel_step", "stopped_step")
-_BOOL_FIELDS = ("cancel_requested", "waiting", "dead_letter")
+_BOOL_FIELDS = ("cancel_requested", "waiting", "dead_letter", "manifest_held")
 #: the JSON fields whose value must have a given shape (else the field counts as unset)
 _JSON_SHAPES: dict[str, type] = {"spec": dict, "progress": dict, "artifacts": list, "children": list}
 
@@ -154,6 +154,8 @@ class JobRecord:
     progress_done: int = 0
     fence: int = 0
     committed_attempt: int = 0
+    #: the commit carried the attempt's manifest (JobStore.manifest): the attempt's folder has none of its own
+    manifest_held: bool = False
     # the running delivery, progress and the outcome
     worker: str | None = None
     lease_owner: str | None = None
@@ -358,14 +360,30 @@ class JobStore:
         return str(raw[0] or ""), max(int(raw[1] if len(raw) > 1 else 0), 0)
 
     def commit(self, job_id: str, owner: str, fence: int, artifacts: list[dict[str, Any]], summary: Any,
-               duration_s: float, *, attempt: int | None = None, progress: dict[str, Any] | None = None) -> Outcome:
+               duration_s: float, *, attempt: int | None = None, progress: dict[str, Any] | None = None,
+               manifest: bytes | None = None) -> Outcome:
         """The commit point: succeeded, with `attempt` (default: the token) as the committed attempt, and the
         job's last `progress` when a step did not write it yet. Valid only for the delivery `owner` that still
-        owns the job with the current token `fence`; else not-ours or not-running, and nothing is written."""
+        owns the job with the current token `fence`; else not-ours or not-running, and nothing is written.
+
+        manifest: the attempt's manifest, the bytes the job's manifest.json is to hold; kept beside the record
+        (expiring with it) until it has been published, for the API to serve and for the janitor to publish
+        when the worker could not (JobStore.manifest)."""
         return _outcome("COMMIT", self._run("COMMIT", job_id, owner, fence, attempt or fence, json.dumps(artifacts),
                                             json.dumps(summary, default=str), f"{duration_s:.6f}",
                                             duration_bucket(duration_s), json.dumps(progress) if progress else "",
-                                            int(progress.get("done", 0)) if progress else 0))
+                                            int(progress.get("done", 0)) if progress else 0, manifest or b""))
+
+    def drop_manifest(self, job_id: str) -> None:
+        """The manifest a commit kept, dropped once the job's manifest.json holds it (the janitor; the pulse
+        drops those its worker published with janitor_skip)."""
+        self.r.delete(self.key("manifest", job_id))
+
+    def manifest(self, job_id: str) -> bytes | None:
+        """The manifest a commit kept (the job's manifest.json, byte for byte), or None: the commit kept none
+        (the attempt wrote its own), it has been published and dropped, or the record expired."""
+        held = self.r.get(self.key("manifest", job_id))  # put_json's bytes are ASCII: decoded and encoded alike
+        return None if held is None else held.encode()
 
     def finish(self, job_id: str, owner: str, state: str, error: str, *, stopped_step: int | None = None,
                dead_letter: bool = False) -> Outcome:
@@ -440,9 +458,10 @@ class JobStore:
         return [(str(i), float(s)) for i, s in rows]
 
     def janitor_skip(self, job_ids: list[str]) -> int:
-        """Jobs whose committer published their manifest.json: off the janitor's list when it has nothing left
-        to do for them (succeeded, one attempt ever), so it neither looks for the manifest nor reads the record.
-        Returns how many came off."""
+        """Jobs whose committer published their manifest.json: the manifest their commit kept is dropped (the
+        store holds it now), and each comes off the janitor's list when it has nothing left to do for it
+        (succeeded, one attempt ever), so it neither looks for the manifest nor reads the record. Returns how
+        many came off the list."""
         return int(self._run("JANITOR_SKIP", *job_ids)) if job_ids else 0
 
     def janitor_done(self, job_id: str, score: float) -> bool:

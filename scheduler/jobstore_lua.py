@@ -178,7 +178,8 @@ return {'', held}
 """
 
 # ARGV: 4 id, 5 owner, 6 fence token, 7 committed attempt, 8 artifacts JSON, 9 summary JSON, 10 duration s,
-# 11 histogram bucket field, 12 the last progress JSON ('' none: the last step wrote it), 13 its steps done.
+# 11 histogram bucket field, 12 the last progress JSON ('' none: the last step wrote it), 13 its steps done,
+# 14 the attempt's manifest, the bytes the job's manifest.json gets ('' none: the attempt wrote its own).
 # The commit point: valid only for the delivery that owns the job, with the current token.
 COMMIT = PRELUDE + r"""
 local id = ARGV[4]
@@ -190,6 +191,10 @@ if not ours(id, ARGV[5]) or redis.call('HGET', k, 'fence') ~= ARGV[6] then retur
 redis.call('HSET', k, 'artifacts', ARGV[8], 'summary', ARGV[9], 'duration_s', ARGV[10], 'error', '',
            'committed_attempt', ARGV[7])
 if ARGV[12] and ARGV[12] ~= '' then redis.call('HSET', k, 'progress', ARGV[12], 'progress_done', ARGV[13]) end
+if ARGV[14] and ARGV[14] ~= '' then  -- held beside the record, as long as it: what the janitor publishes
+  redis.call('SET', P .. 'manifest:' .. id, ARGV[14], 'EX', TTL)
+  redis.call('HSET', k, 'manifest_held', '1')
+end
 local parent = finish(id, 'succeeded', false)
 local dk = P .. 'durations:' .. (redis.call('HGET', k, 'kind') or 'unknown')
 redis.call('HINCRBY', dk, ARGV[11], 1)
@@ -382,15 +387,18 @@ end
 return {'no', ''}
 """
 
-# ARGV: 4.. job ids whose committer published manifest.json.  Off the janitor's list when there is nothing
-# left for it: succeeded with one attempt ever (fence 1, committed attempt 1). Returns how many.
+# ARGV: 4.. job ids whose committer published manifest.json.  The manifest the commit kept is dropped (the
+# store holds it now); off the janitor's list when there is nothing left for it: succeeded with one attempt
+# ever (fence 1, committed attempt 1). Returns how many came off the list.
 JANITOR_SKIP = PRELUDE + r"""
 local jan, n = P .. 'janitor', 0
 for i = 4, #ARGV do
   local k = jk(ARGV[i])
-  if redis.call('HGET', k, 'state') == 'succeeded' and redis.call('HGET', k, 'fence') == '1'
-     and redis.call('HGET', k, 'committed_attempt') == '1' then
-    n = n + redis.call('ZREM', jan, ARGV[i])
+  if redis.call('HGET', k, 'state') == 'succeeded' then
+    redis.call('DEL', P .. 'manifest:' .. ARGV[i])  -- published: manifest.json holds the kept bytes now
+    if redis.call('HGET', k, 'fence') == '1' and redis.call('HGET', k, 'committed_attempt') == '1' then
+      n = n + redis.call('ZREM', jan, ARGV[i])
+    end
   end
 end
 return n

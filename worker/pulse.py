@@ -10,8 +10,9 @@ Every SCALESPACE_HEARTBEAT_S it
   and starting the job, or a Redis failover lost the message: the broker
   removes a message when a worker takes it, see scalespace.worker.celery_app),
 - runs the janitor over ended jobs (scalespace.scheduler.janitor), after
-  taking off its list the jobs whose manifest.json this worker published and
-  that had one attempt only (nothing left to tidy: no HEAD, no read).
+  dropping the manifests the job store kept for the jobs whose manifest.json
+  this worker published, and taking off its list those that had one attempt
+  only (nothing left to tidy: no HEAD, no read).
 Any worker may do the last four; the transitions are atomic in Redis, so two
 workers never requeue the same job twice.
 
@@ -72,7 +73,7 @@ def pulse_once(rt: Any, *, reap: bool = True) -> int:
         moved += 1
         log.info("job %s back on lane %s", job_id, lane)
     published = [rt.published.popleft() for _ in range(len(rt.published))]
-    js.janitor_skip(published)  # published by this worker, one attempt ever: nothing left for the janitor
+    js.janitor_skip(published)  # published by this worker: kept bytes dropped; one attempt ever: off the list
     if reap:  # a random run of the ended jobs, so many workers' pulses tidy different ones; half a beat at most
         tidy(js, rt.store, grace_s=s.lease_s, limit=JANITOR_LIMIT, budget_s=s.heartbeat_s / 2, rng=_RNG)
     return moved

@@ -35,8 +35,9 @@ class Runtime:
         self.shutdown_requested = threading.Event()
         #: the leases this worker holds now (scalespace.worker.lease.Lease registers itself)
         self.leases: set[Any] = set()
-        #: jobs of one attempt whose manifest.json this worker published: the pulse takes them off the janitor's
-        #: list (scalespace.worker.pulse); lost with the process, the janitor then looks for itself
+        #: jobs whose manifest.json this worker published: the pulse drops the manifests their commits kept and
+        #: takes those of one attempt off the janitor's list (scalespace.worker.pulse); lost with the process,
+        #: the janitor then looks for itself
         self.published: collections.deque[str] = collections.deque(maxlen=10_000)
         self._jobstore: Any = None
         self._store: Any = None

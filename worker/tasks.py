@@ -10,10 +10,10 @@
      writes under the attempt's own folder, checks the cancel flag, the
      deadline and the lease between steps and before every write (the lease:
      by the time Redis last said it is held, else a look in the job store),
-     and returns once every file, the attempt's manifest with them, has landed;
+     and returns the attempt's manifest once every file has landed;
   3. commit: one job-store step, valid only while this delivery owns the job
-     with the current token; then publish the manifest as the job's
-     `manifest.json`. Or record the other outcomes (failed with the reason,
+     with the current token, that keeps the manifest's bytes beside the record;
+     then publish them as the job's `manifest.json` (else the janitor will). Or record the other outcomes (failed with the reason,
      cancelled, expired; back to the lane after an outage, with backoff).
 A worker that lost its lease writes, deletes and publishes nothing: the new
 owner's results stand, and the janitor (scalespace.scheduler.janitor) removes
@@ -172,15 +172,16 @@ def _execute(rt: Runtime, job_id: str, owner: str, fence: int, rec: JobRecord, r
                        patience_s=rt.settings.outage_tolerance_s)
         return _ended(rt, job_id, out, "failed")
     artifacts = [{k: a.get(k) for k in ("name", "path", "sha256", "bytes")} for a in manifest.get("artifacts", [])]
+    encoded = rt.store.json_bytes(manifest)  # the bytes the commit keeps and manifest.json gets
     out = _durable(js.commit, job_id, owner, fence, artifacts, manifest.get("summary"), time.monotonic() - t0,
-                   attempt=manifest.get("attempt") or fence, progress=reporter.unsent,
+                   attempt=manifest.get("attempt") or fence, progress=reporter.unsent, manifest=encoded,
                    patience_s=rt.settings.outage_tolerance_s)
     if out.action != "succeeded":
         log.warning("job %s: not committed (%s, %s): another delivery owns it; this attempt's files stay for the "
                     "janitor", job_id, out.action, out.state)
         return _lease_lost(rt, job_id)
-    if _publish(rt, job_id, int(manifest.get("attempt") or fence), manifest) and fence == 1:
-        rt.published.append(job_id)  # nothing left for the janitor: the pulse takes it off its list
+    if _publish(rt, job_id, int(manifest.get("attempt") or fence), encoded):
+        rt.published.append(job_id)  # the pulse drops the kept manifest and, one attempt ever, the janitor's entry
     rt.enqueue_parent(out.ready_parent)
     log.info("job %s: %s in %.2f s", job_id, out.action, time.monotonic() - t0)
     return out.action
@@ -233,7 +234,7 @@ def _lease_lost(rt: Runtime, job_id: str) -> str:
     return "lease-lost"
 
 
-def _publish(rt: Runtime, job_id: str, attempt: int, manifest: dict[str, Any]) -> bool:
+def _publish(rt: Runtime, job_id: str, attempt: int, manifest: bytes) -> bool:
     """The committed attempt's manifest as the job's manifest.json (only the committer and the janitor write it);
     across an S3 outage, retried for up to SCALESPACE_OUTAGE_TOLERANCE_S, then left to the janitor (False)."""
     try:

@@ -8,13 +8,15 @@ Embedded (no `attempt`): artifacts and the manifest land in the job's folder;
 a job that fails leaves no manifest, and its partial artifacts are removed,
 except for resumable kinds, which restart from them (scalespace.jobs.kinds).
 
-In the service (`attempt` = the delivery's fencing token): everything goes
-under `attempt-<n>/`, the attempt's manifest included (uploaded beside the
-last artifacts: run_job returns once all have landed), and nothing is deleted
-or published here. The worker commits the attempt in the job store (one
-atomic step, valid only for the current token), then publishes its manifest
-as the job's `manifest.json`; leftovers of other attempts are removed by the
-janitor (scalespace.scheduler.janitor), never by a worker that lost its lease.
+In the service (`attempt` = the delivery's fencing token): every artifact
+goes under `attempt-<n>/` (run_job returns once all have landed), and nothing
+is deleted or published here. run_job returns the attempt's manifest; the
+worker commits the attempt in the job store with the manifest's bytes (one
+atomic step, valid only for the current token: the job store keeps them
+beside the record), then publishes them as the job's `manifest.json`.
+Leftovers of other attempts are removed, and a manifest the worker could not
+publish is published, by the janitor (scalespace.scheduler.janitor), never by
+a worker that lost its lease.
 """
 
 from __future__ import annotations
@@ -103,9 +105,9 @@ def run_job(
     if attempt is None:  # embedded: the manifest is the commit point, written once every artifact has landed
         store.put_json("jobs", job_id, MANIFEST, manifest)
         return manifest
-    # the service: the attempt's manifest goes up beside its last artifacts; the commit point is the job store's
-    # commit, which the worker makes once all of them (this wait: the first failure fails the job) have landed
-    ctx.put(MANIFEST, store.json_bytes(manifest))  # the bytes store.put_json writes (the worker publishes so)
+    # the service: the commit point is the job store's commit, which the worker makes with this manifest once
+    # every artifact (this wait: the first failure fails the job) has landed; the manifest itself goes up once,
+    # as the job's manifest.json, after the commit (one upload a job less than an attempt manifest of its own)
     ctx.wait_uploads()
     return manifest
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 
 import io
+import json
 import signal
 import time
 
@@ -77,7 +78,7 @@ def test_frozen_worker_past_its_lease_leaves_the_new_owners_results_intact(api, 
             wait_for(lambda: "lease lost" in frozen.text() or "not committed" in frozen.text(), 120,
                      "the woken worker to find it lost the lease")
             # only the committed attempt is left once the janitor has run (any worker's pulse)
-            committed = {a["path"] for a in manifest["artifacts"]} | {"manifest.json", f"attempt-{manifest['attempt']}/manifest.json"}
+            committed = {a["path"] for a in manifest["artifacts"]} | {"manifest.json"}
             wait_for(lambda: set(store.list("jobs", job["id"])) == committed, 60, "only the committed attempt left")
     finally:
         frozen.proc.send_signal(signal.SIGCONT)
@@ -87,8 +88,9 @@ def test_frozen_worker_past_its_lease_leaves_the_new_owners_results_intact(api, 
     for a in manifest["artifacts"]:
         blob = store.get("jobs", job["id"], a["path"])
         assert hashlib.sha256(blob).hexdigest() == a["sha256"] and len(blob) == a["bytes"]
-    for art in after["artifacts"]:  # the presigned downloads a user gets
-        r = httpx.get(art["url"], timeout=30)
+    for art in after["artifacts"]:  # the downloads a user gets: presigned, the manifest through the API
+        r = api.get(art["url"].replace("http://testserver", "")) if art["name"] == "manifest.json" \
+            else httpx.get(art["url"], timeout=30)
         assert r.status_code == 200, (art["name"], r.status_code)
         assert art["sha256"] is None or hashlib.sha256(r.content).hexdigest() == art["sha256"]
     np.testing.assert_array_equal(_samples(store, job["id"]), _embedded(VERY_LONG, tmp_path))
@@ -192,7 +194,7 @@ def test_s3_outage_is_waited_out_without_using_an_attempt(make_settings, weed, t
             assert done["state"] == "succeeded", done["error"]
             store = S3Store.from_settings(settings)
             manifest = store.manifest(job["id"])
-            committed = {a["path"] for a in manifest["artifacts"]} | {"manifest.json", f"attempt-{manifest['attempt']}/manifest.json"}
+            committed = {a["path"] for a in manifest["artifacts"]} | {"manifest.json"}
             # nothing partial left: the janitor removes the attempts that met the outage
             wait_for(lambda: set(store.list("jobs", job["id"])) == committed, 60, "only the committed attempt left")
         assert done["retries"] >= 2 and done["attempts"] == 1, (done["retries"], done["attempts"])
@@ -214,7 +216,7 @@ def test_s3_outage_at_commit_fails_after_the_outage_tolerance_and_leaves_no_resu
     try:
         with TestClient(create_app(settings), headers={"Authorization": f"Bearer {TOKEN}"}) as api, \
                 inprocess_worker(settings):
-            proxy.fail_on(b"manifest.json")  # S3 goes away at the commit point and stays away
+            proxy.fail_on(b"trajectory.json")  # S3 goes away at the attempt's last upload, before the commit
             job = submit(api, {**LONG, "steps": 10})
             done = wait_state(api, job["id"], timeout_s=180)
             assert proxy.tripped.is_set()
@@ -226,6 +228,41 @@ def test_s3_outage_at_commit_fails_after_the_outage_tolerance_and_leaves_no_resu
         names = S3Store.from_settings(make_settings()).list("jobs", job["id"])
         assert "manifest.json" not in names  # what is left there is not a result
         assert S3Store.from_settings(make_settings()).manifest(job["id"]) is None
+    finally:
+        proxy.close()
+
+
+def test_s3_outage_just_after_the_commit_keeps_the_results_and_the_janitor_publishes_the_manifest(make_settings,
+                                                                                                  weed):
+    """S3 goes away at the publish, just after the commit: the job has succeeded (its artifacts landed before
+    it); the API serves its manifest from the job store meanwhile, and once S3 is back the janitor publishes
+    those bytes as the job's manifest.json."""
+    from fastapi.testclient import TestClient
+
+    from scalespace.scheduler.api import create_app
+    from service_infra import TOKEN
+
+    proxy = FaultProxy(weed.s3_port)
+    settings = make_settings(s3_endpoint=proxy.endpoint, outage_tolerance_s=3, retry_backoff_s=1, retry_backoff_max_s=1)
+    try:
+        with TestClient(create_app(settings), headers={"Authorization": f"Bearer {TOKEN}"}) as api, \
+                inprocess_worker(settings):
+            proxy.fail_on(b"/manifest.json")  # the publish: the first request that names a manifest
+            job = submit(api, {**LONG, "steps": 10})
+            done = wait_state(api, job["id"], timeout_s=180)
+            assert proxy.tripped.is_set()
+            assert done["state"] == "succeeded" and done["attempts"] == 1, done["error"]
+            url = next(a["url"] for a in done["artifacts"] if a["name"] == "manifest.json")
+            served = api.get(url.replace("http://testserver", ""))
+            assert served.status_code == 200 and json.loads(served.content)["job_id"] == job["id"]
+            store = S3Store.from_settings(make_settings())  # S3 itself, not through the proxy
+            assert store.manifest(job["id"]) is None  # not published while S3 is away
+            proxy.up()
+            wait_for(lambda: store.manifest(job["id"]) is not None, 90, "the janitor to publish the manifest")
+        assert store.get("jobs", job["id"], "manifest.json") == served.content  # the bytes the commit kept
+        manifest = json.loads(served.content)
+        for a in manifest["artifacts"]:
+            assert hashlib.sha256(store.get("jobs", job["id"], a["path"])).hexdigest() == a["sha256"]
     finally:
         proxy.close()
 

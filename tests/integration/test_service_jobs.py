@@ -11,6 +11,7 @@ import json
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -25,12 +26,17 @@ pytestmark = pytest.mark.integration
 SAMPLE = {"kind": "sample", "process": "vp", "data": "digits", "n": 4, "steps": 12, "seed": 7}
 
 
-def _download(job: dict) -> dict[str, bytes]:
-    """Every artifact through its presigned URL (no credentials sent)."""
+def _download(job: dict, api: Any) -> dict[str, bytes]:
+    """Every artifact through its presigned URL (no credentials sent); the manifest through the API, which serves
+    the bytes the commit kept in the job store (the job's manifest.json, byte for byte, once published)."""
     out = {}
     for a in job["artifacts"]:
-        assert "X-Amz-Signature" in a["url"], a["url"]
-        r = httpx.get(a["url"], timeout=30)
+        if a["name"] == "manifest.json":
+            assert a["url"].endswith(f"/v1/jobs/{job['id']}/artifacts/manifest.json"), a["url"]
+            r = api.get(a["url"].replace("http://testserver", ""))
+        else:
+            assert "X-Amz-Signature" in a["url"], a["url"]
+            r = httpx.get(a["url"], timeout=30)
         assert r.status_code == 200, (a["name"], r.status_code)
         out[a["name"]] = r.content
     return out
@@ -52,10 +58,15 @@ def test_sample_job_over_http_matches_embedded(api, settings, tmp_path):
     # the stopped worker's pulse (heartbeat file, reaper) stopped with it
     wait_for(lambda: not any(t.name == "scalespace-pulse" for t in threading.enumerate()), 15, "the pulse to stop")
     assert not Path(settings.heartbeat_file).exists()
-    files = _download(job)
+    files = _download(job, api)
     assert {"samples.npz", "grid.png", "trajectory.json", "manifest.json"} <= set(files)
     manifest = json.loads(files["manifest.json"])
     assert manifest["job_id"] == job["id"] and manifest["spec_hash"] == job["spec_hash"]
+    from scalespace.storage import S3Store
+
+    published = S3Store.from_settings(settings)  # the one manifest in the bucket, the bytes the API served
+    assert published.get("jobs", job["id"], "manifest.json") == files["manifest.json"]
+    assert [p for p in published.list("jobs", job["id"]) if p.endswith("manifest.json")] == ["manifest.json"]
     # the same spec, embedded, in a local folder: identical samples (sample k depends on (seed, k, step) only)
     local = run_job(SAMPLE, LocalStore(tmp_path / "embedded"), job_id="embedded-twin")
     assert local["spec_hash"] == manifest["spec_hash"]
@@ -75,7 +86,7 @@ def test_evaluate_job_over_http_matches_embedded(api, settings, tmp_path):
     with inprocess_worker(settings):
         job = wait_state(api, submit(api, spec)["id"], timeout_s=300)
     assert job["state"] == "succeeded", job["error"]
-    files = _download(job)
+    files = _download(job, api)
     assert {"report.json", "report.html", "manifest.json"} <= set(files)
     local = run_job(spec, LocalStore(tmp_path / "embedded"), job_id="embedded-eval")
     assert json.loads(files["manifest.json"])["summary"] == json.loads(json.dumps(local["summary"]))
@@ -144,7 +155,7 @@ def test_sweep_fans_out_and_reports_against_the_previous_one(api, settings):
             assert c["state"] == "succeeded" and c["parent"] == job["id"] and c["attempts"] == 1
     assert first["summary"]["compared_with"] is None
     assert second["summary"]["compared_with"] == first["id"]
-    files = _download(second)
+    files = _download(second, api)
     report = json.loads(files["sweep-report.json"])
     assert [c["key"] for c in report["children"]] == ["vp/digits/oracle", "ve/digits/oracle"]
     assert report["regressions"] == [] and report["comparisons"]  # same seeds, same figures

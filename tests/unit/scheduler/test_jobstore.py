@@ -76,13 +76,31 @@ def test_lease_run_commit_and_drops(jobstore):
     assert out.action == "succeeded"
     rec = jobstore.get("j")
     assert rec.state == "succeeded" and rec.artifacts[0]["name"] == "a.npz" and rec.progress["done"] == 3
-    assert rec.committed_attempt == 1
+    assert rec.committed_attempt == 1 and not rec.manifest_held and jobstore.manifest("j") is None  # none carried
     assert jobstore.begin("j", "w3/z", "w3", lease_s=30, max_attempts=3).action == "terminal"
-    assert jobstore.commit("j", "w1/x", 1, [], None, 1.0).action == "not-running"  # committed once
+    assert jobstore.commit("j", "w1/x", 1, [], None, 1.0, manifest=b'{"x": 1}').action == "not-running"  # once
+    assert jobstore.manifest("j") is None  # a refused commit keeps nothing
     assert 0 < jobstore.r.ttl(jobstore.key("job", "j")) <= jobstore.result_ttl_s
     assert jobstore.r.exists(jobstore.key("lease", "j")) == 0
     snap = jobstore.snapshot(["batch"])
     assert snap["stats"]["finished|succeeded|sample"] == "1" and snap["durations"]["sample"]["count"] == "1"
+
+
+def test_a_commit_keeps_the_manifest_beside_the_record_for_as_long_as_the_record(jobstore):
+    """The bytes the job's manifest.json gets, kept by the commit: out of the record's hash (every read of the
+    record stays small), under a key of their own that expires with it."""
+    manifest = json.dumps({"job_id": "k", "attempt": 1, "artifacts": [], "note": "\u00e9" * 2000}, indent=2,
+                          ensure_ascii=False).encode()  # UTF-8 beyond ASCII: the same bytes back
+    jobstore.submit("k", {"kind": "sample"}, kind="sample", spec_hash="h", lane="batch", limit=-1)
+    got = jobstore.begin("k", "w/1", "w", lease_s=30, max_attempts=3)
+    assert jobstore.commit("k", "w/1", got.fence, [], None, 0.5, manifest=manifest).action == "succeeded"
+    rec = jobstore.get("k")
+    assert rec.manifest_held and jobstore.manifest("k") == manifest
+    assert "manifest" not in jobstore.r.hgetall(jobstore.key("job", "k"))
+    record_ttl, kept_ttl = jobstore.r.ttl(jobstore.key("job", "k")), jobstore.r.ttl(jobstore.key("manifest", "k"))
+    assert 0 < kept_ttl <= jobstore.result_ttl_s and abs(record_ttl - kept_ttl) <= 1
+    jobstore.r.delete(jobstore.key("manifest", "k"))  # expired
+    assert jobstore.manifest("k") is None
 
 
 def test_cancel_queued_and_running(jobstore):

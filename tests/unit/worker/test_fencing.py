@@ -42,21 +42,23 @@ def _runtime(settings: Any, name: str, store: Any) -> Any:
     return rt
 
 
-def _check_results(store: LocalStore, job_id: str, attempt: int) -> dict[str, Any]:
+def _check_results(store: LocalStore, job_id: str, attempt: int, js: Any) -> dict[str, Any]:
     manifest = store.manifest(job_id)
     assert manifest is not None and manifest["attempt"] == attempt
     for a in manifest["artifacts"]:
         assert a["path"] == f"attempt-{attempt}/{a['name']}"
         data = store.get("jobs", job_id, a["path"])
         assert hashlib.sha256(data).hexdigest() == a["sha256"] and len(data) == a["bytes"]
-    assert store.get("jobs", job_id, "manifest.json") == store.get("jobs", job_id, f"attempt-{attempt}/manifest.json")
+    # published from the bytes the commit kept; the attempt's folder holds its artifacts alone
+    assert store.get("jobs", job_id, "manifest.json") == js.manifest(job_id)
+    assert f"attempt-{attempt}/manifest.json" not in store.list("jobs", job_id)
     return manifest
 
 
 @pytest.mark.parametrize("freeze_on, b_busy", [
     ("attempt-1/samples.npz", False),  # A wakes before an artifact: its next write is refused
-    ("attempt-1/manifest.json", False),  # A wakes before its manifest, after B committed: its commit is refused
-    ("attempt-1/manifest.json", True),  # A wakes while B is still running: its commit is refused all the same
+    ("attempt-1/trajectory.json", False),  # A wakes in its last write, after B committed: its commit is refused
+    ("attempt-1/trajectory.json", True),  # A wakes while B is still running: its commit is refused all the same
 ])
 def test_a_frozen_worker_never_touches_the_new_owners_results(api, settings, freeze_on, b_busy, monkeypatch):
     import time
@@ -91,8 +93,8 @@ def test_a_frozen_worker_never_touches_the_new_owners_results(api, settings, fre
     stale.join(120)
     assert result["a"] == "lease-lost"
     assert {n: store.get("jobs", job_id, n) for n in before} == before  # nothing of B's overwritten or deleted
-    if freeze_on != "attempt-1/manifest.json":  # A's next write after waking was refused: no manifest of its own
-        assert "attempt-1/manifest.json" not in store.list("jobs", job_id)
+    if freeze_on == "attempt-1/samples.npz":  # A's next write after waking was refused
+        assert "attempt-1/trajectory.json" not in store.list("jobs", job_id)
     if b_busy:
         assert js.get(job_id).state == "running" and store.manifest(job_id) is None  # A published nothing
         store.thaw[b_point].set()
@@ -100,7 +102,7 @@ def test_a_frozen_worker_never_touches_the_new_owners_results(api, settings, fre
     assert result["b"] == "succeeded"
     rec = js.get(job_id)
     assert rec.state == "succeeded" and rec.worker == "B" and rec.committed_attempt == 2 and rec.fence == 2
-    manifest = _check_results(store, job_id, 2)
+    manifest = _check_results(store, job_id, 2, js)
     view = api.get(f"/v1/jobs/{job_id}").json()
     for art in view["artifacts"]:
         blob = api.get(art["url"].replace("http://testserver", "")).content
@@ -109,7 +111,7 @@ def test_a_frozen_worker_never_touches_the_new_owners_results(api, settings, fre
     assert any(n.startswith("attempt-1/") for n in store.list("jobs", job_id))
     assert tidy(js, store, grace_s=0) == 1
     assert sorted(store.list("jobs", job_id)) == sorted(
-        [a["path"] for a in manifest["artifacts"]] + ["attempt-2/manifest.json", "manifest.json"])
+        [a["path"] for a in manifest["artifacts"]] + ["manifest.json"])
 
 
 def test_stale_transitions_are_refused_and_the_token_only_grows(jobstore):
@@ -250,12 +252,13 @@ def test_a_start_lost_in_a_failover_is_sent_again_at_once(api, settings, monkeyp
     messages = r.lrange(queue, 0, -1)
     assert len(messages) == 1  # sent again now, not after SCALESPACE_VISIBILITY_TIMEOUT_S
     assert json.loads(base64.b64decode(json.loads(messages[0])["body"]))[0] == [job_id]
-    # the uploads that had passed their check before the failover landed; A's manifest, after it, was refused
+    # the uploads that had passed their check before the failover landed; A's commit, after it, was refused:
+    # no manifest published, none kept in the job store
     assert "attempt-1/samples.npz" in store.list("jobs", job_id)
-    assert "attempt-1/manifest.json" not in store.list("jobs", job_id) and store.manifest(job_id) is None
+    assert store.manifest(job_id) is None and js.manifest(job_id) is None
     assert run_task(b, job_id) == "succeeded"  # the message's delivery runs it, once
     assert js.get(job_id).state == "succeeded"
-    _check_results(store, job_id, 1)
+    _check_results(store, job_id, 1, js)
     # a lease lost to a delivery that holds the job, to an ended job or to a retry's delay: nothing is sent
     assert js.resend_lost_start(job_id) is None
     js.submit("held", SPEC, kind="sample", spec_hash="h", lane="batch", limit=-1)

@@ -210,7 +210,13 @@ def _runtime(settings: Any, store: Any = None) -> Any:
     return rt
 
 
-def test_the_committer_publishes_the_attempts_bytes_with_one_put_the_janitor_copies(api, settings, jobstore):
+def test_the_commit_keeps_the_manifest_the_committer_publishes_it_with_one_put_and_the_janitor_after_it(
+        api, settings, jobstore):
+    """The attempt's manifest goes up once a job: as the job's manifest.json after the commit, from the bytes the
+    commit kept in the job store. The janitor publishes those bytes when the committer could not, and the API
+    serves them meanwhile."""
+    import json
+
     from scalespace.scheduler.janitor import tidy
     from scalespace.storage import LocalStore
     from scalespace.worker.tasks import run_task
@@ -230,18 +236,34 @@ def test_the_committer_publishes_the_attempts_bytes_with_one_put_the_janitor_cop
     rt = _runtime(settings, store)
     job_id = api.post("/v1/jobs", json={"spec": SPEC}).json()["id"]
     assert run_task(rt, job_id) == "succeeded"
-    assert calls[-1] == ("put", "manifest.json") and ("put", "attempt-1/manifest.json") in calls  # published last
-    assert not any(op == "copy" for op, _ in calls)
-    assert store.get("jobs", job_id, "manifest.json") == store.get("jobs", job_id, "attempt-1/manifest.json")
+    manifest = store.manifest(job_id)
+    assert calls == [("put", a["path"]) for a in manifest["artifacts"]] + [("put", "manifest.json")]  # one manifest
+    assert all(a["path"].startswith("attempt-1/") for a in manifest["artifacts"]) and manifest["attempt"] == 1
+    held = jobstore.get(job_id)
+    assert held.manifest_held and held.committed_attempt == 1
+    assert store.get("jobs", job_id, "manifest.json") == jobstore.manifest(job_id) == store.json_bytes(manifest)
 
-    # the committer could not publish (S3 away after the commit): the janitor copies the attempt's manifest
+    # the committer could not publish (S3 away after the commit, or the worker gone): the API serves the kept
+    # bytes, then the janitor publishes them (no copy: the attempt has no manifest of its own)
     from pathlib import Path
 
     Path(store.location("jobs", job_id, "manifest.json")).unlink()
+    view = api.get(f"/v1/jobs/{job_id}").json()
+    url = next(a["url"] for a in view["artifacts"] if a["name"] == "manifest.json")
+    got = api.get(url.replace("http://testserver", ""))
+    assert got.status_code == 200 and got.content == jobstore.manifest(job_id)
+    assert got.headers["content-type"].startswith("application/json") and json.loads(got.content) == manifest
+    head = api.head(url.replace("http://testserver", ""))
+    assert head.status_code == 200 and int(head.headers["content-length"]) == len(got.content)
     calls.clear()
+    kept = jobstore.manifest(job_id)
     assert tidy(jobstore, store, grace_s=0) == 1
-    assert calls[0] == ("copy", "manifest.json") and store.manifest(job_id)["attempt"] == 1
-    assert store.get("jobs", job_id, "manifest.json") == store.get("jobs", job_id, "attempt-1/manifest.json")
+    assert calls == [("put", "manifest.json")]
+    assert store.get("jobs", job_id, "manifest.json") == kept
+    # published: the job store drops its copy, and the API serves manifest.json from the store
+    assert jobstore.manifest(job_id) is None and jobstore.get(job_id).manifest_held
+    again = api.get(url.replace("http://testserver", ""))
+    assert again.status_code == 200 and again.content == kept
 
 
 def test_a_child_is_published_before_its_parent_is_queued(settings, jobstore):

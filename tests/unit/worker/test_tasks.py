@@ -193,8 +193,8 @@ def test_a_job_whose_message_was_lost_is_sent_again_by_the_pulse(settings, jobst
 
 def test_the_pulse_takes_a_job_its_worker_published_off_the_janitors_list(settings, jobstore, monkeypatch):
     """A job of one attempt whose manifest.json its worker published leaves nothing to tidy: the worker's pulse
-    takes it off the janitor's list (no HEAD for it, no read). One whose publish failed stays, and the janitor
-    publishes it."""
+    takes it off the janitor's list (no HEAD for it, no read) and drops the manifest its commit kept. One whose
+    publish failed stays, and the janitor publishes the kept bytes, then drops them."""
     import scalespace.worker.tasks as tasks
     from scalespace.scheduler.janitor import tidy
     from scalespace.storage import StoreUnavailable
@@ -212,11 +212,16 @@ def test_the_pulse_takes_a_job_its_worker_published_off_the_janitors_list(settin
     assert tasks.run_task(rt, "lost") == "succeeded"
     assert list(rt.published) == ["pub"]
     assert set(jobstore.r.zrange(jobstore.key("janitor"), 0, -1)) == {"pub", "lost"}
+    assert jobstore.manifest("pub") == rt.store.get("jobs", "pub", "manifest.json")
+    kept = jobstore.manifest("lost")
+    assert kept is not None and jobstore.get("lost").manifest_held
     pulse_once(rt, reap=False)
     assert list(rt.published) == [] and jobstore.r.zrange(jobstore.key("janitor"), 0, -1) == ["lost"]
+    assert jobstore.manifest("pub") is None and jobstore.manifest("lost") == kept  # published: dropped
     assert not rt.store.exists("jobs", "lost", "manifest.json")
     assert tidy(jobstore, rt.store, grace_s=0.0) == 1  # the janitor publishes what the worker could not
     assert rt.store.exists("jobs", "lost", "manifest.json") and rt.store.exists("jobs", "pub", "manifest.json")
+    assert rt.store.get("jobs", "lost", "manifest.json") == kept and jobstore.manifest("lost") is None
 
 
 def test_worker_modules_do_not_import_torch():
