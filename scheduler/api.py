@@ -112,8 +112,8 @@ class Services:
 
 def _artifacts(rec: JobRecord) -> dict[str, dict[str, Any]]:
     """A succeeded job's artifacts by name, each with its path in the job's folder, and its manifest: the job's
-    manifest.json, published just after the commit from the bytes the commit kept (served from those until it
-    has landed: _held_manifest), or, for a commit that kept none, the committed attempt's own manifest."""
+    manifest.json, published just after the commit from the bytes the commit kept (get_artifact serves those until
+    they have been dropped), or, for a commit that kept none, the committed attempt's own manifest."""
     out = {a["name"]: {**a, "path": a.get("path") or a["name"]} for a in rec.artifacts or [] if a.get("name")}
     committed = rec.committed_attempt
     own = committed and not rec.manifest_held

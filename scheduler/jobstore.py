@@ -154,7 +154,7 @@ class JobRecord:
     progress_done: int = 0
     fence: int = 0
     committed_attempt: int = 0
-    #: the commit carried the attempt's manifest (JobStore.manifest): the attempt's folder has none of its own
+    #: the commit kept the attempt's manifest (JobStore.manifest): the attempt's folder has none of its own
     manifest_held: bool = False
     # the running delivery, progress and the outcome
     worker: str | None = None
@@ -382,7 +382,7 @@ class JobStore:
     def manifest(self, job_id: str) -> bytes | None:
         """The manifest a commit kept (the job's manifest.json, byte for byte), or None: the commit kept none
         (the attempt wrote its own), it has been published and dropped, or the record expired."""
-        held = self.r.get(self.key("manifest", job_id))  # put_json's bytes are ASCII: decoded and encoded alike
+        held = self.r.get(self.key("manifest", job_id))  # UTF-8, decoded by the client: encoded back, the same bytes
         return None if held is None else held.encode()
 
     def finish(self, job_id: str, owner: str, state: str, error: str, *, stopped_step: int | None = None,

@@ -191,7 +191,7 @@ if not ours(id, ARGV[5]) or redis.call('HGET', k, 'fence') ~= ARGV[6] then retur
 redis.call('HSET', k, 'artifacts', ARGV[8], 'summary', ARGV[9], 'duration_s', ARGV[10], 'error', '',
            'committed_attempt', ARGV[7])
 if ARGV[12] and ARGV[12] ~= '' then redis.call('HSET', k, 'progress', ARGV[12], 'progress_done', ARGV[13]) end
-if ARGV[14] and ARGV[14] ~= '' then  -- held beside the record, as long as it: what the janitor publishes
+if ARGV[14] and ARGV[14] ~= '' then  -- kept until published (then dropped), expiring with the record at the latest
   redis.call('SET', P .. 'manifest:' .. id, ARGV[14], 'EX', TTL)
   redis.call('HSET', k, 'manifest_held', '1')
 end
