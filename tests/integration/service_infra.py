@@ -391,6 +391,19 @@ def inprocess_worker(settings: Any, name: str = "inproc") -> Iterator[Any]:
         yield w
 
 
+def download(api: Any, url: str) -> Any:
+    """One artifact URL of a job view, fetched as a client would: a presigned S3 URL without credentials, the
+    API's own artifact route with the token (through the test client), its redirect to S3 followed outside it."""
+    import httpx
+
+    if not url.startswith("http://testserver/"):
+        return httpx.get(url, timeout=30)
+    r = api.get(url.removeprefix("http://testserver"), follow_redirects=False)
+    if r.status_code in (302, 303, 307, 308):
+        return httpx.get(r.headers["location"], timeout=30)
+    return r
+
+
 def submit(api: Any, spec: dict[str, Any], **body: Any) -> dict[str, Any]:
     r = api.post("/v1/jobs", json={"spec": spec, **body})
     assert r.status_code == 201, r.text

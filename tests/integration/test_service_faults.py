@@ -12,7 +12,8 @@ import time
 
 import numpy as np
 import pytest
-from service_infra import FaultProxy, RedisServer, inprocess_worker, submit, wait_for, wait_progress, wait_state
+from service_infra import (FaultProxy, RedisServer, download, inprocess_worker, submit, wait_for, wait_progress,
+                           wait_state)
 
 from scalespace.jobs import run_job
 from scalespace.storage import LocalStore, S3Store
@@ -61,8 +62,6 @@ def test_sigkill_mid_job_completes_once_on_another_worker(api, settings, worker_
 def test_frozen_worker_past_its_lease_leaves_the_new_owners_results_intact(api, settings, worker_process, tmp_path):
     """SIGSTOP a worker past its lease, let another worker finish the job, then SIGCONT: the woken worker writes,
     deletes and publishes nothing; one manifest, every sha256 right, downloads work."""
-    import httpx
-
     frozen = worker_process(settings, "frozen")
     job = submit(api, VERY_LONG)
     running = wait_progress(api, job["id"], at_least=3, timeout_s=180)
@@ -89,8 +88,7 @@ def test_frozen_worker_past_its_lease_leaves_the_new_owners_results_intact(api, 
         blob = store.get("jobs", job["id"], a["path"])
         assert hashlib.sha256(blob).hexdigest() == a["sha256"] and len(blob) == a["bytes"]
     for art in after["artifacts"]:  # the downloads a user gets: presigned, the manifest through the API
-        r = api.get(art["url"].replace("http://testserver", "")) if art["name"] == "manifest.json" \
-            else httpx.get(art["url"], timeout=30)
+        r = download(api, art["url"])
         assert r.status_code == 200, (art["name"], r.status_code)
         assert art["sha256"] is None or hashlib.sha256(r.content).hexdigest() == art["sha256"]
     np.testing.assert_array_equal(_samples(store, job["id"]), _embedded(VERY_LONG, tmp_path))
@@ -253,7 +251,7 @@ def test_s3_outage_just_after_the_commit_keeps_the_results_and_the_janitor_publi
             assert proxy.tripped.is_set()
             assert done["state"] == "succeeded" and done["attempts"] == 1, done["error"]
             url = next(a["url"] for a in done["artifacts"] if a["name"] == "manifest.json")
-            served = api.get(url.replace("http://testserver", ""))
+            served = download(api, url)
             assert served.status_code == 200 and json.loads(served.content)["job_id"] == job["id"]
             store = S3Store.from_settings(make_settings())  # S3 itself, not through the proxy
             assert store.manifest(job["id"]) is None  # not published while S3 is away
