@@ -112,8 +112,8 @@ class Services:
 
 def _artifacts(rec: JobRecord) -> dict[str, dict[str, Any]]:
     """A succeeded job's artifacts by name, each with its path in the job's folder, and its manifest: the job's
-    manifest.json, published just after the commit from the bytes the commit kept (get_artifact serves those until
-    they have been dropped), or, for a commit that kept none, the committed attempt's own manifest."""
+    manifest.json, published just after the commit from the bytes the commit kept (the artifact route serves
+    those until they have been dropped), or, for a commit that kept none, the committed attempt's own."""
     out = {a["name"]: {**a, "path": a.get("path") or a["name"]} for a in rec.artifacts or [] if a.get("name")}
     committed = rec.committed_attempt
     own = committed and not rec.manifest_held
@@ -127,9 +127,7 @@ def _view(rec: JobRecord, svc: Services, request: Request, position: int | None 
     if state == "succeeded":
         artifacts = []
         for a in _artifacts(rec).values():
-            # a held manifest through this API (from the job store until it has landed), never a URL that may
-            # answer 404 for the few ms between the commit and the publish
-            if isinstance(svc.store, S3Store) and not (a["name"] == MANIFEST and rec.manifest_held):
+            if isinstance(svc.store, S3Store):
                 url = svc.store.url("jobs", rec.id, a["path"], svc.settings.s3_presign_expiry_s)
             else:
                 url = str(request.url_for("get_artifact", job_id=rec.id, name=a["name"]))
