@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 import random
 import time
-from typing import Any
 
 from scalespace.jobs.kinds import JOB_KINDS
 from scalespace.scheduler.jobstore import TERMINAL, JobStore
@@ -33,14 +32,12 @@ from scalespace.storage import MANIFEST, ArtifactStore, StoreUnavailable, attemp
 log = logging.getLogger("scalespace.janitor")
 
 
-def publish(store: ArtifactStore, job_id: str, attempt: int, manifest: bytes | dict[str, Any] | None = None) -> None:
+def publish(store: ArtifactStore, job_id: str, attempt: int, manifest: bytes | None = None) -> None:
     """The committed attempt's manifest, byte for byte, as the job's `manifest.json`: `manifest` (the bytes the
-    commit kept, or the dict, encoded as put_json encodes) when there is one, else one server-side copy of the
-    attempt's own manifest (a commit that kept none; no bytes through the janitor)."""
-    if isinstance(manifest, bytes):
+    commit kept) when there are some, else one server-side copy of the attempt's own manifest (a commit that
+    kept none; no bytes through the janitor)."""
+    if manifest is not None:
         store.put("jobs", job_id, MANIFEST, manifest)
-    elif manifest is not None:
-        store.put_json("jobs", job_id, MANIFEST, manifest)
     else:
         store.copy("jobs", job_id, f"{attempt_folder(attempt)}/{MANIFEST}", MANIFEST)
 

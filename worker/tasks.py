@@ -13,8 +13,9 @@
      and returns the attempt's manifest once every file has landed;
   3. commit: one job-store step, valid only while this delivery owns the job
      with the current token, that keeps the manifest's bytes beside the record;
-     then publish them as the job's `manifest.json` (else the janitor will). Or record the other outcomes (failed with the reason,
-     cancelled, expired; back to the lane after an outage, with backoff).
+     then publish them as the job's `manifest.json` (else the janitor will).
+     Or record the other outcomes (failed with the reason, cancelled,
+     expired; back to the lane after an outage, with backoff).
 A worker that lost its lease writes, deletes and publishes nothing: the new
 owner's results stand, and the janitor (scalespace.scheduler.janitor) removes
 the leftovers of attempts that were not committed.
