@@ -52,6 +52,9 @@ def code_version() -> str:
 
 
 def device_info(device: torch.device) -> dict[str, str]:
+    """The device a job ran on; with the package versions it tells which kernels, hence which last bits."""
     if device.type == "cuda":
         return {"type": "cuda", "name": torch.cuda.get_device_name(device), "cuda": str(torch.version.cuda)}
-    return {"type": "cpu", "name": platform.processor() or platform.machine()}
+    # the vector instruction set torch's CPU kernels use (DEFAULT, AVX2, AVX512, ...)
+    return {"type": "cpu", "name": platform.processor() or platform.machine(),
+            "capability": torch.backends.cpu.get_cpu_capability()}

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from scalespace.cli import main
 from scalespace.data import datasets
@@ -45,6 +46,7 @@ def test_sample_writes_artifacts_and_manifest_last(tmp_path, capsys):
         assert hashlib.sha256((job / a["name"]).read_bytes()).hexdigest() == a["sha256"]
     assert manifest["seeds"]["seed"] == 4 and manifest["spec"]["n"] == 5
     assert {"torch", "python"} <= set(manifest["packages"]) and manifest["device"]["type"] == "cpu"
+    assert manifest["device"]["capability"] == torch.backends.cpu.get_cpu_capability()
 
 
 def test_run_yaml_spec_equals_sample_command(tmp_path):
