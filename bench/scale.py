@@ -4,6 +4,7 @@
     .venv/bin/python bench/scale.py --part control-plane     # Redis only, no torch work (about 2 minutes)
     .venv/bin/python bench/scale.py --part control-plane --ks 1,8,32 --workers 4 --steps 20
     .venv/bin/python bench/scale.py --part speedup           # a sharded sample job, 1 worker against 2
+    .venv/bin/python bench/scale.py --part readers           # listing the live workers in a full store
 
 Part 1, control plane (`--part control-plane`). The real job store
 (scalespace.scheduler.jobstore.JobStore and its Lua scripts) and the real
@@ -64,6 +65,12 @@ workers than with 1 (the workers did not get a core each), the t2/t1 the run
 would have had with the shards at their 1-worker speed. If the API refuses
 the `shards` field (422) it says that the feature is missing; a job that comes
 back without children is reported as not fanned out.
+
+Part 3, readers (`--part readers`): what listing the live workers costs
+(`/v1/ready` and every `/metrics` scrape) with `--fill` job records in a
+redis-server of its own: the job store's one-key read against the keyspace
+SCAN it replaced, `--reads` reads each, side by side; per read the time,
+Redis's CPU and the commands.
 """
 
 from __future__ import annotations
@@ -459,6 +466,51 @@ def ping_cost(r: Any, n: int) -> dict[str, float]:
     return {"n": n, "ping_cpu_s": (after["cpu_s"] - before["cpu_s"]) / n}
 
 
+def readers(args: argparse.Namespace) -> int:
+    """Part 3: what listing the live workers costs (/v1/ready and every /metrics scrape ask) with --fill ended
+    jobs in the store: the one-key read (JobStore.workers, the `workers` sorted set) against the keyspace
+    SCAN of `worker:*` keys it replaced, side by side on one redis-server of its own, --reads calls each."""
+    import redis
+
+    tmp = Path(tempfile.mkdtemp(prefix="scalespace-readers-"))
+    rproc, port = start_redis(tmp, "no")
+    try:
+        from scalespace.scheduler.jobstore import JobStore
+
+        r = redis.Redis(port=port, decode_responses=True)
+        js = JobStore(r)
+        for start in range(0, args.fill, 10_000):  # one key a job: a real job has one or more
+            pipe = r.pipeline(transaction=False)
+            for i in range(start, min(start + 10_000, args.fill)):
+                pipe.hset(js.key("job", f"ended-{i:07d}"), mapping={"state": "succeeded", "kind": "sample"})
+            pipe.execute()
+        for w in range(args.workers):
+            js.register_worker(f"gpu{w}@bench", 35, {"pid": w})
+
+        def scan_form() -> list[str]:  # the form replaced: every key of the store, 500 a call
+            n = len(js.prefix) + len("worker:")
+            return sorted(k[n:] for k in r.scan_iter(match=js.key("worker", "*"), count=500))
+
+        print(f"readers: listing {args.workers} live workers with {args.fill} job records in the store, "
+              f"{args.reads} reads each, one redis-server")
+        for name, read in (("one key (ZRANGEBYSCORE workers)", js.workers), ("keyspace SCAN (before)", scan_form)):
+            assert read() == js.workers(), name
+            before = redis_figures(r)
+            t0 = time.perf_counter()
+            for _ in range(args.reads):
+                read()
+            wall = (time.perf_counter() - t0) / args.reads
+            after = redis_figures(r)
+            print(f"  {name}: {1000 * wall:.3f} ms a read, Redis CPU {1000 * (after['cpu_s'] - before['cpu_s']) / args.reads:.3f} "
+                  f"ms a read, {(after['commands'] - before['commands'] - 1) / args.reads:.1f} commands a read",
+                  flush=True)
+    finally:
+        rproc.terminate()
+        rproc.wait(timeout=30)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
 def control_plane(args: argparse.Namespace) -> int:
     import redis
 
@@ -822,7 +874,7 @@ def wait_job(http: Any, job_id: str, timeout_s: float) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--part", choices=("speedup", "control-plane", "all"), default="all")
+    ap.add_argument("--part", choices=("speedup", "control-plane", "readers", "all"), default="all")
     ap.add_argument("--ks", default="1,8,32", help="shards per job, comma-separated (1: a plain job)")
     ap.add_argument("--workers", type=int, default=4, help="simulated worker processes")
     ap.add_argument("--shards", type=int, default=1600, help="shards measured per K (jobs = shards / K)")
@@ -837,6 +889,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--beats", type=int, default=50, help="pulses timed")
     ap.add_argument("--shard-s", type=float, default=1.0, help="GPU seconds per shard for the projection")
     ap.add_argument("--timeout", type=float, default=600, help="seconds to wait for one K's jobs / the sharded job")
+    ap.add_argument("--fill", type=int, default=100_000, help="readers: job records in the store")
+    ap.add_argument("--reads", type=int, default=20, help="readers: reads timed per form")
     ap.add_argument("--speedup-n", type=int, default=2048)
     ap.add_argument("--speedup-steps", type=int, default=100)
     ap.add_argument("--speedup-shards", default="2", help="the spec's shards (an integer or auto)")
@@ -850,6 +904,8 @@ def main(argv: list[str] | None = None) -> int:
         rc |= control_plane(args)
     if args.part in ("speedup", "all"):
         rc |= speedup(args)
+    if args.part in ("readers", "all"):
+        rc |= readers(args)
     return rc
 
 

@@ -40,6 +40,9 @@ STATES = ("queued", "running", "succeeded", "failed", "cancelled", "expired")
 TERMINAL = frozenset(STATES[2:])
 #: the lane nightly sweeps are queued on
 NIGHTLY_LANE = LANES[-1]
+#: a worker's name leaves the `workers` set this long after its last beat lapsed (one killed without
+#: unregistering); until then it is only not listed
+WORKER_FORGET_S = 86400.0
 DURATION_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)
 _INT_FIELDS = ("attempts", "redeliveries", "retries", "progress_done", "children_total", "children_done", "fence",
                "committed_attempt")
@@ -470,14 +473,27 @@ class JobStore:
 
     # --- workers, dead letters, metrics ------------------------------------------------------------
     def register_worker(self, name: str, ttl_s: float, info: dict[str, Any]) -> None:
-        self.r.set(self.key("worker", name), json.dumps(info), px=int(ttl_s * 1000))
+        """A worker's beat: its info under `worker:<name>` for ttl_s, and its name in the `workers` sorted set
+        scored by when that beat lapses, so listing the live workers reads one key, not the keyspace. Names
+        whose beat lapsed long ago leave the set here (a worker killed without unregistering)."""
+        now = time.time()
+        pipe = self.r.pipeline(transaction=True)
+        pipe.set(self.key("worker", name), json.dumps(info), px=max(1, int(ttl_s * 1000)))
+        pipe.zadd(self.key("workers"), {name: now + ttl_s})
+        pipe.zremrangebyscore(self.key("workers"), "-inf", now - WORKER_FORGET_S)
+        pipe.expire(self.key("workers"), int(ttl_s + WORKER_FORGET_S))  # gone with the last worker
+        pipe.execute()
 
     def unregister_worker(self, name: str) -> None:
-        self.r.delete(self.key("worker", name))
+        pipe = self.r.pipeline(transaction=True)
+        pipe.delete(self.key("worker", name))
+        pipe.zrem(self.key("workers"), name)
+        pipe.execute()
 
     def workers(self) -> list[str]:
-        n = len(self.prefix) + len("worker:")
-        return sorted(k[n:] for k in self.r.scan_iter(match=self.key("worker", "*"), count=500))
+        """The workers whose last beat has not lapsed, by name: one ZRANGEBYSCORE, however many jobs the store
+        holds (/v1/ready and every /metrics scrape ask)."""
+        return sorted(self.r.zrangebyscore(self.key("workers"), time.time(), "+inf"))
 
     def dead_letters(self, limit: int = 100) -> list[str]:
         return list(self.r.lrange(self.key("deadletter"), 0, limit - 1))

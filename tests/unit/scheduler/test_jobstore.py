@@ -243,6 +243,38 @@ def test_list_filters_and_worker_registry(jobstore):
     assert json.loads(jobstore.r.hget(jobstore.key("job", "l2"), "spec")) == SPEC
 
 
+def test_the_live_workers_are_read_from_one_key_and_a_lapsed_beat_is_not_listed(jobstore):
+    """/v1/ready and every /metrics scrape list the workers: one command however many jobs the store holds (a
+    SCAN of the keyspace would take a command per 500 keys); a worker whose beat lapsed is not listed, and one
+    that lapsed more than WORKER_FORGET_S ago leaves the set at the next beat."""
+    from scalespace.scheduler.jobstore import WORKER_FORGET_S
+
+    r = jobstore.r
+    pipe = r.pipeline(transaction=False)
+    for k in range(5000):
+        pipe.hset(jobstore.key("job", f"filler-{k}"), "state", "succeeded")
+    pipe.execute()
+    jobstore.register_worker("b@h", 30, {"pid": 2})
+    jobstore.register_worker("a@h", 30, {"pid": 1})
+    jobstore.register_worker("short@h", 0.05, {"pid": 3})
+    before = r.info("stats")["total_commands_processed"]
+    scans = r.info("commandstats").get("cmdstat_scan", {}).get("calls", 0)
+    listed = jobstore.workers()
+    assert r.info("stats")["total_commands_processed"] - before == 3  # the two INFO calls and one read
+    assert r.info("commandstats").get("cmdstat_scan", {}).get("calls", 0) == scans
+    assert listed == ["a@h", "b@h", "short@h"]
+    assert json.loads(r.get(jobstore.key("worker", "a@h"))) == {"pid": 1}
+    time.sleep(0.1)
+    assert jobstore.workers() == ["a@h", "b@h"]  # short@h's beat lapsed
+    assert r.zscore(jobstore.key("workers"), "short@h") is not None  # kept a while (a late beat comes back)
+    r.zadd(jobstore.key("workers"), {"killed@h": time.time() - WORKER_FORGET_S - 1})
+    jobstore.register_worker("a@h", 30, {"pid": 1})
+    assert r.zscore(jobstore.key("workers"), "killed@h") is None and jobstore.workers() == ["a@h", "b@h"]
+    assert 0 < r.ttl(jobstore.key("workers")) <= 30 + WORKER_FORGET_S
+    jobstore.unregister_worker("b@h")
+    assert jobstore.workers() == ["a@h"] and r.get(jobstore.key("worker", "b@h")) is None
+
+
 def test_duration_buckets():
     from scalespace.scheduler.jobstore import duration_bucket
 
